@@ -1,0 +1,187 @@
+"""One registry that turns a calculator name into an ASE calculator.
+
+Every number alloyflow writes carries ``calculator_info(name)``: the registry
+name, the model, the package version and the kind of method (``mlip``, ``dft``
+or ``test``), so an ML barrier can never be mistaken for a DFT one.
+
+Backends are registered lazily: importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Callable
+
+from ase.calculators.calculator import Calculator
+
+DEFAULT_CALCULATOR = "sevennet"
+"""The one place the default potential is set (SevenNet-0: closest offline stand-in for PBE)."""
+
+
+class CalculatorError(ValueError):
+    """An unknown calculator, or elements a calculator cannot treat."""
+
+
+@dataclass(frozen=True)
+class CalculatorSpec:
+    name: str
+    model: str
+    kind: str  # "mlip", "dft" or "test"
+    package: str
+    description: str
+    factory: Callable[..., Calculator]
+    supported_elements: Callable[[], frozenset[str]] = field(default=lambda: frozenset())
+    batched: bool = False
+
+    @property
+    def version(self) -> str:
+        if self.package == "alloyflow":
+            from alloyflow.mock_potential import MOCK_VERSION
+
+            return MOCK_VERSION
+        try:
+            return version(self.package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    @property
+    def label(self) -> str:
+        """How a number from this calculator is labelled in tables and plots."""
+        tag = {"mlip": "ML potential", "dft": "DFT", "test": "TEST ONLY"}[self.kind]
+        return f"{self.model} ({tag})"
+
+
+_REGISTRY: dict[str, CalculatorSpec] = {}
+_CACHE: dict[tuple, Calculator] = {}
+
+
+def register_calculator(spec: CalculatorSpec) -> None:
+    _REGISTRY[spec.name] = spec
+
+
+def available_calculators() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str | None = None) -> CalculatorSpec:
+    name = name or DEFAULT_CALCULATOR
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise CalculatorError(
+            f"unknown calculator {name!r}; available: {', '.join(available_calculators())}"
+        ) from None
+
+
+def calculator_info(name: str | None = None) -> dict[str, str]:
+    """Name, model, version and kind: recorded in every stored document."""
+    spec = get_spec(name)
+    return {"name": spec.name, "model": spec.model, "version": spec.version, "kind": spec.kind, "label": spec.label}
+
+
+def set_torch_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads: ``n``, else $ALLOYFLOW_THREADS, else all cores."""
+    n = n or int(os.environ.get("ALLOYFLOW_THREADS", "0")) or os.cpu_count() or 1
+    import torch
+
+    torch.set_num_threads(n)
+    return n
+
+
+def get_calculator(name: str | None = None, **kwargs) -> Calculator:
+    """An ASE calculator for ``name``; ML models are loaded once per process."""
+    spec = get_spec(name)
+    key = (spec.name, tuple(sorted(kwargs.items())))
+    if key not in _CACHE:
+        if spec.kind == "mlip":
+            set_torch_threads()
+        _CACHE[key] = spec.factory(**kwargs)
+    return _CACHE[key]
+
+
+def check_elements(name: str | None, elements, where: str = "") -> None:
+    """Raise a clear error if the calculator cannot treat one of ``elements``."""
+    spec = get_spec(name)
+    supported = spec.supported_elements()
+    if not supported:
+        return
+    missing = sorted(set(map(str, elements)) - supported)
+    if missing:
+        place = f" in {where}" if where else ""
+        raise CalculatorError(
+            f"calculator {spec.name!r} ({spec.model}) does not support element(s) {', '.join(missing)}{place}"
+        )
+
+
+def _elements_up_to(z_max: int) -> frozenset[str]:
+    from pymatgen.core.periodic_table import Element
+
+    return frozenset(Element.from_Z(z).symbol for z in range(1, z_max + 1))
+
+
+def _sevennet_factory(model: str = "7net-0", modal: str | None = None, device: str = "cpu") -> Calculator:
+    from sevenn.calculator import SevenNetCalculator
+
+    kwargs = {"model": model, "device": device}
+    if modal:
+        kwargs["modal"] = modal
+    return SevenNetCalculator(**kwargs)
+
+
+def _sevennet_elements() -> frozenset[str]:
+    from ase.data import chemical_symbols
+
+    calc = get_calculator("sevennet")
+    return frozenset(chemical_symbols[z] for z in calc.type_map)
+
+
+def _chgnet_factory(model_name: str = "0.3.0", device: str = "cpu") -> Calculator:
+    from chgnet.model import CHGNet
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    return CHGNetCalculator(model=CHGNet.load(model_name=model_name, use_device=device, verbose=False), use_device=device)
+
+
+def _mock_factory(**kwargs) -> Calculator:
+    from alloyflow.mock_potential import MockPairPotential
+
+    return MockPairPotential(**kwargs)
+
+
+register_calculator(
+    CalculatorSpec(
+        name="sevennet",
+        model="SevenNet-0",
+        kind="mlip",
+        package="sevenn",
+        description="SevenNet-0 (7net-0), PBE-trained universal potential; the default",
+        factory=_sevennet_factory,
+        supported_elements=_sevennet_elements,
+        batched=True,
+    )
+)
+register_calculator(
+    CalculatorSpec(
+        name="chgnet",
+        model="CHGNet-0.3.0",
+        kind="mlip",
+        package="chgnet",
+        description="CHGNet 0.3.0; 2-3x faster cross-check, softens Li-Sn barriers",
+        factory=_chgnet_factory,
+        supported_elements=lambda: _elements_up_to(94),
+        batched=True,
+    )
+)
+register_calculator(
+    CalculatorSpec(
+        name="mock",
+        model="mock-Morse",
+        kind="test",
+        package="alloyflow",
+        description="analytic Morse pair potential for unit tests only",
+        factory=_mock_factory,
+        supported_elements=lambda: _elements_up_to(94),
+    )
+)

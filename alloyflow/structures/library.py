@@ -1,0 +1,247 @@
+"""The structure library: bundled CIFs with provenance, plus user folders.
+
+Each bundled CIF opens with a ``# SOURCE:`` / ``# STATUS:`` header (see
+``data/SOURCES.md``). The header is kept verbatim and summarised in a
+``status`` word so that a user can filter, e.g. drop hypothetical cells::
+
+    lib = StructureLibrary()
+    [p.name for p in lib.phases("Li-Sn") if p.status != "hypothetical"]
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable
+
+from pymatgen.core import Composition, Element, Structure
+
+DATA_DIR = Path(__file__).parent / "data"
+STATUSES = ("element", "verified", "prototype", "model", "hypothetical", "predicted", "user")
+
+
+class StructureError(ValueError):
+    """A structure file or request that cannot be used; the message names it."""
+
+
+def parse_system(system: str | Iterable[str]) -> tuple[str, ...]:
+    """``"Li-Sn"`` -> ``("Li", "Sn")``, with a clear error for unknown elements."""
+    parts = system.replace(" ", "").split("-") if isinstance(system, str) else list(system)
+    parts = [p for p in parts if p]
+    if len(parts) < 2:
+        raise StructureError(f"chemical system {system!r} must name at least two elements, e.g. 'Li-Sn'")
+    for p in parts:
+        if not Element.is_valid_symbol(p):
+            raise StructureError(f"unknown element {p!r} in chemical system {system!r}")
+    return tuple(sorted(set(parts), key=lambda s: (s != "Li", s)))
+
+
+def _status_from_header(header: str, n_elements: int, user: bool) -> str:
+    status_lines = [ln for ln in header.splitlines() if ln.startswith("# STATUS")]
+    text = status_lines[0].upper() if status_lines else ""
+    if n_elements == 1:
+        return "element"
+    if "PREDICTED" in text:
+        return "predicted"
+    if "HYPOTHETICAL" in text:
+        return "hypothetical"
+    if "IDEALISED" in text or "IDEALIZED" in text or "MODEL" in text:
+        return "model"
+    if "PROTOTYPE" in text:
+        return "prototype"
+    if "VERIFIED" in text:
+        return "verified"
+    return "user" if user else "verified"
+
+
+def _read_header(path: Path) -> str:
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.startswith("#"):
+                break
+            lines.append(line.rstrip("\n"))
+    return "\n".join(lines)
+
+
+def read_structure(path: str | Path) -> Structure:
+    """Read a CIF (or any pymatgen-readable file) with an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise StructureError(f"structure file {path} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_file(path)
+    except Exception as exc:  # pymatgen raises many types for bad CIFs
+        raise StructureError(f"cannot read structure file {path}: {type(exc).__name__}: {exc}") from None
+    if len(structure) == 0:
+        raise StructureError(f"structure file {path} holds no atoms")
+    return structure
+
+
+@dataclass
+class Phase:
+    """One structure of the library with its provenance."""
+
+    name: str
+    path: Path
+    header: str = ""
+    user: bool = False
+    status_override: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @cached_property
+    def structure(self) -> Structure:
+        return read_structure(self.path)
+
+    @property
+    def composition(self) -> Composition:
+        return self.structure.composition
+
+    @property
+    def formula(self) -> str:
+        return self.composition.reduced_formula
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return tuple(sorted(el.symbol for el in self.composition.elements))
+
+    @property
+    def status(self) -> str:
+        if self.status_override:
+            return self.status_override
+        return _status_from_header(self.header, len(self.elements), self.user)
+
+    @property
+    def source(self) -> str:
+        for line in self.header.splitlines():
+            if line.startswith("# SOURCE:"):
+                return line.removeprefix("# SOURCE:").strip()
+        return f"user file {self.path}" if self.user else str(self.path.name)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "formula": self.formula,
+            "status": self.status,
+            "source": self.source,
+            "file": str(self.path),
+            "natoms": len(self.structure),
+            **self.metadata,
+        }
+
+
+class StructureLibrary:
+    """Bundled phases plus any user CIF folders; later folders override by name."""
+
+    def __init__(self, user_dirs: Iterable[str | Path] = (), include_bundled: bool = True):
+        self._phases: dict[str, Phase] = {}
+        if include_bundled:
+            for path in sorted(DATA_DIR.glob("*.cif")) + sorted((DATA_DIR / "hypothetical").glob("*.cif")):
+                self._phases[path.stem] = Phase(path.stem, path, _read_header(path))
+        for folder in user_dirs:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: str | Path) -> list[Phase]:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise StructureError(f"structure folder {folder} does not exist")
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".cif", ".vasp") or p.name.startswith("POSCAR"))
+        if not paths:
+            raise StructureError(f"structure folder {folder} holds no CIF or POSCAR files")
+        added = []
+        for path in paths:
+            phase = Phase(path.stem, path, _read_header(path), user=True)
+            phase.structure  # noqa: B018 - fail now, naming the file, not later mid-run
+            self._phases[phase.name] = phase
+            added.append(phase)
+        return added
+
+    def add_structure(self, name: str, structure: Structure, status: str = "predicted", **metadata) -> Phase:
+        """Register an in-memory structure (e.g. from a search) with provenance."""
+        phase = Phase(name, Path(f"<{name}>"), user=True, status_override=status, metadata=metadata)
+        phase.__dict__["structure"] = structure
+        self._phases[name] = phase
+        return phase
+
+    def all(self) -> list[Phase]:
+        return list(self._phases.values())
+
+    def phases(self, system: str | Iterable[str], statuses: Iterable[str] | None = None) -> list[Phase]:
+        """Every phase whose elements lie in ``system`` (elements included)."""
+        elements = set(parse_system(system))
+        wanted = set(statuses) if statuses else None
+        found = [
+            p
+            for p in self._phases.values()
+            if set(p.elements) <= elements and (wanted is None or p.status in wanted)
+        ]
+        if not found:
+            raise StructureError(f"no structures for system {'-'.join(sorted(elements))} in the library")
+        missing = elements - {p.elements[0] for p in found if len(p.elements) == 1}
+        if missing:
+            raise StructureError(
+                f"system {'-'.join(sorted(elements))} lacks an elemental reference for {', '.join(sorted(missing))}"
+            )
+        return sorted(found, key=lambda p: (p.composition.get_atomic_fraction(Element(parse_system(system)[0])), p.name))
+
+    def get(self, name_or_formula: str, system: str | None = None) -> Phase:
+        """A phase by file name (``LiSn_beta``) or reduced formula (``Li13Sn5``)."""
+        if name_or_formula in self._phases:
+            phase = self._phases[name_or_formula]
+        else:
+            try:
+                formula = Composition(name_or_formula).reduced_formula
+            except Exception:
+                raise StructureError(f"{name_or_formula!r} is neither a phase name nor a chemical formula") from None
+            matches = [p for p in self._phases.values() if p.formula == formula]
+            if not matches:
+                raise StructureError(f"no phase {name_or_formula!r} in the library (known: {', '.join(sorted(self._phases))})")
+            # Prefer the file named after the formula (the reported phase) over polymorph variants.
+            matches.sort(key=lambda p: (p.name != formula, p.status == "hypothetical", p.name))
+            phase = matches[0]
+        if system is not None:
+            allowed = set(parse_system(system))
+            outside = sorted(set(phase.elements) - allowed)
+            if outside:
+                raise StructureError(
+                    f"phase {phase.name} ({phase.path}) contains {', '.join(outside)}, outside the system {'-'.join(sorted(allowed))}"
+                )
+        return phase
+
+    def load(self, name_or_formula: str, system: str | None = None) -> Structure:
+        return self.get(name_or_formula, system).structure.copy()
+
+
+def fetch_materials_project(system: str, folder: str | Path, api_key: str | None = None) -> list[Path]:
+    """Write the system's Materials Project structures as CIFs into ``folder``.
+
+    Needs the optional ``mp`` extra (``pip install alloyflow[mp]``), network
+    access and an API key (argument or $MP_API_KEY).
+    """
+    import os
+
+    api_key = api_key or os.environ.get("MP_API_KEY")
+    if not api_key:
+        raise StructureError("Materials Project fetch needs an API key: pass api_key or set MP_API_KEY")
+    try:
+        from mp_api.client import MPRester
+    except ImportError:
+        raise StructureError("Materials Project fetch needs the optional extra: pip install 'alloyflow[mp]'") from None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with MPRester(api_key) as mpr:
+            docs = mpr.materials.summary.search(chemsys="-".join(parse_system(system)), fields=["material_id", "structure"])
+    except Exception as exc:
+        raise StructureError(f"Materials Project is unreachable or refused the request (offline?): {exc}") from None
+    written = []
+    for doc in docs:
+        path = folder / f"{doc.structure.composition.reduced_formula}_{doc.material_id}.cif"
+        header = f"# SOURCE: Materials Project {doc.material_id}\n# STATUS: database structure (MP, PBE-relaxed)\n"
+        path.write_text(header + doc.structure.to(fmt="cif"))
+        written.append(path)
+    return written
