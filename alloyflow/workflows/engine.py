@@ -161,13 +161,17 @@ def run_cached(
     """Run the jobs of ``flow`` that the store does not hold yet, one at a time.
 
     ``progress`` is an optional callable ``(label, reused: bool) -> None``
-    called after each job (the CLI drives a progress bar with it).
+    called after each job; if it has ``start(total)`` that is called first
+    (the CLI drives a progress bar with it).
     """
     from jobflow.managers.local import run_locally
 
     summary = RunSummary()
     t0 = time.perf_counter()
-    for job in _jobs_in_order(flow):
+    jobs = _jobs_in_order(flow)
+    if hasattr(progress, "start"):
+        progress.start(len(jobs))
+    for job in jobs:
         label = (job.metadata or {}).get("alloyflow_label", job.name)
         if store.has(job.uuid):
             summary.reused += 1

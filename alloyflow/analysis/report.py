@@ -1,0 +1,165 @@
+"""The study's ``report.md``: tables and plots from stored results, plus a comparison.
+
+The comparison section puts the reference study's published values (from
+``reference_data``) beside this run's, each column labelled with the method
+that produced it; an ML barrier is never presented as a DFT one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alloyflow.analysis.reference_data import (
+    REFERENCE_BARRIERS,
+    REFERENCE_CITATION,
+    REFERENCE_HULL_MINIMUM,
+    REFERENCE_STABLE,
+    REFERENCE_VOLTAGE,
+)
+
+
+def _fmt(value, scale=1.0, digits=1, none="–"):
+    if value is None:
+        return none
+    return f"{value * scale:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def hull_section(system: str, hull, voltage) -> str:
+    rows = [
+        [p.name, p.formula, p.status, _fmt(p.x_li, digits=3), _fmt(p.formation_energy_per_atom, 1000),
+         _fmt(p.e_above_hull, 1000), "yes" if p.stable else "", _fmt(p.volume_per_atom, digits=2),
+         _fmt(p.volume_per_li, digits=2), _fmt(p.volume_expansion, 100, 0), "" if p.converged else "NO"]
+        for p in hull.phases
+    ]
+    steps = [[_fmt(s.x_start, digits=2), _fmt(s.x_end, digits=2), _fmt(s.voltage, digits=3), " + ".join(s.phases)]
+             for s in voltage.steps]
+    parts = [
+        f"## {system}",
+        f"![hull]({system}/hull.png) ![voltage]({system}/voltage.png)",
+        "",
+        _table(["phase", "formula", "status", "x(Li)", "E_f (meV/at)", "E_hull (meV/at)", "stable",
+                "V/atom (Å³)", "V/Li (Å³)", "ΔV/V(M) (%)", "unconverged"], rows),
+        "",
+        f"Nontopotactic voltage curve of Li in {voltage.host}: average {voltage.average_voltage:.3f} V over "
+        f"{voltage.max_li_per_host:.2f} Li per {voltage.host}, {voltage.capacity_mAh_per_g:.0f} mAh/g of {voltage.host}.",
+        "",
+        _table(["x start", "x end", "V vs Li/Li⁺", "two-phase region"], steps),
+    ]
+    if getattr(hull, "warnings", None):
+        parts += ["", *[f"> warning: {w}" for w in hull.warnings]]
+    return "\n".join(parts)
+
+
+def _cn(cn) -> str:
+    if not cn:
+        return "–"
+    get = cn.get if isinstance(cn, dict) else lambda k, d=None: getattr(cn, k, d)
+    return f"{get('cn')} ({get('li', get('cn_li'))} Li, {get('m', get('cn_m'))} M)"
+
+
+def _hop_get(hop, key, default=None):
+    return hop.get(key, default) if isinstance(hop, dict) else getattr(hop, key, default)
+
+
+def barrier_section(barriers) -> str:
+    rows, perc_rows = [], []
+    for res in barriers:
+        perc = res.percolation if isinstance(res.percolation, dict) else res.percolation.model_dump()
+        for hop in res.hops:
+            rows.append([res.phase, _hop_get(hop, "id"), _fmt(_hop_get(hop, "length"), digits=2),
+                         _cn(_hop_get(hop, "cn_initial")), _cn(_hop_get(hop, "cn_final")),
+                         _fmt(_hop_get(hop, "forward_barrier"), 1000, 0), _fmt(_hop_get(hop, "reverse_barrier"), 1000, 0),
+                         "yes" if _hop_get(hop, "converged") else "NO"])
+        sc = res.supercell if isinstance(res.supercell, dict) else res.supercell.model_dump()
+        perc_rows.append([res.phase, sc.get("natoms"), _fmt(sc.get("min_image_distance"), digits=1),
+                          *(_fmt(perc.get(d), 1000, 0) for d in ("1d", "2d", "3d"))])
+    return "\n".join([
+        "## Li migration barriers (dilute vacancy, CI-NEB)",
+        "",
+        "Coordination of the departing Li versus barrier (meV):",
+        "",
+        _table(["phase", "hop", "length (Å)", "CN initial", "CN final", "forward", "reverse", "converged"], rows),
+        "",
+        "Lowest barrier at which the hop network percolates (meV):",
+        "",
+        _table(["phase", "supercell atoms", "min image distance (Å)", "1D", "2D", "3D"], perc_rows),
+    ])
+
+
+def _spearman(a: list[float], b: list[float]) -> float | None:
+    if len(a) < 3:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def comparison_section(hulls, voltages, barriers, label: str) -> str:
+    rows = []
+    for system, hull in hulls.items():
+        ref_stable = REFERENCE_STABLE.get(system)
+        if ref_stable is None:
+            continue
+        ours = sorted(hull.stable_set)
+        ref_min = REFERENCE_HULL_MINIMUM[system]
+        rows.append([f"{system} stable set", ", ".join(ours), ", ".join(ref_stable)])
+        rows.append([f"{system} hull minimum (meV/at)",
+                     f"{hull.hull_minimum['formula']} {hull.hull_minimum['formation_energy_per_atom'] * 1000:.1f}",
+                     f"{ref_min[0]} {ref_min[1] * 1000:.1f}"])
+        v = voltages[system]
+        ref_v = REFERENCE_VOLTAGE[system]
+        rows.append([f"{system} average voltage / max Li per M",
+                     f"{v.average_voltage:.2f} V / {v.max_li_per_host:.2f}", f"{ref_v[1]:.2f} V / {ref_v[0]:.2f}"])
+    ours_b, ref_b = [], []
+    for res in barriers:
+        perc = res.percolation if isinstance(res.percolation, dict) else res.percolation.model_dump()
+        lowest = next((perc.get(d) for d in ("1d", "2d", "3d") if perc.get(d) is not None), None)
+        ref = REFERENCE_BARRIERS.get(res.phase)
+        rows.append([f"{res.phase} lowest percolating barrier (meV)", _fmt(lowest, 1000, 0), _fmt(ref, 1000, 0)])
+        if lowest is not None and ref is not None:
+            ours_b.append(lowest)
+            ref_b.append(ref)
+    rho = _spearman(ours_b, ref_b)
+    text = [
+        "## Comparison with the reference study",
+        "",
+        f"This run: **{label}**. Reference: {REFERENCE_CITATION}. Missing phases in the bundled library (Li13In3, Li2In, "
+        "Li5In4, tetragonal LiIn3) cannot appear in this run's stable set until the tie-line search adds them.",
+        "",
+        _table(["quantity", f"this run ({label})", "reference study (PBE)"], rows),
+    ]
+    if rho is not None:
+        text += ["", f"Spearman rank correlation of the lowest percolating barriers over {len(ours_b)} phases: {rho:.2f}."]
+    return "\n".join(text)
+
+
+def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: dict) -> Path:
+    calc = meta["calculator"]
+    label = f"{calc['label']}, {calc['name']} {calc['version']}"
+    timing_rows = [[k, f"{v:.1f}"] for k, v in meta["timings_seconds"].items()]
+    parts = [
+        "# alloyflow study report",
+        "",
+        f"Systems: {', '.join(hulls)}. Every energy and barrier below was computed with **{label}**"
+        + (" — an ML potential, not DFT." if calc["kind"] == "mlip" else "."),
+        "",
+        *[hull_section(system, hulls[system], voltages[system]) + "\n" for system in hulls],
+    ]
+    if barriers:
+        parts += [barrier_section(barriers), ""]
+    parts += [comparison_section(hulls, voltages, barriers, label), ""]
+    parts += ["## Jobs and timings", "",
+              f"Jobs: {meta['jobs']['computed']} computed in this run, {meta['jobs']['reused']} reused from the store.",
+              "", _table(["stage", "wall time this run (s)"], timing_rows), ""]
+    path = out / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,163 @@
+"""Thin command line: parse, call one function, print."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from alloyflow.calculators import DEFAULT_CALCULATOR, available_calculators
+
+DEFAULT_OUT = "alloyflow-out"
+
+
+def _quiet() -> None:
+    """Libraries underneath warn a lot about things a user cannot act on."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger("jobflow").setLevel(logging.ERROR)
+    logging.getLogger("maggma").setLevel(logging.ERROR)
+    os.environ.setdefault("TQDM_MININTERVAL", "1")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calculator", default=DEFAULT_CALCULATOR, choices=available_calculators(),
+                   help=f"energy/force backend (default: {DEFAULT_CALCULATOR})")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder, also the job store (default: {DEFAULT_OUT})")
+    p.add_argument("--structures", action="append", default=[], metavar="DIR",
+                   help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _barrier_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-image-distance", type=float, default=10.0,
+                   help="minimum distance between periodic images of the vacancy, Å (default 10)")
+    p.add_argument("--images", type=int, default=5, help="intermediate NEB images (default 5)")
+    p.add_argument("--fmax", type=float, default=0.05, help="NEB force tolerance, eV/Å (default 0.05)")
+    p.add_argument("--max-hops", type=int, default=None, help="only the N shortest distinct hops")
+    p.add_argument("--max-length", type=float, default=None, help="longest hop considered, Å")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alloyflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("hull", help="relax a system's phases; hull, voltage curve, volumes")
+    p.add_argument("system", help="chemical system, e.g. Li-Sn")
+    p.add_argument("--phases", nargs="+", help="only these phases (elements are always included)")
+    _common(p)
+
+    p = sub.add_parser("barriers", help="Li vacancy-hop barriers of one phase (CI-NEB)")
+    p.add_argument("phase", nargs="?", help="phase name or formula, e.g. Li2Sn5")
+    p.add_argument("--system", help="chemical system the phase belongs to, e.g. Li-Sn")
+    p.add_argument("--dilute", action="store_true", help="one Li in the host phase (e.g. In): dilute-Li proxy hops")
+    p.add_argument("--table", nargs="+", metavar="PHASE", help="print the stored cross-phase table of these phases")
+    _barrier_options(p)
+    _common(p)
+
+    p = sub.add_parser("study", help="the whole campaign: hulls, voltages, barriers and a report")
+    p.add_argument("systems", nargs="+", help="chemical systems, e.g. Li-In Li-Sn")
+    p.add_argument("--barriers", nargs="+", default=["reference"],
+                   help="'reference' (the reference study's phases, default), 'auto' (every stable phase), "
+                        "'none', or phase names")
+    _barrier_options(p)
+    _common(p)
+
+    p = sub.add_parser("phases", help="list the library's phases of a system with provenance")
+    p.add_argument("system")
+    p.add_argument("--structures", action="append", default=[], metavar="DIR")
+
+    sub.add_parser("calculators", help="list registered calculators")
+    return parser
+
+
+def cmd_hull(args) -> int:
+    from alloyflow.workflows.study import run_hull_command
+
+    result = run_hull_command(
+        args.system, calculator=args.calculator, out=Path(args.out), structure_dirs=args.structures,
+        phases=args.phases, progress=not args.no_progress,
+    )
+    print(result.text)
+    return 0
+
+
+def cmd_barriers(args) -> int:
+    from alloyflow.workflows.study import barrier_table_text, run_barriers_command
+
+    if args.table:
+        print(barrier_table_text(Path(args.out), args.table, calculator=args.calculator))
+        return 0
+    if not args.phase:
+        print("alloyflow barriers: give a PHASE or --table PHASE...", file=sys.stderr)
+        return 2
+    result = run_barriers_command(
+        args.phase, system=args.system, calculator=args.calculator, out=Path(args.out),
+        structure_dirs=args.structures, min_image_distance=args.min_image_distance, n_images=args.images,
+        fmax=args.fmax, max_hops=args.max_hops, max_length=args.max_length, dilute=args.dilute,
+        progress=not args.no_progress,
+    )
+    print(result.text)
+    return 0
+
+
+def cmd_study(args) -> int:
+    from alloyflow.workflows.study import StudySettings, run_study
+
+    settings = StudySettings(
+        systems=args.systems, calculator=args.calculator, barriers=args.barriers,
+        min_image_distance=args.min_image_distance, n_images=args.images, fmax=args.fmax,
+        max_hops=args.max_hops, max_length=args.max_length, structure_dirs=args.structures,
+    )
+    report = run_study(settings, Path(args.out), progress=not args.no_progress)
+    print(report.summary)
+    return 0
+
+
+def cmd_phases(args) -> int:
+    from alloyflow.structures import StructureLibrary
+
+    lib = StructureLibrary(user_dirs=args.structures)
+    print(f"{'name':<14}{'formula':<10}{'atoms':>6}  {'status':<13}source")
+    for p in lib.phases(args.system):
+        print(f"{p.name:<14}{p.formula:<10}{len(p.structure):>6}  {p.status:<13}{p.source[:70]}")
+    return 0
+
+
+def cmd_calculators(args) -> int:
+    from alloyflow.calculators import DEFAULT_CALCULATOR, get_spec
+
+    for name in available_calculators():
+        spec = get_spec(name)
+        mark = " (default)" if name == DEFAULT_CALCULATOR else ""
+        print(f"{name:<10}{spec.model:<14}{spec.version:<10}{spec.kind:<6}{spec.description}{mark}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet()
+    if getattr(args, "threads", None):
+        os.environ["ALLOYFLOW_THREADS"] = str(args.threads)
+    from alloyflow.calculators import CalculatorError
+    from alloyflow.structures import StructureError
+    from alloyflow.workflows.engine import JobFailed, StoreError
+
+    handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
+                "calculators": cmd_calculators}
+    try:
+        return handlers[args.command](args)
+    except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:
+        print(f"alloyflow {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nalloyflow {args.command}: interrupted; finished jobs are stored in {getattr(args, 'out', '.')} "
+              "and the same command resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
