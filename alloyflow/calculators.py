@@ -147,6 +147,8 @@ def _chgnet_factory(model_name: str = "0.3.0", device: str = "cpu") -> Calculato
 def _mock_factory(**kwargs) -> Calculator:
     from alloyflow.mock_potential import MockPairPotential
 
+    # Tests that kill a run mid-way need jobs that last long enough to be killed.
+    kwargs.setdefault("delay", float(os.environ.get("ALLOYFLOW_MOCK_DELAY", "0")))
     return MockPairPotential(**kwargs)
 
 

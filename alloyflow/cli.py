@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--barriers", nargs="+", default=["reference"],
                    help="'reference' (the reference study's phases, default), 'auto' (every stable phase), "
                         "'none', or phase names")
+    p.add_argument("--phases", nargs="+", help="only these phases in the hulls (elements always included)")
     _barrier_options(p)
     _common(p)
 
@@ -110,7 +111,7 @@ def cmd_study(args) -> int:
     settings = StudySettings(
         systems=args.systems, calculator=args.calculator, barriers=args.barriers,
         min_image_distance=args.min_image_distance, n_images=args.images, fmax=args.fmax,
-        max_hops=args.max_hops, max_length=args.max_length, structure_dirs=args.structures,
+        max_hops=args.max_hops, max_length=args.max_length, structure_dirs=args.structures, phases=args.phases,
     )
     report = run_study(settings, Path(args.out), progress=not args.no_progress)
     print(report.summary)

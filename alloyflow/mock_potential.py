@@ -9,6 +9,8 @@ run in milliseconds in tests.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.neighborlist import neighbor_list
@@ -35,8 +37,10 @@ class MockPairPotential(Calculator):
     implemented_properties = ("energy", "free_energy", "forces", "stress")
     name = "mock"
 
-    def __init__(self, alpha: float = 1.4, mixing_bonus: float = 0.35, cutoff: float = 6.0, **kwargs):
+    def __init__(self, alpha: float = 1.4, mixing_bonus: float = 0.35, cutoff: float = 6.0, delay: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.delay = delay
         self.alpha = alpha
         self.mixing_bonus = mixing_bonus
         self.cutoff = cutoff
@@ -54,6 +58,8 @@ class MockPairPotential(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        if self.delay:
+            time.sleep(self.delay)
         atoms = self.atoms
         i, j, dist, vec = neighbor_list("ijdD", atoms, self.cutoff)
         symbols = np.array(atoms.get_chemical_symbols())

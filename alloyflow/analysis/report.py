@@ -38,23 +38,33 @@ def hull_section(system: str, hull, voltage) -> str:
          _fmt(p.volume_per_li, digits=2), _fmt(p.volume_expansion, 100, 0), "" if p.converged else "NO"]
         for p in hull.phases
     ]
-    steps = [[_fmt(s.x_start, digits=2), _fmt(s.x_end, digits=2), _fmt(s.voltage, digits=3), " + ".join(s.phases)]
-             for s in voltage.steps]
+    if voltage is None:
+        voltage_text = ["No stable Li compound on this hull: no voltage curve."]
+    else:
+        voltage_text = _voltage_text(voltage)
     parts = [
         f"## {system}",
-        f"![hull]({system}/hull.png) ![voltage]({system}/voltage.png)",
+        f"![hull]({system}/hull.png)" + (f" ![voltage]({system}/voltage.png)" if voltage else ""),
         "",
         _table(["phase", "formula", "status", "x(Li)", "E_f (meV/at)", "E_hull (meV/at)", "stable",
                 "V/atom (Å³)", "V/Li (Å³)", "ΔV/V(M) (%)", "unconverged"], rows),
         "",
+        *voltage_text,
+    ]
+    if getattr(hull, "warnings", None):
+        parts += ["", *[f"> warning: {w}" for w in hull.warnings]]
+    return "\n".join(parts)
+
+
+def _voltage_text(voltage) -> list[str]:
+    steps = [[_fmt(s.x_start, digits=2), _fmt(s.x_end, digits=2), _fmt(s.voltage, digits=3), " + ".join(s.phases)]
+             for s in voltage.steps]
+    return [
         f"Nontopotactic voltage curve of Li in {voltage.host}: average {voltage.average_voltage:.3f} V over "
         f"{voltage.max_li_per_host:.2f} Li per {voltage.host}, {voltage.capacity_mAh_per_g:.0f} mAh/g of {voltage.host}.",
         "",
         _table(["x start", "x end", "V vs Li/Li⁺", "two-phase region"], steps),
     ]
-    if getattr(hull, "warnings", None):
-        parts += ["", *[f"> warning: {w}" for w in hull.warnings]]
-    return "\n".join(parts)
 
 
 def _cn(cn) -> str:
@@ -111,12 +121,13 @@ def comparison_section(hulls, voltages, barriers, label: str) -> str:
         ref_min = REFERENCE_HULL_MINIMUM[system]
         rows.append([f"{system} stable set", ", ".join(ours), ", ".join(ref_stable)])
         rows.append([f"{system} hull minimum (meV/at)",
-                     f"{hull.hull_minimum['formula']} {hull.hull_minimum['formation_energy_per_atom'] * 1000:.1f}",
+                     f"{hull.hull_minimum.formula} {hull.hull_minimum.formation_energy_per_atom * 1000:.1f}",
                      f"{ref_min[0]} {ref_min[1] * 1000:.1f}"])
         v = voltages[system]
         ref_v = REFERENCE_VOLTAGE[system]
-        rows.append([f"{system} average voltage / max Li per M",
-                     f"{v.average_voltage:.2f} V / {v.max_li_per_host:.2f}", f"{ref_v[1]:.2f} V / {ref_v[0]:.2f}"])
+        if v is not None:
+            rows.append([f"{system} average voltage / max Li per M",
+                         f"{v.average_voltage:.2f} V / {v.max_li_per_host:.2f}", f"{ref_v[1]:.2f} V / {ref_v[0]:.2f}"])
     ours_b, ref_b = [], []
     for res in barriers:
         perc = res.percolation if isinstance(res.percolation, dict) else res.percolation.model_dump()

@@ -45,7 +45,11 @@ def hull_for_system(system, store, calculator, library, phases=None, progress=Tr
     entries = entries_from_documents(docs)
     hull = build_hull(entries, system)
     host = [e for e in elements if e != "Li"][0]
-    voltage = voltage_profile(entries, host=host, working_ion="Li")
+    try:
+        voltage = voltage_profile(entries, host=host, working_ion="Li")
+    except ValueError as exc:  # no stable Li-M compound: a hull, but no voltage curve
+        hull.warnings.append(str(exc))
+        voltage = None
     files = write_hull_outputs(out_dir or store.out_dir / system, hull, voltage)
     return hull, voltage, summary, files
 
@@ -58,7 +62,7 @@ def run_hull_command(system, calculator=DEFAULT_CALCULATOR, out=Path("alloyflow-
     with ResultStore(out) as store:
         hull, voltage, summary, files = hull_for_system(system, store, calculator, library, phases, progress)
     text = "\n".join([
-        format_hull_table(hull), "", format_voltage_table(voltage), "",
+        format_hull_table(hull), "", format_voltage_table(voltage) if voltage else "no voltage curve", "",
         f"relaxations: {summary.message()}",
         f"files: {', '.join(str(p) for p in files.values())}",
     ])
@@ -129,6 +133,7 @@ class StudySettings:
     max_hops: int | None = None
     max_length: float | None = None
     structure_dirs: list[str] = field(default_factory=list)
+    phases: list[str] | None = None
 
 
 @dataclass
@@ -175,7 +180,8 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
     with ResultStore(out) as store:
         for system in settings.systems:
             ts = time.perf_counter()
-            hull, voltage, summary, _ = hull_for_system(system, store, settings.calculator, library, None, progress)
+            hull, voltage, summary, _ = hull_for_system(system, store, settings.calculator, library, settings.phases,
+                                                              progress)
             hulls[system], voltages[system] = hull, voltage
             total += summary
             timings[f"hull {system}"] = time.perf_counter() - ts

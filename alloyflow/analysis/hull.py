@@ -1,0 +1,245 @@
+"""Convex hull of a binary Li–M system from computed entries.
+
+The hull itself is pymatgen's ``PhaseDiagram``; this module only checks that
+the entries make a sensible binary Li–M hull (one calculator, both elemental
+references present, nothing from another system) and flattens the result into
+a JSON-friendly ``HullResult`` that carries the calculator provenance, so a
+hull from an ML potential can never be read as a DFT one.
+
+Energies are eV/atom throughout; tables and plots convert to meV/atom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition, Element
+
+from alloyflow.structures.library import parse_system
+
+WORKING_ION = "Li"
+UNKNOWN_CALCULATOR = {"name": "unknown", "model": "unknown", "version": "unknown", "kind": "unknown", "label": "unknown calculator"}
+_HULL_TOL = 1e-8  # eV/atom; below this a hull distance is numerical noise
+
+
+class HullPhase(BaseModel):
+    """One computed phase (every polymorph is listed, stable or not)."""
+
+    name: str = Field(description="phase / entry id, e.g. 'LiSn_beta'")
+    formula: str = Field(description="reduced formula")
+    source: str = ""
+    status: str = ""
+    x_li: float = Field(description="atomic fraction of Li")
+    energy_per_atom: float = Field(description="total energy, eV/atom")
+    formation_energy_per_atom: float = Field(description="eV/atom relative to the elemental references")
+    e_above_hull: float = Field(description="eV/atom")
+    stable: bool
+    volume_per_atom: float | None = Field(default=None, description="Å^3/atom")
+    volume_per_li: float | None = Field(default=None, description="Å^3 per Li atom; null without Li")
+    volume_expansion: float | None = Field(
+        default=None, description="V per host atom / V per atom of the host reference - 1; null without host"
+    )
+    converged: bool | None = None
+    natoms: int
+
+
+class HullMinimum(BaseModel):
+    formula: str
+    formation_energy_per_atom: float
+
+
+class HullResult(BaseModel):
+    """Everything a hull table, plot or voltage curve needs, in eV/atom."""
+
+    system: str
+    host: str
+    working_ion: str = WORKING_ION
+    calculator: dict
+    energy_unit: str = "eV/atom"
+    phases: list[HullPhase]
+    stable_set: list[str]
+    hull_minimum: HullMinimum
+    warnings: list[str] = Field(default_factory=list)
+
+    def phase(self, name: str) -> HullPhase:
+        """Look a phase up by name (or, failing that, by formula)."""
+        for p in self.phases:
+            if p.name == name:
+                return p
+        for p in self.phases:
+            if p.formula == name:
+                return p
+        raise KeyError(f"no phase {name!r} in the {self.system} hull")
+
+
+def phase_name(entry) -> str:
+    """The library's phase name if the entry carries one, else its formula."""
+    data = getattr(entry, "data", None) or {}
+    return str(
+        data.get("phase")
+        or getattr(entry, "entry_id", None)
+        or getattr(entry, "name", None)
+        or entry.composition.reduced_formula
+    )
+
+
+def calculator_of(entries: Sequence) -> tuple[dict, list[str]]:
+    """The single calculator that produced ``entries`` (plus warnings).
+
+    Mixing calculators on one hull compares energies on different scales and
+    gives a meaningless hull, hence an error rather than a warning.
+    """
+    seen: dict[tuple, dict] = {}
+    missing = []
+    for e in entries:
+        calc = (getattr(e, "data", None) or {}).get("calculator")
+        if not calc:
+            missing.append(phase_name(e))
+            continue
+        seen[(calc.get("name"), calc.get("model"), calc.get("version"))] = dict(calc)
+    if len(seen) > 1:
+        names = ", ".join(f"{n} {v}" for n, _, v in seen)
+        raise ValueError(f"entries come from different calculators ({names}); a hull needs one calculator")
+    warns = []
+    if missing and seen:
+        warns.append(f"entries without calculator provenance: {', '.join(missing)}")
+    calc = next(iter(seen.values())) if seen else dict(UNKNOWN_CALCULATOR)
+    if not seen:
+        warns.append("entries carry no calculator provenance")
+    for key, val in UNKNOWN_CALCULATOR.items():
+        calc.setdefault(key, val)
+    if calc.get("kind") == "test":
+        warns.append(f"energies are from a test potential ({calc['label']}); not for science")
+    return calc, warns
+
+
+def binary_system(system: str) -> tuple[str, str]:
+    """``"Li-In"`` -> ``("Li", "In")``; only binary Li–M systems have a host."""
+    elements = parse_system(system)
+    if len(elements) != 2 or WORKING_ION not in elements:
+        raise ValueError(f"system {system!r} must be a binary Li–M system such as 'Li-In'")
+    host = next(el for el in elements if el != WORKING_ION)
+    return WORKING_ION, host
+
+
+def phase_diagram(entries: Sequence, system: str) -> PhaseDiagram:
+    """A ``PhaseDiagram`` of ``entries`` after checking they form the ``system`` hull.
+
+    PhaseDiagram itself would silently build a hull of whatever it is given
+    (or fail with a terse message), so the checks name the offending entry.
+    """
+    li, host = binary_system(system)
+    allowed = {Element(li), Element(host)}
+    if not entries:
+        raise ValueError(f"no entries given for the {system} hull")
+    for e in entries:
+        extra = set(e.composition.elements) - allowed
+        if extra:
+            others = ", ".join(sorted(str(x) for x in extra))
+            raise ValueError(
+                f"entry {phase_name(e)} ({e.composition.reduced_formula}) contains {others}, "
+                f"which is not in system {system}"
+            )
+    for el in (li, host):
+        if not any(e.composition.is_element and e.composition.elements[0] == Element(el) for e in entries):
+            raise ValueError(f"no elemental reference for {el} among the {system} entries")
+    return PhaseDiagram(list(entries), elements=[Element(li), Element(host)])
+
+
+def _volume(entry) -> float | None:
+    structure = getattr(entry, "structure", None)
+    return float(structure.volume) if structure is not None else None
+
+
+def build_hull(entries: Sequence, system: str) -> HullResult:
+    """Hull of ``entries`` (pymatgen ``ComputedEntry``/``PDEntry``) for a binary Li–M ``system``.
+
+    Elemental references are the lowest-energy elemental entries, which is
+    what ``PhaseDiagram`` picks; polymorphs are all reported, and only the
+    lowest of a composition can be on the hull.
+    """
+    pd = phase_diagram(entries, system)
+    li, host = binary_system(system)
+    calculator, warns = calculator_of(entries)
+    stable_ids = {id(e) for e in pd.stable_entries}
+    host_ref = pd.el_refs[Element(host)]
+    host_v0 = _volume(host_ref)
+    host_v0 = host_v0 / host_ref.composition.num_atoms if host_v0 else None
+
+    phases = []
+    for e in entries:
+        comp: Composition = e.composition
+        n = comp.num_atoms
+        n_li, n_host = comp[Element(li)], comp[Element(host)]
+        vol = _volume(e)
+        e_hull = float(pd.get_e_above_hull(e))
+        data = getattr(e, "data", None) or {}
+        phases.append(
+            HullPhase(
+                name=phase_name(e),
+                formula=comp.reduced_formula,
+                source=str(data.get("source", "")),
+                status=str(data.get("status", "")),
+                x_li=float(comp.get_atomic_fraction(Element(li))),
+                energy_per_atom=float(e.energy_per_atom),
+                formation_energy_per_atom=float(pd.get_form_energy_per_atom(e)),
+                e_above_hull=0.0 if abs(e_hull) < _HULL_TOL else e_hull,
+                stable=id(e) in stable_ids,
+                volume_per_atom=vol / n if vol is not None else None,
+                volume_per_li=vol / n_li if vol is not None and n_li > 0 else None,
+                volume_expansion=(vol / n_host) / host_v0 - 1.0 if vol is not None and n_host > 0 and host_v0 else None,
+                converged=data.get("converged"),
+                natoms=int(round(n)),
+            )
+        )
+    phases.sort(key=lambda p: (p.x_li, p.energy_per_atom))
+
+    unconverged = [p.name for p in phases if p.converged is False]
+    if unconverged:
+        warns.append(f"unconverged relaxations included: {', '.join(unconverged)}")
+        stable_unconv = [p.name for p in phases if p.converged is False and p.stable]
+        if stable_unconv:
+            warns.append(f"stable set depends on unconverged relaxations: {', '.join(stable_unconv)}")
+    if host_v0 is None:
+        warns.append(f"no structure for the {host} reference: volume expansion not available")
+
+    stable = [p for p in phases if p.stable]
+    lowest = min(stable, key=lambda p: (p.formation_energy_per_atom, p.x_li))
+    return HullResult(
+        system=f"{li}-{host}",
+        host=host,
+        working_ion=li,
+        calculator=calculator,
+        phases=phases,
+        stable_set=[p.formula for p in stable],
+        hull_minimum=HullMinimum(formula=lowest.formula, formation_energy_per_atom=lowest.formation_energy_per_atom),
+        warnings=warns,
+    )
+
+
+def entries_from_hull(hull: HullResult) -> list[PDEntry]:
+    """Rebuild plain ``PDEntry`` objects from a stored hull (e.g. read from hull.json).
+
+    The total energies per atom are all a phase diagram needs, so a voltage
+    curve can be recomputed from ``hull.json`` without the relaxation store.
+    """
+    entries = []
+    for p in hull.phases:
+        comp = Composition(p.formula)
+        entries.append(PDEntry(comp, p.energy_per_atom * comp.num_atoms, name=p.name))
+    return entries
+
+
+__all__ = [
+    "HullPhase",
+    "HullMinimum",
+    "HullResult",
+    "build_hull",
+    "phase_diagram",
+    "binary_system",
+    "calculator_of",
+    "phase_name",
+    "entries_from_hull",
+]

@@ -1,0 +1,135 @@
+"""`alloyflow study`: report, resume after SIGKILL, corrupt outputs, CLI errors."""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alloyflow.cli import main
+
+STUDY = ["study", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--barriers", "Li",
+         "--min-image-distance", "6", "--images", "3", "--no-progress"]
+
+
+def _stored_jobs(out: Path) -> int:
+    """Rows in the job store, read with sqlite3 so it works while another process writes."""
+    collection = next(iter((out / "store").rglob("outputs.collection")), None)
+    if collection is None:
+        return 0
+    try:
+        with sqlite3.connect(f"file:{collection}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT count(*) FROM documents").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _shared_jobs(stdout: str) -> int:
+    return int(re.search(r"(\d+) reused", stdout).group(1))
+
+
+def _numbers(out: Path) -> dict:
+    hull = json.loads((out / "Li-In" / "hull.json").read_text())
+    barriers = json.loads((out / "barriers" / "Li" / "barriers.json").read_text())
+    return {
+        "hull": {p["name"]: round(p["energy_per_atom"], 10) for p in hull["phases"]},
+        "barriers": [(h["id"], round(h["forward_barrier"], 10)) for h in barriers["hops"]],
+    }
+
+
+def test_study_writes_report(tmp_path, capsys):
+    assert main([*STUDY, "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "mock-Morse (TEST ONLY)" in report
+    assert "Comparison with the reference study" in report and "Li migration barriers" in report
+    for name in ("hull.json", "hull.csv", "hull.png", "voltage.json", "voltage.png"):
+        assert (tmp_path / "Li-In" / name).stat().st_size > 0
+    assert (tmp_path / "barriers" / "Li" / "barriers.csv").exists()
+    meta = json.loads((tmp_path / "study.json").read_text())
+    assert meta["calculator"]["name"] == "mock" and meta["jobs"]["computed"] > 0
+    out = capsys.readouterr().out
+    assert "reused" in out
+
+
+def test_sigkill_then_rerun_reuses_finished_jobs(tmp_path, capsys):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert main([*STUDY, "--out", str(reference)]) == 0
+    reference_stdout = capsys.readouterr().out
+    total = _stored_jobs(reference)
+    assert total >= 4
+
+    env = {**os.environ, "ALLOYFLOW_MOCK_DELAY": "0.02"}
+    cmd = [sys.executable, "-m", "alloyflow.cli", *STUDY, "--out", str(killed)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _stored_jobs(killed) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _stored_jobs(killed)
+    assert 1 <= finished < total, "the kill must land after the first stored job and before the end"
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    # Jobs shared between stages (the Li relaxation of the hull is the one the
+    # barrier stage needs) count as reused in every run, hence the offset.
+    computed, reused = map(int, re.search(r"(\d+) job\(s\) computed, (\d+) reused", rerun.stdout).groups())
+    assert computed == total - finished
+    assert reused == finished + _shared_jobs(reference_stdout)
+    assert _numbers(killed) == _numbers(reference)
+
+
+def test_concurrent_study_is_refused(tmp_path, capsys):
+    from alloyflow.workflows.engine import ResultStore
+
+    with ResultStore(tmp_path):
+        assert main([*STUDY, "--out", str(tmp_path)]) == 1
+    assert "another alloyflow run" in capsys.readouterr().err
+
+
+def test_truncated_store_is_a_clear_error(tmp_path, capsys):
+    assert main(["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
+    collection = next((tmp_path / "store").rglob("outputs.collection"))
+    collection.write_bytes(collection.read_bytes()[:1000])
+    assert main(["hull", "Li-In", "--calculator", "mock", "--out", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "unreadable" in err and "Traceback" not in err
+
+
+def test_truncated_output_json_is_rebuilt_from_store(tmp_path, capsys):
+    args = ["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    hull_json = tmp_path / "Li-In" / "hull.json"
+    good = json.loads(hull_json.read_text())
+    hull_json.write_text(hull_json.read_text()[:50])
+    assert main(args) == 0
+    assert json.loads(hull_json.read_text()) == good
+    assert "0 job(s) computed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["hull", "Li-Xx", "--calculator", "mock"], "unknown element 'Xx'"),
+        (["barriers", "Sn", "--system", "Li-Sn", "--calculator", "mock"], "no Li"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_empty_structure_folder_is_a_clear_error(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["hull", "Li-In", "--calculator", "mock", "--structures", str(empty), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 1
+    assert "holds no CIF" in capsys.readouterr().err
