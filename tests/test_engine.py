@@ -51,3 +51,11 @@ def test_corrupt_store_gives_clear_error(tmp_path):
     collection.write_bytes(data[: len(data) // 3])
     with pytest.raises(StoreError, match="unreadable"):
         ResultStore(tmp_path)
+
+
+def test_relative_output_folder(tmp_path, monkeypatch):
+    # jobflow changes directory into each job's folder; the store must not follow it.
+    monkeypatch.chdir(tmp_path)
+    with ResultStore("relative-out") as store:
+        docs, summary = run_hull_relaxations("Li-In", store, calculator="mock", phases=["LiIn"])
+    assert summary.computed == 3 and (tmp_path / "relative-out" / "store").is_dir()

@@ -84,7 +84,8 @@ class ResultStore:
     """A folder that holds the job store, job folders and the run lock."""
 
     def __init__(self, out_dir: str | Path):
-        self.out_dir = Path(out_dir)
+        # Absolute: run_locally changes directory into each job folder.
+        self.out_dir = Path(out_dir).resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.store_dir = self.out_dir / "store"
         self.store_dir.mkdir(exist_ok=True)
