@@ -1,0 +1,165 @@
+"""run_barriers end to end on bcc Li with the mock potential, flags, outputs; one real-potential check."""
+
+import json
+import os
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from alloyflow.analysis.migration import BarrierResult, format_barrier_table, write_barrier_outputs
+from alloyflow.structures.migration import distinct_hops, vacancy_hop_endpoints
+from alloyflow.workflows.barriers import _hop_from_neb, run_barriers
+from alloyflow.workflows.engine import ResultStore
+
+
+def _bcc():
+    return Structure(Lattice.cubic(3.44), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+
+
+def _fake_doc(initial, final, energies, converged=True):
+    images = [initial, initial.interpolate(final, 2)[1], final]
+    e0 = energies[0]
+    top = max(energies)
+    return SimpleNamespace(
+        images=images, energies=energies, converged=converged, forward_barrier=top - e0,
+        reverse_barrier=top - energies[-1], endpoint_asymmetry=energies[-1] - e0, n_images=1, force_calls=10,
+        n_steps=5, max_force=0.01 if converged else 0.3, fmax=0.05, input_hash="abc",
+    )
+
+
+def _hop_and_endpoints():
+    prim = _bcc()
+    hop = distinct_hops(prim, max_length=3.6)[0]
+    initial, final, info = vacancy_hop_endpoints(prim, hop, min_image_distance=6.0)
+    return hop, initial, final, info
+
+
+CN = {"cn": 8, "li": 8, "m": 0}
+
+
+def test_good_band_gives_a_cost():
+    hop, initial, final, info = _hop_and_endpoints()
+    h = _hop_from_neb(hop, _fake_doc(initial, final, [-10.0, -9.9, -10.02]), CN, CN, info)
+    assert h.converged and not h.warnings
+    assert h.forward_barrier == pytest.approx(0.1) and h.reverse_barrier == pytest.approx(0.12)
+    assert h.cost == pytest.approx(0.12)  # the larger of the two directions
+    assert h.energies[0] == 0.0 and len(h.reaction_coordinate) == 3
+
+
+def test_same_minimum_and_unconverged_bands_are_flagged():
+    hop, initial, final, info = _hop_and_endpoints()
+    same = _hop_from_neb(hop, _fake_doc(initial, initial.copy(), [-10.0, -9.9, -10.0]), CN, CN, info, initial, final)
+    assert not same.converged and same.cost is None
+    assert any("same minimum" in w for w in same.warnings)
+    loose = _hop_from_neb(hop, _fake_doc(initial, final, [-10.0, -9.9, -10.0], converged=False), CN, CN, info)
+    assert not loose.converged and loose.cost is None and loose.forward_barrier == pytest.approx(0.1)
+    assert any("not converged" in w for w in loose.warnings)
+
+
+def _shift_towards(structure, k, target_cart, fraction):
+    s = structure.copy()
+    s.translate_sites([k], fraction * (np.asarray(target_cart) - s[k].coords), frac_coords=False, to_unit_cell=False)
+    return s
+
+
+def test_split_vacancy_relaxation_is_accepted_but_leaving_the_state_is_flagged():
+    hop, initial, final, info = _hop_and_endpoints()
+    k = info["moving_index"]
+    a, b = initial[k].coords, final[k].coords
+    # the moving Li relaxes 30 % of the way towards the vacancy in both endpoints: still the same hop
+    soft_i, soft_f = _shift_towards(initial, k, b, 0.3), _shift_towards(final, k, a, 0.3)
+    h = _hop_from_neb(hop, _fake_doc(soft_i, soft_f, [-10.0, -9.95, -10.0]), CN, CN, info, initial, final)
+    assert h.converged and not h.warnings
+    assert h.max_endpoint_relaxation == pytest.approx(0.3 * hop.length, abs=1e-6)
+    # relaxing 70 % of the way means the initial endpoint became the final state
+    gone = _shift_towards(initial, k, b, 0.7)
+    h = _hop_from_neb(hop, _fake_doc(gone, final, [-10.0, -9.95, -10.0]), CN, CN, info, initial, final)
+    assert not h.converged and h.cost is None
+    assert any("left its state" in w for w in h.warnings)
+
+
+def test_phase_without_li_raises(tmp_path):
+    with ResultStore(tmp_path) as store:
+        with pytest.raises(ValueError, match="phase In has no Li"):
+            run_barriers("In", store, calculator="mock")
+        with pytest.raises(ValueError, match="Li-free host"):
+            run_barriers("LiSn", store, calculator="mock", dilute=True)
+
+
+class _RefusingMaker:
+    """Stands in for NebMaker when the endpoints are refused (as EndpointError does)."""
+
+    n_images, fmax = 3, 0.05
+
+    def keyed_job(self, initial, final, label, metadata=None):
+        raise ValueError("endpoints relax to the same minimum")
+
+
+def test_refused_endpoints_are_flagged_not_dropped(tmp_path):
+    with ResultStore(tmp_path) as store:
+        result = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, max_length=3.6,
+                              neb_maker=_RefusingMaker())
+    assert len(result.hops) == 2
+    assert all(not h.converged and h.forward_barrier is None for h in result.hops)
+    assert result.percolation == {"1d": None, "2d": None, "3d": None}
+    assert any("same minimum" in w for w in result.warnings)
+    assert any("do not percolate" in w for w in result.warnings)
+
+
+def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
+    pytest.importorskip("alloyflow.workflows.neb")
+    seen = []
+    with ResultStore(tmp_path) as store:
+        result = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
+                              progress=lambda label, reused: seen.append((label, reused)), e_above_hull=0.001)
+    assert result.calculator["name"] == "mock" and result.mode == "vacancy"
+    assert result.supercell.min_image_distance >= 6.0
+    assert [h.id for h in result.hops] == [0, 1]
+    for h in result.hops:
+        assert h.n_images == 3 and len(h.energies) == 5
+        assert h.cn_initial.cn == 8 and h.cn_initial.li == 8
+        if h.converged:
+            assert h.forward_barrier > 0 and h.cost == pytest.approx(max(h.forward_barrier, h.reverse_barrier))
+    assert result.percolation["1d"] is not None
+    assert result.percolation["1d"] == result.percolation["3d"]  # bcc: the nn hop alone is a 3D net
+    mc = result.metastability_correction
+    assert mc.correction == pytest.approx(0.001 * result.supercell.natoms)
+    assert len(seen) == 3 and not any(reused for _, reused in seen)  # relax + two bands
+
+    seen.clear()
+    with ResultStore(tmp_path) as store:
+        again = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
+                             progress=lambda label, reused: seen.append((label, reused)))
+    assert all(reused for _, reused in seen)
+    assert [h.forward_barrier for h in again.hops] == [h.forward_barrier for h in result.hops]
+
+    files = write_barrier_outputs(tmp_path / "out", result)
+    assert set(files) >= {"json", "csv", "profile_0", "profile_1"}
+    back = BarrierResult.model_validate_json(files["json"].read_text())
+    assert back.percolation == result.percolation and back.metastability_correction.correction == mc.correction
+    header = files["csv"].read_text().splitlines()[0]
+    assert header.startswith("phase,hop_id,length_A") and "percolating_dimension" in header
+    assert files["profile_0"].stat().st_size > 1000
+    table = format_barrier_table([result])
+    assert "Li" in table and "TEST ONLY" in table and "metastability correction" in table
+    assert not list((tmp_path / "out").glob(".*tmp"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.slow
+def test_bcc_li_sevennet_barrier(tmp_path, monkeypatch):
+    """SevenNet-0 vacancy hop in bcc Li: the smallest cell with images >= 10 Å apart (38 atoms), three images."""
+    pytest.importorskip("alloyflow.workflows.neb")
+    monkeypatch.setenv("ALLOYFLOW_THREADS", os.environ.get("ALLOYFLOW_THREADS", "1"))
+    t0 = time.perf_counter()
+    with ResultStore(tmp_path) as store:
+        result = run_barriers("Li", store, calculator="sevennet", min_image_distance=10.0, n_images=3, max_hops=1)
+    lowest = result.lowest_percolating_barrier
+    print(f"bcc Li SevenNet-0: {result.supercell.natoms} atoms, lowest percolating barrier {lowest:.3f} eV, "
+          f"{time.perf_counter() - t0:.0f} s, {json.dumps(result.percolation)}")
+    assert result.calculator["kind"] == "mlip"
+    assert result.hops[0].converged
+    assert 0.03 < lowest < 0.20
+    assert np.isfinite(result.hops[0].reverse_barrier)
