@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("phase", nargs="?", help="phase name or formula, e.g. Li2Sn5")
     p.add_argument("--system", help="chemical system the phase belongs to, e.g. Li-Sn")
     p.add_argument("--dilute", action="store_true", help="one Li in the host phase (e.g. In): dilute-Li proxy hops")
+    p.add_argument("--dilute-mode", choices=["substitution", "interstitial"], default="substitution",
+                   help="dilute Li on a host site (hopping into an adjacent host vacancy) or interstitial")
+    p.add_argument("--host-sites", type=int, default=None,
+                   help="host sites of the dilute supercell (36 gives the reference's LiIn35; default: smallest "
+                        "cell meeting --min-image-distance)")
     p.add_argument("--table", nargs="+", metavar="PHASE", help="print the stored cross-phase table of these phases")
     _barrier_options(p)
     _common(p)
@@ -99,7 +104,7 @@ def cmd_barriers(args) -> int:
         args.phase, system=args.system, calculator=args.calculator, out=Path(args.out),
         structure_dirs=args.structures, min_image_distance=args.min_image_distance, n_images=args.images,
         fmax=args.fmax, max_hops=args.max_hops, max_length=args.max_length, dilute=args.dilute,
-        progress=not args.no_progress,
+        dilute_mode=args.dilute_mode, n_host_sites=args.host_sites, progress=not args.no_progress,
     )
     print(result.text)
     return 0

@@ -143,27 +143,34 @@ class StudyReport:
     data: dict
 
 
-def _barrier_phases(settings: StudySettings, hulls: dict) -> list[tuple[str, str]]:
-    """(phase, system) pairs whose barriers the study computes."""
+def _barrier_phases(settings: StudySettings, hulls: dict) -> list[tuple[str, str, dict]]:
+    """(phase, system, extra options) triples whose barriers the study computes.
+
+    ``reference`` adds, for a Li-In system, the reference study's dilute proxy
+    for lowly lithiated In: one Li on 36 In sites (LiIn35).
+    """
     from alloyflow.analysis.reference_data import REFERENCE_BARRIER_PHASES
 
     choice = settings.barriers
     if choice == ["none"]:
         return []
-    pairs = []
+    triples: list[tuple[str, str, dict]] = []
+    seen: set[str] = set()
     for system, hull in hulls.items():
-        names = {p.name: p for p in hull.phases}
-        formulas = {p.formula: p for p in hull.phases}
+        names = {p.name for p in hull.phases} | {p.formula for p in hull.phases}
         if choice == ["auto"]:
             wanted = [p.name for p in hull.phases if p.stable and "Li" in p.formula]
         elif choice == ["reference"]:
-            wanted = [f for f in REFERENCE_BARRIER_PHASES if f in names or f in formulas]
+            wanted = [f for f in REFERENCE_BARRIER_PHASES if f in names]
         else:
-            wanted = [f for f in choice if f in names or f in formulas]
+            wanted = [f for f in choice if f in names]
         for name in wanted:
-            if (name, system) not in pairs and not any(n == name for n, _ in pairs):
-                pairs.append((name, system))
-    return pairs
+            if name not in seen:
+                seen.add(name)
+                triples.append((name, system, {}))
+        if choice == ["reference"] and hull.host == "In":
+            triples.append(("In", system, {"dilute": True, "n_host_sites": 36}))
+    return triples
 
 
 def run_study(settings: StudySettings, out: Path, progress: bool = True) -> StudyReport:
@@ -186,18 +193,20 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
             total += summary
             timings[f"hull {system}"] = time.perf_counter() - ts
         pairs = _barrier_phases(settings, hulls)
-        for i, (phase, system) in enumerate(pairs, 1):
+        for i, (phase, system, extra) in enumerate(pairs, 1):
             ts = time.perf_counter()
             e_hull = next((p.e_above_hull for p in hulls[system].phases if p.name == phase or p.formula == phase),
                           None)
             if progress:
                 print(f"[stage {len(settings.systems) + i}/{len(settings.systems) + len(pairs)}] barriers {phase}",
                       flush=True)
+            if extra.get("dilute"):
+                e_hull = None
             result, _, summary = barriers_for_phase(phase, store, settings.calculator, library, system=system,
-                                                    progress=progress, e_above_hull=e_hull, **neb_options)
+                                                    progress=progress, e_above_hull=e_hull, **neb_options, **extra)
             barriers.append(result)
             total += summary
-            timings[f"barriers {phase}"] = time.perf_counter() - ts
+            timings[f"barriers {phase}{' (dilute Li)' if extra.get('dilute') else ''}"] = time.perf_counter() - ts
         reused, computed = total.reused, total.computed
     timings["total"] = time.perf_counter() - t0
     meta = {
