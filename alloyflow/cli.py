@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("system")
     p.add_argument("--structures", action="append", default=[], metavar="DIR")
 
+    p = sub.add_parser("report", help="rebuild report.md of a study folder from its stored JSON files")
+    p.add_argument("--out", default=DEFAULT_OUT)
+
     sub.add_parser("calculators", help="list registered calculators")
     return parser
 
@@ -133,6 +136,13 @@ def cmd_phases(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from alloyflow.analysis.report import rebuild_report
+
+    print(f"report: {rebuild_report(Path(args.out))}")
+    return 0
+
+
 def cmd_calculators(args) -> int:
     from alloyflow.calculators import DEFAULT_CALCULATOR, get_spec
 
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from alloyflow.workflows.engine import JobFailed, StoreError
 
     handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
-                "calculators": cmd_calculators}
+                "report": cmd_report, "calculators": cmd_calculators}
     try:
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:

@@ -17,17 +17,9 @@ from pathlib import Path
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0] if argv else "alloyflow-out")
-    from alloyflow.analysis.migration import BarrierResult
-    from alloyflow.analysis.outputs import read_hull_json, read_voltage_json
-    from alloyflow.analysis.report import barrier_section, comparison_section
+    from alloyflow.analysis.report import barrier_section, comparison_section, load_stored_results
 
-    hulls, voltages = {}, {}
-    for hull_json in sorted(out.glob("*/hull.json")):
-        system = hull_json.parent.name
-        hulls[system] = read_hull_json(hull_json)
-        voltage_json = hull_json.parent / "voltage.json"
-        voltages[system] = read_voltage_json(voltage_json) if voltage_json.exists() else None
-    barriers = [BarrierResult.model_validate_json(p.read_text()) for p in sorted(out.glob("barriers/*/barriers.json"))]
+    hulls, voltages, barriers = load_stored_results(out)
     if not hulls:
         print(f"no stored hulls under {out}: run `alloyflow study Li-In Li-Sn --out {out}` first", file=sys.stderr)
         return 1

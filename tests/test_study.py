@@ -133,3 +133,10 @@ def test_empty_structure_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["hull", "Li-In", "--calculator", "mock", "--structures", str(empty), "--out", str(tmp_path / "o"),
                  "--no-progress"]) == 1
     assert "holds no CIF" in capsys.readouterr().err
+
+
+def test_report_rebuilds_from_stored_files(tmp_path, capsys):
+    assert main([*STUDY, "--barriers", "none", "--out", str(tmp_path)]) == 0
+    (tmp_path / "report.md").unlink()
+    assert main(["report", "--out", str(tmp_path)]) == 0
+    assert "Comparison with the reference study" in (tmp_path / "report.md").read_text()

@@ -174,3 +174,40 @@ def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: d
     tmp.write_text("\n".join(parts))
     os.replace(tmp, path)
     return path
+
+
+def load_stored_results(out: Path):
+    """Hulls, voltages and barriers from a study folder's JSON files (no calculation)."""
+    from alloyflow.analysis.migration import BarrierResult
+    from alloyflow.analysis.outputs import read_hull_json, read_voltage_json
+
+    out = Path(out)
+    hulls, voltages = {}, {}
+    for hull_json in sorted(out.glob("*/hull.json")):
+        system = hull_json.parent.name
+        hulls[system] = read_hull_json(hull_json)
+        voltage_json = hull_json.parent / "voltage.json"
+        voltages[system] = read_voltage_json(voltage_json) if voltage_json.exists() else None
+    barriers = []
+    for path in sorted(out.glob("barriers/*/barriers.json")):
+        try:
+            barriers.append(BarrierResult.model_validate_json(path.read_text()))
+        except ValueError:
+            raise ValueError(f"{path} is unreadable; rerun the barriers command to rebuild it from the store") from None
+    return hulls, voltages, barriers
+
+
+def rebuild_report(out: Path) -> Path:
+    """``report.md`` from the stored JSON files alone: for results that came back from HPC."""
+    import json
+
+    out = Path(out)
+    hulls, voltages, barriers = load_stored_results(out)
+    if not hulls:
+        raise ValueError(f"no stored hull.json under {out}")
+    meta_path = out / "study.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.setdefault("calculator", next(iter(hulls.values())).calculator)
+    meta.setdefault("timings_seconds", {})
+    meta.setdefault("jobs", {"computed": 0, "reused": 0})
+    return write_report(out, hulls, voltages, barriers, meta)
