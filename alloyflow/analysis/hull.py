@@ -39,7 +39,7 @@ class HullPhase(BaseModel):
     volume_per_atom: float | None = Field(default=None, description="Å^3/atom")
     volume_per_li: float | None = Field(default=None, description="Å^3 per Li atom; null without Li")
     volume_expansion: float | None = Field(
-        default=None, description="V per host atom / V per atom of the host reference - 1; null without host"
+        default=None, description="V per host atom / V per atom of the host volume reference (the phase named after the element, e.g. beta-Sn) - 1"
     )
     converged: bool | None = None
     natoms: int
@@ -153,6 +153,20 @@ def _volume(entry) -> float | None:
     return float(structure.volume) if structure is not None else None
 
 
+def _volume_reference(entries, host: str):
+    """The host phase volumes are measured against: the one named after the element.
+
+    The energy reference is the lowest elemental entry, but the volume reference
+    is the metal that is lithiated in practice: grey α-Sn is the 0 K ground state
+    of PBE-like potentials, yet the anode is β-Sn foil (the bundled ``Sn``), and
+    expansions relative to the 36 % larger α cell would come out negative.
+    """
+    for entry in entries:
+        if phase_name(entry) == host and entry.composition.reduced_formula == host:
+            return entry
+    return None
+
+
 def build_hull(entries: Sequence, system: str) -> HullResult:
     """Hull of ``entries`` (pymatgen ``ComputedEntry``/``PDEntry``) for a binary Li–M ``system``.
 
@@ -164,7 +178,7 @@ def build_hull(entries: Sequence, system: str) -> HullResult:
     li, host = binary_system(system)
     calculator, warns = calculator_of(entries)
     stable_ids = {id(e) for e in pd.stable_entries}
-    host_ref = pd.el_refs[Element(host)]
+    host_ref = _volume_reference(entries, host) or pd.el_refs[Element(host)]
     host_v0 = _volume(host_ref)
     host_v0 = host_v0 / host_ref.composition.num_atoms if host_v0 else None
 
