@@ -7,17 +7,22 @@ STAMP   := $(VENV)/.alloyflow-installed
 OUT     ?= alloyflow-out
 PYTEST_ARGS ?=
 
-.PHONY: install study hull test benchmarks clean
+.PHONY: install gpaw study hull test benchmarks clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first: a bare torch requirement would pull CUDA.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,hpc]"
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# GPAW (real PAW DFT) builds against Debian's libxc/OpenBLAS/FFTW: needs root or sudo.
+# Without it the GPAW tests skip; CI installs it (.ci/run).
+gpaw: $(STAMP)
+	.ci/install-gpaw.sh $(VENV)
 
 study: $(STAMP)
 	$(VENV)/bin/alloyflow study Li-In Li-Sn --out $(OUT)

@@ -187,3 +187,7 @@ register_calculator(
         supported_elements=lambda: _elements_up_to(94),
     )
 )
+
+
+# DFT backends (gpaw, vasp) register themselves; the module imports neither code.
+import alloyflow.calculators_dft  # noqa: E402,F401

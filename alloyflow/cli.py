@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("system")
     p.add_argument("--structures", action="append", default=[], metavar="DIR")
 
+    p = sub.add_parser("submit", help="send a flow to FireWorks (HPC queue), see docs/HPC.md")
+    p.add_argument("what", choices=["hull"])
+    p.add_argument("system")
+    p.add_argument("--launchpad", required=True, help="LaunchPad file (my_launchpad.yaml)")
+    p.add_argument("--qadapter", default=None, help="queue adapter file (SLURM CommonAdapter); submits queue jobs")
+    p.add_argument("--phases", nargs="+")
+    p.add_argument("--jobflow-store", action="store_true", help="results go to jobflow.yaml's JOB_STORE, not <out>/store")
+    p.add_argument("--njobs", type=int, default=1, help="queue jobs to submit with --qadapter")
+    _common(p)
+
     p = sub.add_parser("report", help="rebuild report.md of a study folder from its stored JSON files")
     p.add_argument("--out", default=DEFAULT_OUT)
 
@@ -136,6 +146,16 @@ def cmd_phases(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    from alloyflow.workflows.submit import submit_hull
+
+    result = submit_hull(args.system, args.calculator, args.launchpad, args.qadapter, out=args.out,
+                         use_jobflow_store=args.jobflow_store, phases=args.phases,
+                         structure_dirs=args.structures, njobs=args.njobs)
+    print(result.message())
+    return 0
+
+
 def cmd_report(args) -> int:
     from alloyflow.analysis.report import rebuild_report
 
@@ -149,7 +169,7 @@ def cmd_calculators(args) -> int:
     for name in available_calculators():
         spec = get_spec(name)
         mark = " (default)" if name == DEFAULT_CALCULATOR else ""
-        print(f"{name:<10}{spec.model:<14}{spec.version:<10}{spec.kind:<6}{spec.description}{mark}")
+        print(f"{name:<10}{spec.model:<21} {spec.kind:<5} {spec.description}{mark}\n{'':<10}version: {spec.version}")
     return 0
 
 
@@ -163,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from alloyflow.workflows.engine import JobFailed, StoreError
 
     handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
-                "report": cmd_report, "calculators": cmd_calculators}
+                "report": cmd_report, "submit": cmd_submit, "calculators": cmd_calculators}
     try:
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:

@@ -37,7 +37,7 @@ from alloyflow.structures.migration import (
 )
 from alloyflow.workflows.engine import JobFailed, ResultStore, run_cached
 from alloyflow.workflows.hull import primitive
-from alloyflow.workflows.relax import RelaxationDocument, RelaxMaker
+from alloyflow.workflows.relax import RelaxationDocument
 
 
 def _as_dict(output):
@@ -47,7 +47,9 @@ def _as_dict(output):
 def _relaxed(phase, store, calculator, progress, warnings) -> Structure:
     structure = primitive(phase.structure)
     meta = {"phase": phase.name, "status": phase.status, "source": phase.source}
-    job = RelaxMaker(calculator=calculator).keyed_job(structure, label=phase.name, metadata=meta)
+    from alloyflow.workflows.submit import relax_maker_for
+
+    job = relax_maker_for(calculator).keyed_job(structure, label=phase.name, metadata=meta)
     run_cached(job, store, progress=progress)
     doc = RelaxationDocument.model_validate(_as_dict(store.output(job.uuid)))
     if not doc.converged:
@@ -211,9 +213,9 @@ def run_barriers(
 
     maker = neb_maker
     if maker is None:
-        from alloyflow.workflows.neb import NebMaker
+        from alloyflow.workflows.submit import neb_maker_for
 
-        maker = NebMaker(calculator=calculator, n_images=n_images, fmax=fmax)
+        maker = neb_maker_for(calculator, n_images=n_images, fmax=fmax)
     hops: list[HopBarrier] = []
     for hop, initial, final, info in entries:
         if dilute:

@@ -54,7 +54,9 @@ def run_hull_relaxations(
         candidates = [p for p in candidates if p.name in wanted or p.formula in wanted or len(p.elements) == 1]
     for p in candidates:
         check_elements(calculator, p.elements, where=str(p.path))
-    maker = relax_maker or RelaxMaker(calculator=calculator)
+    from alloyflow.workflows.submit import relax_maker_for
+
+    maker = relax_maker or relax_maker_for(calculator)
     flow = HullMaker(relax_maker=maker).make(candidates)
     summary = run_cached(flow, store, progress=progress)
     docs = [RelaxationDocument.model_validate(_as_dict(store.output(j.uuid))) for j in flow.jobs]

@@ -1,0 +1,214 @@
+"""FireWorks submission without a server: mongomock-persistent LaunchPad, rlaunch, job store, lost runs.
+
+``fireworks[mongomock]`` keeps the LaunchPad in a JSON file
+(``MONGOMOCK_SERVERSTORE_FILE``, read when fireworks is first imported) and
+saves it when the interpreter exits, so every LaunchPad step runs in its own
+subprocess, one after the other, as the CLI commands of docs/HPC.md would.
+Results travel through the file-backed job store of ``--out``.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("fireworks")
+pytest.importorskip("mongomock_persistence")
+
+from alloyflow.workflows.engine import ResultStore, StoreError  # noqa: E402
+from alloyflow.workflows.submit import mongomock_launchpad_env, render_submit_script  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "hpc"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def fw(tmp_path):
+    """A server-less LaunchPad (JSON file), its YAML, an output folder and a runner for its processes."""
+    lp_file = tmp_path / "my_launchpad.yaml"
+    lp_file.write_text("host: localhost\nport: 27017\nname: alloyflow_test\nstrm_lvl: ERROR\n")
+    env = mongomock_launchpad_env(tmp_path / "fw_db.json")
+    env.update(OPENBLAS_NUM_THREADS="1", ALLOYFLOW_MOCK_DELAY="0", PYTHONWARNINGS="ignore")
+    out = tmp_path / "out"
+    launches = tmp_path / "launches"
+    launches.mkdir()
+
+    def py(code: str, **extra) -> str:
+        head = f"import json, sys\nLP = {str(lp_file)!r}\nOUT = {str(out)!r}\n"
+        res = subprocess.run([sys.executable, "-c", head + textwrap.dedent(code)], env={**env, **extra},
+                             capture_output=True, text=True, timeout=300, cwd=launches)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.stdout
+
+    def cli(*args, **extra) -> str:
+        res = subprocess.run([str(BIN / args[0]), *args[1:]], env={**env, **extra}, capture_output=True, text=True,
+                             timeout=300, cwd=launches)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+        return res.stdout + res.stderr
+
+    def states() -> dict:
+        return json.loads(py("from alloyflow.workflows.submit import workflow_states\n"
+                             "print(json.dumps(workflow_states(LP)))").strip().splitlines()[-1])
+
+    import datetime
+
+    cli("lpad", "-l", str(lp_file), "reset", "--password", datetime.date.today().strftime("%Y-%m-%d"))  # docs/HPC.md step 2
+    return type("FW", (), {"lp": lp_file, "env": env, "out": out, "launches": launches, "py": staticmethod(py),
+                           "cli": staticmethod(cli), "states": staticmethod(states), "tmp": tmp_path})
+
+
+def test_slurm_script_renders_from_the_example_qadapter(tmp_path):
+    script = render_submit_script(EXAMPLES / "my_qadapter.yaml", tmp_path)
+    for line in ("#SBATCH --nodes=1", "#SBATCH --ntasks=64", "#SBATCH --time=24:00:00", "#SBATCH --partition=normal",
+                 "#SBATCH --account=my_project", "#SBATCH --job-name=alloyflow", "module load vasp/6.4.2",
+                 'export ATOMATE2_VASP_CMD="srun vasp_std"', f"cd {tmp_path}",
+                 "rlaunch -l /home/me/alloyflow/my_launchpad.yaml rapidfire --timeout 84000"):
+        assert line in script, line
+    assert "--mem=" not in script and "$${" not in script  # unset template keys are dropped
+
+
+def test_example_job_stores_build():
+    from jobflow import JobStore
+
+    cfg = yaml.safe_load((EXAMPLES / "jobflow.yaml").read_text())
+    store = JobStore.from_dict_spec(cfg["JOB_STORE"])
+    assert type(store.docs_store).__name__ == "MongoStore" and "data" in {s for s in store.additional_stores}
+    commented = [ln[2:] for ln in (EXAMPLES / "jobflow.yaml").read_text().splitlines() if ln.startswith("# ")]
+    monty = yaml.safe_load("\n".join(commented[commented.index("JOB_STORE:"):]))
+    store = JobStore.from_dict_spec(monty["JOB_STORE"])
+    assert type(store.docs_store).__name__ == "MontyStore" and store.docs_store.key == "uuid"
+    lp = yaml.safe_load((EXAMPLES / "my_launchpad.yaml").read_text())
+    assert {"host", "port", "name"} <= set(lp)
+
+
+SUBMIT_HULL = """
+    from alloyflow.workflows.submit import submit_hull, workflow_states
+    before = workflow_states(LP)
+    r = submit_hull("Li-In", "mock", LP, out=OUT, phases=["LiIn"])
+    print(json.dumps({"before": before, "fw_ids": r.fw_ids, "done": r.done, "after": workflow_states(LP)}))
+"""
+
+
+def test_submit_rlaunch_and_read_back(fw):
+    """alloyflow submit hull -> rlaunch rapidfire -> results in the job store -> hull; resubmission adds nothing."""
+    first = json.loads(fw.py(SUBMIT_HULL).strip().splitlines()[-1])
+    assert len(first["fw_ids"]) == 3 and first["after"] == {"READY": 3}
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+
+    from alloyflow.analysis.hull import build_hull
+    from alloyflow.workflows.hull import entries_from_documents, run_hull_relaxations
+    from alloyflow.workflows.submit import hull_documents
+
+    docs, missing = hull_documents("Li-In", "mock", out=fw.out, phases=["LiIn"])
+    assert not missing and sorted(d.label for d in docs) == ["In", "Li", "LiIn"]
+    assert all(d.calculator["name"] == "mock" and d.converged for d in docs)
+    hull = build_hull(entries_from_documents(docs), "Li-In")
+    assert next(p for p in hull.phases if p.formula == "LiIn").formation_energy_per_atom < 0
+    with ResultStore(fw.out) as store:  # `alloyflow hull --out` on the same folder recomputes nothing
+        local, summary = run_hull_relaxations("Li-In", store, calculator="mock", phases=["LiIn"])
+    assert summary.computed == 0 and summary.reused == 3
+    assert sorted(d.energy for d in local) == sorted(d.energy for d in docs)
+
+    again = json.loads(fw.py(SUBMIT_HULL).strip().splitlines()[-1])
+    assert again["before"] == {"COMPLETED": 3}  # rlaunch ran every firework
+    assert again["fw_ids"] == [] and len(again["done"]) == 3 and again["after"] == {"COMPLETED": 3}
+
+
+def test_vasp_hull_submits_with_qadapter(fw):
+    """--calculator vasp --qadapter: relax -> static -> result fireworks per phase, and a SLURM job via sbatch."""
+    stub = fw.tmp / "bin"  # a stub sbatch records the script, as SLURM would receive it
+    stub.mkdir()
+    (stub / "sbatch").write_text(f"#!/bin/sh\ncp \"$1\" {fw.tmp}/submitted.sh\necho 'Submitted batch job 4242'\n")
+    (stub / "sbatch").chmod(0o755)
+    out = fw.py(f"""
+        from alloyflow.workflows.submit import load_launchpad, submit_hull
+        r = submit_hull("Li-In", "vasp", LP, qadapter_file={str(EXAMPLES / 'my_qadapter.yaml')!r}, out=OUT,
+                        phases=["LiIn"])
+        wf = load_launchpad(LP).get_wf_by_fw_id(r.fw_ids[0])
+        names = {{fw.fw_id: fw.name for fw in wf.fws}}
+        links = sorted((names[a], names[b]) for a, kids in wf.links.items() for b in kids)
+        print(json.dumps({{"fw_ids": r.fw_ids, "queue_ids": r.queue_ids, "links": links}}))
+    """, PATH=f"{stub}:{fw.env['PATH']}")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert len(result["fw_ids"]) == 9 and len(result["queue_ids"]) == 1
+    for phase in ("Li", "In", "LiIn"):
+        assert [f"vasp relax {phase}", f"vasp static {phase}"] in result["links"]
+        assert [f"vasp static {phase}", f"vasp result {phase}"] in result["links"]
+    script = (fw.tmp / "submitted.sh").read_text()
+    assert "#SBATCH --ntasks=64" in script and "rlaunch -l /home/me/alloyflow/my_launchpad.yaml rapidfire" in script
+    assert f"cd {fw.out / 'launches'}" in script
+
+
+KILLABLE_WORKER = """
+    import os, signal
+    from fireworks import FWorker, LaunchPad
+    from fireworks.core.rocket_launcher import rapidfire
+    lp = LaunchPad.from_file(LP)
+
+    def killed(*_):
+        # What a MongoDB LaunchPad holds when a node dies: the state as of now (RUNNING);
+        # mongomock keeps it only in memory, so write it out, then die without cleanup.
+        lp.connection._store._to_file()
+        os._exit(137)
+
+    signal.signal(signal.SIGTERM, killed)
+    rapidfire(lp, FWorker())
+"""
+
+
+def test_killed_run_is_detected_and_rerun_without_recomputing(fw):
+    from alloyflow.structures import StructureLibrary
+    from alloyflow.workflows.hull import primitive
+    from alloyflow.workflows.relax import StaticMaker
+
+    fw.py("""
+        from alloyflow.structures import StructureLibrary
+        from alloyflow.workflows.hull import HullMaker
+        from alloyflow.workflows.relax import StaticMaker
+        from alloyflow.workflows.submit import submit_flow
+        lib = StructureLibrary()
+        flow = HullMaker(relax_maker=StaticMaker(calculator="mock")).make([lib.get(n, "Li-In") for n in ("Li", "In", "LiIn")])
+        print(submit_flow(flow, LP, store=OUT).fw_ids)
+    """)
+    lib = StructureLibrary()
+    maker = StaticMaker(calculator="mock")
+    uuids = [maker.keyed_job(primitive(lib.get(n, "Li-In").structure), label=n).uuid for n in ("Li", "In", "LiIn")]
+
+    def stored() -> dict:
+        try:
+            store = ResultStore(fw.out)  # no lock: a worker may be writing
+        except StoreError:  # montydb writes its storage config on the worker's first insert
+            return {}
+        return {u: store.jobstore.query_one({"uuid": u}, properties=["completed_at"])["completed_at"]
+                for u in uuids if store.has(u)}
+
+    code = "import json, sys\n" + f"LP = {str(fw.lp)!r}\n" + textwrap.dedent(KILLABLE_WORKER)
+    worker = subprocess.Popen([sys.executable, "-c", code], env={**fw.env, "ALLOYFLOW_MOCK_DELAY": "5"},
+                              cwd=fw.launches, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(stored()) < 1 and time.time() < deadline:
+        time.sleep(0.3)
+    time.sleep(1.0)  # the second firework is running now
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 137
+    before = stored()
+    assert len(before) == 1
+    assert fw.states() == {"COMPLETED": 1, "RUNNING": 1, "READY": 1}
+
+    time.sleep(1.5)  # older than --time 1: lost
+    report = fw.cli("lpad", "-l", str(fw.lp), "detect_lostruns", "--time", "1", "--rerun")
+    assert "Lost FireWorks: 1" in report  # now READY again, with the one never started
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    assert fw.states() == {"COMPLETED": 3}
+    after = stored()
+    assert len(after) == 3
+    for uuid, completed_at in before.items():  # the job finished before the kill was not recomputed
+        assert after[uuid] == completed_at
+    with ResultStore(fw.out) as store:
+        assert all(len(list(store.jobstore.query({"uuid": u}, properties=["uuid"]))) == 1 for u in uuids)

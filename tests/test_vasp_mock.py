@@ -1,0 +1,150 @@
+"""VASP flows through atomate2's mocked VASP: inputs of every job, hull and NEB end to end.
+
+atomate2's ``monkeypatch_vasp`` replaces ``run_vasp`` by a copy of reference
+outputs looked up by job name, after checking the job's INCAR, KPOINTS,
+POSCAR(s) and POTCAR.spec against the reference inputs. The references in
+``tests/data/vasp`` were built by ``tests/data/vasp/fake_vasp.py`` from real
+SevenNet-0 relaxations and a real NEB (see its docstring); nothing here runs a
+potential.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from pymatgen.io.vasp import Incar, Kpoints
+
+pytest.importorskip("atomate2.vasp")
+
+import alloyflow.calculators_dft  # noqa: E402,F401  (registers "vasp")
+from alloyflow.workflows import vasp as V  # noqa: E402
+
+REF_DIR = Path(__file__).parent / "data" / "vasp"
+_spec = importlib.util.spec_from_file_location("fake_vasp", REF_DIR / "fake_vasp.py")
+fake_vasp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fake_vasp)
+
+
+@pytest.fixture
+def mock_vasp(monkeypatch):
+    from atomate2.utils.testing.vasp import monkeypatch_vasp
+
+    yield from monkeypatch_vasp(monkeypatch, REF_DIR)
+
+
+def _incar(ref: str) -> Incar:
+    return Incar.from_file(REF_DIR / ref / "inputs" / "INCAR.gz")
+
+
+def _kpoints(ref: str) -> Kpoints:
+    return Kpoints.from_file(REF_DIR / ref / "inputs" / "KPOINTS.gz")
+
+
+def test_reference_inputs_carry_the_documented_settings():
+    """What the reference inputs (= what the makers write) say, against the module's documentation."""
+    relax, static = _incar("vasp_relax_LiIn"), _incar("vasp_static_LiIn")
+    for incar in (relax, static):
+        assert incar["GGA"].upper() == "PE" and incar["ISMEAR"] == 1 and incar["SIGMA"] == 0.1
+        assert incar["ENCUT"] == 650 and incar["ISPIN"] == 1 and "KSPACING" not in incar
+    assert relax["ISIF"] == 3 and relax["NSW"] == 99 and relax["EDIFFG"] == -0.02
+    assert static["NSW"] == 0
+    neb, end = _incar("vasp_neb_bcc_Li_hop"), _incar("vasp_endpoint_bcc_Li_hop_initial")
+    assert neb["IMAGES"] == fake_vasp.NEB_BAND_IMAGES and neb["LCLIMB"] and neb["IOPT"] == 1 and neb["IBRION"] == 3
+    assert neb["ENCUT"] == 520 == end["ENCUT"] and end["ISIF"] == 2 and neb["EDIFFG"] == -0.05
+    # Gamma-centred grids from the k-point density: LiIn (a = 4.8 Å primitive) at 6/Å, bcc-Li 2x2x2 at 4/Å
+    k = _kpoints("vasp_relax_LiIn")
+    assert k.style == Kpoints.supported_modes.Gamma and list(k.kpts[0]) == [10, 10, 10]
+    assert list(_kpoints("vasp_neb_bcc_Li_hop").kpts[0]) == [4, 4, 4]
+    spec = (REF_DIR / "vasp_relax_LiIn" / "inputs" / "POTCAR.spec.gz")
+    import gzip
+
+    assert gzip.open(spec, "rt").read().split() == ["In_d", "Li_sv"]
+
+
+def test_density_kpoints_matches_gpaw_convention():
+    from ase.build import bulk
+    from ase.calculators.calculator import kpts2sizeandoffsets
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    for atoms in (bulk("Li", "bcc", a=3.44), bulk("In", "bct", a=3.25, c=4.95), bulk("Li", "bcc", a=3.44, cubic=True)):
+        size, _ = kpts2sizeandoffsets(density=6.0, gamma=True, atoms=atoms)
+        assert list(V.density_kpoints(AseAtomsAdaptor.get_structure(atoms), 6.0).kpts[0]) == list(size)
+
+
+def test_plain_neb_has_no_vtst_tags(tmp_path):
+    ini, _ = fake_vasp.bcc_li_hop()
+    gen = V.neb_images_maker(climb=False).input_set_generator
+    gen.num_images = 3
+    incar = gen.get_input_set(ini, potcar_spec=True).incar
+    assert "LCLIMB" not in incar and "IOPT" not in incar and incar["IBRION"] == 1 and incar["IMAGES"] == 3
+
+
+def test_keys_depend_on_vasp_settings():
+    s, _ = fake_vasp.bcc_li_hop()
+    assert V.VaspRelaxMaker().key(s) == V.VaspRelaxMaker().key(s)
+    assert V.VaspRelaxMaker().key(s) != V.VaspRelaxMaker(relax_maker=V.hull_relax_maker({"ENCUT": 700})).key(s)
+    assert V.VaspRelaxMaker().key(s) != V.VaspRelaxMaker(static=False).key(s)
+    ini, fin = fake_vasp.bcc_li_hop()
+    assert V.VaspNebMaker().key(ini, fin) != V.VaspNebMaker(climb=False).key(ini, fin)
+
+
+def test_changed_input_is_caught_by_the_mock(mock_vasp, tmp_path):
+    """The mock compares INCARs: a maker with another ENCUT than the reference fails."""
+    from alloyflow.workflows.engine import JobFailed, ResultStore, run_cached
+    from alloyflow.workflows.hull import primitive
+
+    li = fake_vasp.hull_phases()[0]
+    flow = V.VaspRelaxMaker(relax_maker=V.hull_relax_maker({"ENCUT": 700})).keyed_job(primitive(li.structure), "Li")
+    mock_vasp(fake_vasp.reference_paths([("Li", flow)]) | {"vasp relax Li": "vasp_relax_Li"})
+    with ResultStore(tmp_path) as store, pytest.raises(JobFailed, match="ENCUT"):
+        run_cached(flow, store)
+
+
+def test_hull_flow_through_mocked_vasp(mock_vasp, tmp_path):
+    from alloyflow.analysis.hull import build_hull
+    from alloyflow.workflows.engine import ResultStore, run_cached
+    from alloyflow.workflows.hull import HullMaker, entries_from_documents
+    from alloyflow.workflows.relax import RelaxationDocument
+
+    flow = HullMaker(relax_maker=V.VaspRelaxMaker()).make(fake_vasp.hull_phases())
+    mock_vasp(fake_vasp.reference_paths([(f.name, f) for f in flow.jobs]))
+    with ResultStore(tmp_path) as store:
+        summary = run_cached(flow, store)
+        assert summary.computed == 9  # 3 phases x (relax, static, convert)
+        outputs = [store.output(f.uuid) for f in flow.jobs]
+        docs = [RelaxationDocument.model_validate(o if isinstance(o, dict) else o.model_dump()) for o in outputs]
+        again = run_cached(HullMaker(relax_maker=V.VaspRelaxMaker()).make(fake_vasp.hull_phases()), store)
+    assert again.computed == 0 and again.reused == 9  # keyed: rebuilt flows find every job
+    assert [d.label for d in docs] == ["Li", "In", "LiIn"]
+    for d in docs:
+        assert d.calculator["name"] == "vasp" and d.calculator["kind"] == "dft" and d.converged
+        assert d.metadata["vasp"]["incar"]["ENCUT"] == 650 and d.relax_cell and d.n_steps >= 1
+    hull = build_hull(entries_from_documents(docs), "Li-In")
+    liin = next(p for p in hull.phases if p.formula == "LiIn")
+    # the fake VASP ran SevenNet-0: its LiIn formation energy is about -0.27 eV/atom
+    assert -0.32 < liin.formation_energy_per_atom < -0.22 and liin.stable
+
+
+def test_neb_flow_through_mocked_vasp(mock_vasp, tmp_path):
+    from alloyflow.workflows.engine import ResultStore, run_cached
+    from alloyflow.workflows.neb import NebDocument
+
+    ini, fin = fake_vasp.bcc_li_hop()
+    maker = V.VaspNebMaker(n_images=fake_vasp.NEB_BAND_IMAGES)
+    flow = maker.keyed_job(ini, fin, label="bcc Li hop", metadata={"phase": "Li"})
+    mock_vasp(fake_vasp.reference_paths([("hop", flow)]))
+    with ResultStore(tmp_path) as store:
+        summary = run_cached(flow, store)
+        out = store.output(flow.uuid)
+    assert summary.computed == 5  # two endpoints, images, NEB, convert
+    doc = NebDocument.model_validate(out.model_dump() if hasattr(out, "model_dump") else out)
+    assert doc.calculator["name"] == "vasp" and doc.n_images == 3 and len(doc.energies) == len(doc.images) == 5
+    assert doc.converged and doc.endpoints_converged and doc.climbing_image == 2
+    # a symmetric hop: equal endpoints; the fake VASP's SevenNet-0 barrier in this 15-atom cell is ~0.14 eV
+    assert abs(doc.endpoint_asymmetry) < 0.01 and 0.05 < doc.forward_barrier < 0.3
+    # images come back in the input's site order: the hopping atom is the one that moves
+    moved = [ini.lattice.get_distance_and_image(a.frac_coords, b.frac_coords)[0] > 1.0
+             for a, b in zip(ini, doc.images[-1])]
+    assert sum(moved) == 1 and 1.5 < doc.hop_distance < 3.5
+    assert doc.metadata["phase"] == "Li" and "neb_method" in doc.metadata["vasp"]
+
