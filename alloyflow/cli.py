@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("system")
     p.add_argument("--structures", action="append", default=[], metavar="DIR")
 
+    p = sub.add_parser("search", help="tie-line search: orderings, prototypes and a dilute proxy, screened and relaxed")
+    p.add_argument("system")
+    p.add_argument("--max-sites", type=int, default=16, help="largest parent-lattice cell enumerated (default 16)")
+    p.add_argument("--compositions", nargs="+", help="target formulas, e.g. Li13In3 Li2In (default: the system's usual)")
+    p.add_argument("--budget-minutes", type=float, default=10.0, help="wall-time budget; a rerun resumes (default 10)")
+    p.add_argument("--keep", type=int, default=2, help="relax the K lowest candidates per composition (default 2)")
+    p.add_argument("--dilute-sites", type=int, default=36, help="host sites of the dilute Li proxy (36: LiIn35)")
+    _common(p)
+
     p = sub.add_parser("submit", help="send a flow to FireWorks (HPC queue), see docs/HPC.md")
     p.add_argument("what", choices=["hull"])
     p.add_argument("system")
@@ -146,6 +155,23 @@ def cmd_phases(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from alloyflow.structures import StructureLibrary
+    from alloyflow.workflows.engine import ResultStore
+    from alloyflow.workflows.search import format_search_summary, run_search, write_search_outputs
+
+    library = StructureLibrary(user_dirs=args.structures)
+    with ResultStore(args.out) as store:
+        result = run_search(args.system, store, calculator=args.calculator, max_sites=args.max_sites,
+                            compositions=args.compositions, budget_minutes=args.budget_minutes,
+                            keep_per_composition=args.keep, library=library, progress=not args.no_progress,
+                            dilute_sites=args.dilute_sites)
+    files = write_search_outputs(args.out, result)
+    print(format_search_summary(result))
+    print(f"files: {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
 def cmd_submit(args) -> int:
     from alloyflow.workflows.submit import submit_hull
 
@@ -183,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     from alloyflow.workflows.engine import JobFailed, StoreError
 
     handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
-                "report": cmd_report, "submit": cmd_submit, "calculators": cmd_calculators}
+                "report": cmd_report, "submit": cmd_submit, "search": cmd_search, "calculators": cmd_calculators}
     try:
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:

@@ -39,6 +39,12 @@ def hull_for_system(system, store, calculator, library, phases=None, progress=Tr
     from alloyflow.workflows.hull import entries_from_documents, run_hull_relaxations
 
     elements = parse_system(system)
+    predicted = (out_dir or store.out_dir / system) / "predicted"
+    if predicted.is_dir() and any(predicted.glob("*.cif")) and not any(
+        p.path.parent == predicted for p in library.all()
+    ):
+        # Structures found by `alloyflow search` in this folder join the hull.
+        library.add_folder(predicted)
     with stage(f"{system} relaxations", enabled=progress) as bar:
         docs, summary = run_hull_relaxations(system, store, calculator=calculator, library=library, phases=phases,
                                              progress=bar)
