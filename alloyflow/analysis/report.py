@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pymatgen.core import Composition
+
 from alloyflow.analysis.reference_data import (
     REFERENCE_BARRIERS,
     REFERENCE_CITATION,
@@ -117,7 +119,7 @@ def comparison_section(hulls, voltages, barriers, label: str) -> str:
         ref_stable = REFERENCE_STABLE.get(system)
         if ref_stable is None:
             continue
-        ours = sorted(hull.stable_set)
+        ours = sorted(f for f in hull.stable_set if len(Composition(f).elements) > 1)
         ref_min = REFERENCE_HULL_MINIMUM[system]
         rows.append([f"{system} stable set", ", ".join(ours), ", ".join(ref_stable)])
         rows.append([f"{system} hull minimum (meV/at)",
@@ -141,8 +143,9 @@ def comparison_section(hulls, voltages, barriers, label: str) -> str:
     text = [
         "## Comparison with the reference study",
         "",
-        f"This run: **{label}**. Reference: {REFERENCE_CITATION}. Missing phases in the bundled library (Li13In3, Li2In, "
-        "Li5In4, tetragonal LiIn3) cannot appear in this run's stable set until the tie-line search adds them.",
+        f"This run: **{label}**. Reference: {REFERENCE_CITATION}. A reference phase absent from this run's "
+        "candidate set (the bundled library lacks Li13In3, Li2In, Li5In4 and tetragonal LiIn3; `alloyflow search` "
+        "adds candidates) cannot be on its hull. Compounds only; elements are always stable.",
         "",
         _table(["quantity", f"this run ({label})", "reference study (PBE)"], rows),
     ]
