@@ -37,7 +37,8 @@ def _barrier_options(p: argparse.ArgumentParser) -> None:
                    help="minimum distance between periodic images of the vacancy, Å (default 10)")
     p.add_argument("--images", type=int, default=5, help="intermediate NEB images (default 5)")
     p.add_argument("--fmax", type=float, default=0.05, help="NEB force tolerance, eV/Å (default 0.05)")
-    p.add_argument("--max-hops", type=int, default=None, help="only the N shortest distinct hops")
+    p.add_argument("--max-hops", type=int, default=None,
+                   help="only the N shortest distinct hops (study default 6; 0 = all)")
     p.add_argument("--max-length", type=float, default=None, help="longest hop considered, Å")
 
 
@@ -135,10 +136,11 @@ def cmd_barriers(args) -> int:
 def cmd_study(args) -> int:
     from alloyflow.workflows.study import StudySettings, run_study
 
+    max_hops = StudySettings.max_hops if args.max_hops is None else (args.max_hops or None)
     settings = StudySettings(
         systems=args.systems, calculator=args.calculator, barriers=args.barriers,
         min_image_distance=args.min_image_distance, n_images=args.images, fmax=args.fmax,
-        max_hops=args.max_hops, max_length=args.max_length, structure_dirs=args.structures, phases=args.phases,
+        max_hops=max_hops, max_length=args.max_length, structure_dirs=args.structures, phases=args.phases,
     )
     report = run_study(settings, Path(args.out), progress=not args.no_progress)
     print(report.summary)
