@@ -126,7 +126,7 @@ def cmd_barriers(args) -> int:
     result = run_barriers_command(
         args.phase, system=args.system, calculator=args.calculator, out=Path(args.out),
         structure_dirs=args.structures, min_image_distance=args.min_image_distance, n_images=args.images,
-        fmax=args.fmax, max_hops=args.max_hops, max_length=args.max_length, dilute=args.dilute,
+        fmax=args.fmax, max_hops=args.max_hops or None, max_length=args.max_length, dilute=args.dilute,
         dilute_mode=args.dilute_mode, n_host_sites=args.host_sites, progress=not args.no_progress,
     )
     print(result.text)
