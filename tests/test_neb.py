@@ -151,3 +151,24 @@ def test_sevennet_bcc_li_vacancy_hop():
     assert 0.03 < d.forward_barrier < 0.20
     assert abs(d.forward_barrier - d.reverse_barrier) < 0.01
     assert d.model_calls < d.force_calls  # the band went through the model in one call per step
+
+
+def test_same_minimum_outcome_is_stored_not_recomputed(tmp_path):
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from alloyflow.workflows.engine import ResultStore, run_cached
+
+    atoms = bulk("Li", "bcc", a=3.44, cubic=True).repeat(2)
+    del atoms[0]
+    initial = AseAtomsAdaptor.get_structure(atoms)
+    moved = atoms.copy()
+    moved.positions[1] += [0.05, 0.0, 0.0]  # not a hop: both "endpoints" are one minimum
+    final = AseAtomsAdaptor.get_structure(moved)
+    maker = NebMaker(calculator="mock", n_images=1, relax_endpoints=False)
+    for expected_reused in (0, 1):
+        with ResultStore(tmp_path) as store:
+            job = maker.keyed_job(initial, final, label="not a hop")
+            summary = run_cached(job, store)
+            assert summary.reused == expected_reused
+            assert "same minimum" in store.output(job.uuid)["endpoint_error"]

@@ -57,6 +57,10 @@ def _relaxed(phase, store, calculator, progress, warnings) -> Structure:
     return doc.structure
 
 
+class EndpointProblem(ValueError):
+    """A stored NEB outcome: the endpoints relaxed into one minimum."""
+
+
 def _neb_document(store: ResultStore, uuid: str):
     from alloyflow.workflows.neb import NebDocument
 
@@ -226,15 +230,22 @@ def run_barriers(
         try:
             job = maker.keyed_job(initial, final, label=label, metadata={"phase": name, **info})
             run_cached(job, store, progress=progress)
+            output = _as_dict(store.output(job.uuid))
+            if "endpoint_error" in output:
+                raise EndpointProblem(output["endpoint_error"])
         except (JobFailed, ValueError) as exc:
             cause = exc.__cause__ if isinstance(exc, JobFailed) and exc.__cause__ else exc
             if isinstance(exc, JobFailed) and not isinstance(cause, ValueError):
                 raise  # a crash, not an endpoint problem: stop rather than hide it
+            if isinstance(cause, EndpointProblem):
+                cause = f"EndpointError: {cause}"
+            else:
+                cause = f"{type(cause).__name__}: {cause}"
             hops.append(HopBarrier(
                 id=hop.id, length=hop.length, multiplicity=hop.multiplicity, converged=False,
                 cn_initial=CoordinationSummary(**cn_i), cn_final=CoordinationSummary(**cn_f),
                 moving_index=info.get("moving_index"),
-                warnings=[f"hop {hop.id}: no barrier ({type(cause).__name__}: {cause})"],
+                warnings=[f"hop {hop.id}: no barrier ({cause})"],
             ))
             warnings.append(hops[-1].warnings[0])
             continue

@@ -257,7 +257,15 @@ class NebMaker(Maker):
 
     @job
     def make(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None) -> NebDocument:
-        return self.run(initial, final, label=label, metadata=metadata)
+        """The band; endpoints that relax into one minimum give ``{"endpoint_error": ...}``.
+
+        That outcome is stored like a result, so a rerun does not relax the
+        endpoints again only to fail the same way.
+        """
+        try:
+            return self.run(initial, final, label=label, metadata=metadata)
+        except EndpointError as exc:
+            return {"endpoint_error": str(exc), "label": label}
 
     def _relaxed_endpoints(self, initial: Structure, final: Structure) -> tuple[Structure, Structure, int, bool]:
         if not self.relax_endpoints:
