@@ -31,7 +31,7 @@ hull: $(STAMP)
 	$(VENV)/bin/alloyflow hull Li-Sn --out $(OUT)
 
 test: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q --durations=15 --nbmake tests notebooks $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q --durations=15 --nbmake --nbmake-timeout=1200 tests notebooks $(PYTEST_ARGS)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/hull.py

@@ -1,0 +1,133 @@
+"""DFT//ML refinement of an ML band: bookkeeping on the mock potential, one real GPAW refinement."""
+
+import time
+
+import numpy as np
+import pytest
+
+from alloyflow.workflows.engine import ResultStore
+from alloyflow.workflows.neb import NebMaker
+from alloyflow.workflows.refine import RefinedBarrier, format_refined, images_to_refine, refine_band
+from alloyflow.workflows.relax import StaticMaker
+from test_neb import bcc_vacancy_hop  # tests/ is on sys.path (pytest prepend import mode)
+
+# The "DFT" of the unit tests: the mock potential with other parameters, so its numbers differ from the band's.
+OTHER_MOCK = {"alpha": 1.6}
+
+
+@pytest.fixture(scope="module")
+def band():
+    return NebMaker(calculator="mock", n_images=5).run(*bcc_vacancy_hop(), label="bcc Li hop")
+
+
+def test_image_selection(band):
+    assert band.climbing_image == 3
+    assert images_to_refine(band, "saddle") == [0, 3, 6]
+    assert images_to_refine(band, "saddle+neighbours") == [0, 2, 3, 4, 6]
+    assert images_to_refine(band, "all") == list(range(7))
+    with pytest.raises(ValueError, match="unknown images"):
+        images_to_refine(band, "saddles")
+
+
+def test_same_potential_reproduces_ml_barrier_and_reuses(band, tmp_path):
+    # Refining with the band's own potential must give back the band's numbers.
+    with ResultStore(tmp_path) as store:
+        r = refine_band(band, store, calculator="mock", images="saddle+neighbours")
+        again = refine_band(band, store, calculator="mock", images="all")
+    assert isinstance(r, RefinedBarrier) and r.converged and not r.failures
+    assert r.n_single_points == 5 and r.n_reused == 0
+    for img in r.energies:
+        assert img.ok and abs(img.dft_energy - img.ml_energy) < 1e-6
+    assert abs(r.dft_forward_barrier - r.ml_forward_barrier) < 1e-6
+    assert abs(r.dft_reverse_barrier - r.ml_reverse_barrier) < 1e-6
+    assert r.dft_saddle_image == band.climbing_image and not r.dft_saddle_shifted
+    assert again.n_reused == 5 and again.n_single_points == 2  # only images 1 and 5 are new
+    assert r.ml_calculator["name"] == "mock" and r.dft_calculator["name"] == "mock"
+    assert "DFT//ML" in format_refined(r) and "ML (mock-Morse)" in format_refined(r)
+
+
+def test_other_potential_arithmetic(band, tmp_path):
+    with ResultStore(tmp_path) as store:
+        r = refine_band(band, store, calculator="mock", calculator_kwargs=OTHER_MOCK)
+    direct = {k: StaticMaker(calculator="mock", calculator_kwargs=OTHER_MOCK).run(band.images[k]).energy
+              for k in (0, 3, 6)}
+    assert [img.index for img in r.energies] == [0, 3, 6]
+    assert r.dft_forward_barrier == pytest.approx(direct[3] - direct[0], abs=1e-9)
+    assert r.dft_reverse_barrier == pytest.approx(direct[3] - direct[6], abs=1e-9)
+    assert abs(r.dft_forward_barrier - r.ml_forward_barrier) > 1e-3  # really another potential
+    assert r.dft_calculator["settings"] == OTHER_MOCK
+
+
+def test_shifted_dft_saddle_is_flagged(band, tmp_path, monkeypatch):
+    real_run = StaticMaker.run
+
+    def raised_neighbour(self, structure, label="", metadata=None):
+        doc = real_run(self, structure, label=label, metadata=metadata)
+        if label.endswith("image 4"):  # the "DFT" puts image 4 above the ML climbing image 3
+            doc.energy += 1.0
+        return doc
+
+    monkeypatch.setattr(StaticMaker, "run", raised_neighbour)
+    with ResultStore(tmp_path) as store:
+        r = refine_band(band, store, calculator="mock", images="saddle+neighbours")
+    assert r.dft_saddle_image == 4 and r.dft_saddle_shifted and "lower bound" in format_refined(r)
+    e = {img.index: img.dft_energy for img in r.energies}
+    assert r.dft_forward_barrier == pytest.approx(e[4] - e[0]) and e[4] > e[3]
+
+
+def test_failed_single_point_is_reported_not_a_number(band, tmp_path, monkeypatch):
+    real_run = StaticMaker.run
+
+    def flaky(self, structure, label="", metadata=None):
+        if label.endswith("image 3"):
+            raise RuntimeError("SCF did not converge (simulated)")
+        return real_run(self, structure, label=label, metadata=metadata)
+
+    monkeypatch.setattr(StaticMaker, "run", flaky)
+    with ResultStore(tmp_path) as store:
+        r = refine_band(band, store, calculator="mock")
+    assert not r.converged and r.dft_forward_barrier is None and r.dft_reverse_barrier is None
+    bad = next(img for img in r.energies if img.index == 3)
+    assert not bad.ok and bad.dft_energy is None and "SCF did not converge" in bad.message
+    assert len(r.failures) == 1 and "image 3" in r.failures[0]
+    assert "failed" in format_refined(r)
+    # the good single points were stored: fixing the problem recomputes only the failed one
+    monkeypatch.setattr(StaticMaker, "run", real_run)
+    with ResultStore(tmp_path) as store:
+        fixed = refine_band(band, store, calculator="mock")
+    assert fixed.converged and fixed.n_single_points == 1 and fixed.n_reused == 2
+
+
+@pytest.mark.slow
+def test_gpaw_refinement_of_bcc_li_band(tmp_path, monkeypatch):
+    """GPAW//SevenNet-0 on a 15-atom bcc-Li vacancy hop (3 images), CI settings as in tests/test_gpaw.py."""
+    pytest.importorskip("gpaw")
+    import torch
+
+    monkeypatch.setenv("ALLOYFLOW_THREADS", "1")  # GPAW is serial; shared cores (see tests/test_gpaw.py)
+    torch.set_num_threads(1)
+    a = 3.44
+    from pymatgen.core import Lattice, Structure
+
+    ini = Structure.from_spacegroup("Im-3m", Lattice.cubic(a), ["Li"], [[0, 0, 0]])
+    ini.make_supercell(2)
+    ini.remove_sites([0])
+    j = int(np.argmin([np.linalg.norm(site.coords - [a / 2] * 3) for site in ini]))
+    fin = ini.copy()
+    fin.replace(j, "Li", coords=[0, 0, 0], coords_are_cartesian=True)
+    t0 = time.perf_counter()
+    band = NebMaker(calculator="sevennet", n_images=3, fmax=0.05).run(ini, fin, label="bcc Li hop")
+    t1 = time.perf_counter()
+    settings = {"ecut": 300.0, "kpt_density": 3.0}
+    with ResultStore(tmp_path) as store:
+        r = refine_band(band, store, calculator="gpaw", calculator_kwargs=settings)
+        t2 = time.perf_counter()
+        again = refine_band(band, store, calculator="gpaw", calculator_kwargs=settings)
+    print(f"\n{format_refined(r)}\nSevenNet-0 band {t1 - t0:.0f} s, GPAW refinement {t2 - t1:.0f} s "
+          f"(PW 300 eV, k-density 3/Å, 15 atoms)")
+    assert r.converged and r.n_single_points == 3 and again.n_reused == 3 and again.n_single_points == 0
+    assert r.dft_calculator["kind"] == "dft" and r.dft_calculator["settings"]["ecut"] == 300.0
+    assert r.ml_calculator["name"] == "sevennet"
+    # symmetric hop: both endpoints are the same minimum up to symmetry
+    assert abs(r.dft_forward_barrier - r.dft_reverse_barrier) < 0.01
+    assert 0.03 < r.dft_forward_barrier < 0.3 and abs(r.dft_forward_barrier - r.ml_forward_barrier) < 0.05
