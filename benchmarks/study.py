@@ -41,6 +41,8 @@ def bench_study(args) -> None:
     with ResultStore(out) as store:
         for doc in store.jobstore.query({}, properties=["output", "metadata"]):
             output = doc["output"]
+            if "endpoint_error" in output:  # a stored failed-endpoint outcome: no band
+                continue
             label = doc.get("metadata", {}).get("alloyflow_label", "?")
             stage = "relaxations" if label.startswith("relax") else "NEB bands"
             if "force_calls" in output:
