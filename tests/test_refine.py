@@ -2,7 +2,6 @@
 
 import time
 
-import numpy as np
 import pytest
 
 from alloyflow.workflows.engine import ResultStore
@@ -99,31 +98,21 @@ def test_failed_single_point_is_reported_not_a_number(band, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_gpaw_refinement_of_bcc_li_band(tmp_path, monkeypatch):
+def test_gpaw_refinement_of_bcc_li_band(tmp_path, monkeypatch, sevennet_bcc_li_band):
     """GPAW//SevenNet-0 on a 15-atom bcc-Li vacancy hop (3 images), CI settings as in tests/test_gpaw.py."""
     pytest.importorskip("gpaw")
     import torch
 
     monkeypatch.setenv("ALLOYFLOW_THREADS", "1")  # GPAW is serial; shared cores (see tests/test_gpaw.py)
     torch.set_num_threads(1)
-    a = 3.44
-    from pymatgen.core import Lattice, Structure
-
-    ini = Structure.from_spacegroup("Im-3m", Lattice.cubic(a), ["Li"], [[0, 0, 0]])
-    ini.make_supercell(2)
-    ini.remove_sites([0])
-    j = int(np.argmin([np.linalg.norm(site.coords - [a / 2] * 3) for site in ini]))
-    fin = ini.copy()
-    fin.replace(j, "Li", coords=[0, 0, 0], coords_are_cartesian=True)
-    t0 = time.perf_counter()
-    band = NebMaker(calculator="sevennet", n_images=3, fmax=0.05).run(ini, fin, label="bcc Li hop")
+    band = sevennet_bcc_li_band
     t1 = time.perf_counter()
     settings = {"ecut": 300.0, "kpt_density": 3.0}
     with ResultStore(tmp_path) as store:
         r = refine_band(band, store, calculator="gpaw", calculator_kwargs=settings)
         t2 = time.perf_counter()
         again = refine_band(band, store, calculator="gpaw", calculator_kwargs=settings)
-    print(f"\n{format_refined(r)}\nSevenNet-0 band {t1 - t0:.0f} s, GPAW refinement {t2 - t1:.0f} s "
+    print(f"\n{format_refined(r)}\nSevenNet-0 band {band.elapsed_seconds:.0f} s, GPAW refinement {t2 - t1:.0f} s "
           f"(PW 300 eV, k-density 3/Å, 15 atoms)")
     assert r.converged and r.n_single_points == 3 and again.n_reused == 3 and again.n_single_points == 0
     assert r.dft_calculator["kind"] == "dft" and r.dft_calculator["settings"]["ecut"] == 300.0

@@ -18,7 +18,6 @@ input.yaml and writes into the working directory; the programmatic
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
