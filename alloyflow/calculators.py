@@ -166,6 +166,30 @@ register_calculator(
 )
 register_calculator(
     CalculatorSpec(
+        name="sevennet-mf0",
+        model="SevenNet-MF-0 (PBE modal)",
+        kind="mlip",
+        package="sevenn",
+        description="7net-mf-0 multi-fidelity SevenNet, PBE head; fidelity cross-check (benchmarks/fidelity.py)",
+        factory=lambda device="cpu": _sevennet_factory("7net-mf-0", modal="PBE", device=device),
+        supported_elements=_sevennet_elements,
+        batched=False,  # one-by-one: batching bought SevenNet-0 nothing on CPU (workflows/batched.py)
+    )
+)
+register_calculator(
+    CalculatorSpec(
+        name="sevennet-l3i5",
+        model="SevenNet-l3i5",
+        kind="mlip",
+        package="sevenn",
+        description="7net-l3i5 (lmax 3, 5 layers), same data as SevenNet-0; slower, fidelity cross-check",
+        factory=lambda device="cpu": _sevennet_factory("7net-l3i5", device=device),
+        supported_elements=_sevennet_elements,
+        batched=False,  # one-by-one: batching bought SevenNet-0 nothing on CPU (workflows/batched.py)
+    )
+)
+register_calculator(
+    CalculatorSpec(
         name="chgnet",
         model="CHGNet-0.3.0",
         kind="mlip",

@@ -7,6 +7,7 @@ import pytest
 from alloyflow.workflows.engine import ResultStore
 from alloyflow.workflows.neb import NebMaker
 from alloyflow.workflows.refine import RefinedBarrier, format_refined, images_to_refine, refine_band
+from alloyflow.workflows.labels import LabelMaker
 from alloyflow.workflows.relax import StaticMaker
 from test_neb import bcc_vacancy_hop  # tests/ is on sys.path (pytest prepend import mode)
 
@@ -58,15 +59,15 @@ def test_other_potential_arithmetic(band, tmp_path):
 
 
 def test_shifted_dft_saddle_is_flagged(band, tmp_path, monkeypatch):
-    real_run = StaticMaker.run
+    real_run = LabelMaker.run
 
-    def raised_neighbour(self, structure, label="", metadata=None):
-        doc = real_run(self, structure, label=label, metadata=metadata)
+    def raised_neighbour(self, structure, label=""):
+        doc = real_run(self, structure, label=label)
         if label.endswith("image 4"):  # the "DFT" puts image 4 above the ML climbing image 3
-            doc.energy += 1.0
+            doc["energy"] += 1.0
         return doc
 
-    monkeypatch.setattr(StaticMaker, "run", raised_neighbour)
+    monkeypatch.setattr(LabelMaker, "run", raised_neighbour)
     with ResultStore(tmp_path) as store:
         r = refine_band(band, store, calculator="mock", images="saddle+neighbours")
     assert r.dft_saddle_image == 4 and r.dft_saddle_shifted and "lower bound" in format_refined(r)
@@ -75,14 +76,14 @@ def test_shifted_dft_saddle_is_flagged(band, tmp_path, monkeypatch):
 
 
 def test_failed_single_point_is_reported_not_a_number(band, tmp_path, monkeypatch):
-    real_run = StaticMaker.run
+    real_run = LabelMaker.run
 
-    def flaky(self, structure, label="", metadata=None):
+    def flaky(self, structure, label=""):
         if label.endswith("image 3"):
             raise RuntimeError("SCF did not converge (simulated)")
-        return real_run(self, structure, label=label, metadata=metadata)
+        return real_run(self, structure, label=label)
 
-    monkeypatch.setattr(StaticMaker, "run", flaky)
+    monkeypatch.setattr(LabelMaker, "run", flaky)
     with ResultStore(tmp_path) as store:
         r = refine_band(band, store, calculator="mock")
     assert not r.converged and r.dft_forward_barrier is None and r.dft_reverse_barrier is None
@@ -91,7 +92,7 @@ def test_failed_single_point_is_reported_not_a_number(band, tmp_path, monkeypatc
     assert len(r.failures) == 1 and "image 3" in r.failures[0]
     assert "failed" in format_refined(r)
     # the good single points were stored: fixing the problem recomputes only the failed one
-    monkeypatch.setattr(StaticMaker, "run", real_run)
+    monkeypatch.setattr(LabelMaker, "run", real_run)
     with ResultStore(tmp_path) as store:
         fixed = refine_band(band, store, calculator="mock")
     assert fixed.converged and fixed.n_single_points == 1 and fixed.n_reused == 2

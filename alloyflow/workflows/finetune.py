@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
@@ -32,45 +30,11 @@ from alloyflow.calculators import (
     CalculatorError,
     CalculatorSpec,
     _sevennet_elements,
-    calculator_info,
-    check_elements,
-    get_calculator,
     register_calculator,
 )
-from alloyflow.workflows.engine import JobFailed, ResultStore, input_hash, keyed, run_cached, structure_fingerprint
+from alloyflow.workflows.labels import LabelMaker, label_structures  # noqa: F401  (re-exported)
 
 BASE_MODEL = "7net-0"
-
-
-@dataclass
-class LabelMaker(Maker):
-    """Keyed single point that keeps what training needs: energy, forces and stress (eV, eV/Å, eV/Å³)."""
-
-    name: str = "label"
-    calculator: str = "gpaw"
-    calculator_kwargs: dict = field(default_factory=dict)
-
-    def key(self, structure: Structure) -> str:
-        return input_hash("label", structure_fingerprint(structure), calculator_info(self.calculator),
-                          self.calculator_kwargs)
-
-    def keyed_job(self, structure: Structure, label: str):
-        check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
-        j = self.make(structure, label=label)
-        j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=f"{self.name} {label}")
-
-    @job
-    def make(self, structure: Structure, label: str = "") -> dict:
-        t0 = time.perf_counter()
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.calc = get_calculator(self.calculator, **self.calculator_kwargs)
-        energy = float(atoms.get_potential_energy())
-        forces = atoms.get_forces().tolist()
-        stress = atoms.get_stress().tolist()  # Voigt, eV/Å³ (ASE sign convention)
-        return {"label": label, "structure": structure.as_dict(), "energy": energy, "forces": forces,
-                "stress": stress, "calculator": calculator_info(self.calculator),
-                "elapsed_seconds": time.perf_counter() - t0}
 
 
 def training_structures(bands, n_rattle: int = 2, rattle_std: float = 0.05, strain: float = 0.02,
@@ -88,29 +52,6 @@ def training_structures(bands, n_rattle: int = 2, rattle_std: float = 0.05, stra
                               coords_are_cartesian=True)
                 out.append((f"{b.label} endpoint {k} rattle {r}", s))
     return out
-
-
-def label_structures(structures, store: ResultStore, calculator: str = "gpaw",
-                     calculator_kwargs: dict | None = None):
-    """DFT labels as ASE Atoms (single-point calculators); failed single points are listed, not used."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    maker = LabelMaker(calculator=calculator, calculator_kwargs=dict(calculator_kwargs or {}))
-    frames, failures = [], []
-    for label, s in structures:
-        j = maker.keyed_job(s, label)
-        try:
-            run_cached(j, store)
-        except JobFailed as exc:
-            failures.append(f"{label}: {exc}")
-            continue
-        d = store.output(j.uuid)
-        atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(d["structure"]))
-        atoms.calc = SinglePointCalculator(atoms, energy=d["energy"], forces=np.array(d["forces"]),
-                                           stress=np.array(d["stress"]))
-        atoms.info["label"] = label
-        frames.append(atoms)
-    return frames, failures
 
 
 class FineTuneResult(BaseModel):
@@ -131,6 +72,20 @@ class FineTuneResult(BaseModel):
     errors: dict = Field(
         description="{'base'|'finetuned': {'train'|'val': {'energy_mae_meV_atom', 'force_mae_meV_A'}}}")
     train_seconds: float
+
+    @property
+    def validation_rose(self) -> bool:
+        """True when fine-tuning made the held-out force error worse than the base model's."""
+        base = self.errors.get("base", {}).get("val", {}).get("force_mae_meV_A")
+        tuned = self.errors.get("finetuned", {}).get("val", {}).get("force_mae_meV_A")
+        return base is not None and tuned is not None and tuned > base
+
+    def summary(self) -> str:
+        e = self.errors
+        return (f"{self.name}: {self.n_train} train / {self.n_val} val structures, {self.epochs} epochs; val force MAE "
+                f"{e['base']['val']['force_mae_meV_A']:.1f} -> {e['finetuned']['val']['force_mae_meV_A']:.1f} meV/Å, "
+                f"val energy MAE {e['base']['val']['energy_mae_meV_atom']:.2f} -> "
+                f"{e['finetuned']['val']['energy_mae_meV_atom']:.2f} meV/atom (labels: {self.label_calculator.get('model')})")
 
 
 def _errors(calc, frames) -> dict:

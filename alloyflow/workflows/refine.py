@@ -8,22 +8,21 @@ hundreds for a DFT band. The refined barrier is a "DFT//ML" number: DFT
 energies on ML geometries. It is always reported beside the ML one and never
 labelled plain DFT.
 
-Every single point is a keyed ``StaticMaker`` job in the study's store, so a
-rerun (or another band sharing an endpoint) reuses it. A single point that
+Every single point is a keyed ``LabelMaker`` job (energy, forces, stress) in
+the study's store, so a rerun, another band sharing an endpoint, or a
+fine-tuning that wants the same image as a training label reuses it. A single point that
 raises (SCF not converged, GPAW missing, ...) is recorded with its message
 and leaves the DFT barrier ``None``: never a silent number.
 """
 
 from __future__ import annotations
 
-import math
-
 from pydantic import BaseModel, Field
 
 from alloyflow.calculators import calculator_info, get_spec
-from alloyflow.workflows.engine import JobFailed, ResultStore, run_cached
+from alloyflow.workflows.engine import ResultStore
+from alloyflow.workflows.labels import LabelMaker, single_point
 from alloyflow.workflows.neb import NebDocument
-from alloyflow.workflows.relax import RelaxationDocument, StaticMaker
 
 IMAGE_MODES = ("saddle", "saddle+neighbours", "all")
 METHOD_ML = "ML"
@@ -94,23 +93,14 @@ def dft_settings(calculator: str, calculator_kwargs: dict) -> dict:
     return dict(calculator_kwargs)
 
 
-def _single_point(maker: StaticMaker, neb_doc: NebDocument, k: int, store: ResultStore) -> RefinedImage:
-    structure = neb_doc.images[k]
-    job = maker.keyed_job(structure, label=f"{neb_doc.label or 'band'} image {k}")
-    reused = store.has(job.uuid)
+def _single_point(maker: LabelMaker, neb_doc: NebDocument, k: int, store: ResultStore) -> RefinedImage:
     ml = float(neb_doc.energies[k])
-    try:
-        run_cached(job, store)
-    except JobFailed as exc:
+    doc, reused, error = single_point(maker, neb_doc.images[k], f"{neb_doc.label or 'band'} image {k}", store)
+    if doc is None:
         # A DFT failure (e.g. SCF not converged) is a result to report, not a number.
-        return RefinedImage(index=k, ml_energy=ml, dft_energy=None, ok=False, message=str(exc), reused=False)
-    out = store.output(job.uuid)
-    doc = RelaxationDocument.model_validate(out if isinstance(out, dict) else out.model_dump())
-    if not math.isfinite(doc.energy):
-        return RefinedImage(index=k, ml_energy=ml, dft_energy=None, ok=False,
-                            message=f"non-finite energy {doc.energy}", reused=reused, dft_seconds=doc.elapsed_seconds)
-    return RefinedImage(index=k, ml_energy=ml, dft_energy=doc.energy, ok=True, reused=reused,
-                        dft_seconds=doc.elapsed_seconds)
+        return RefinedImage(index=k, ml_energy=ml, dft_energy=None, ok=False, message=error, reused=False)
+    return RefinedImage(index=k, ml_energy=ml, dft_energy=doc["energy"], ok=True, reused=reused,
+                        dft_seconds=doc["elapsed_seconds"])
 
 
 def refine_band(
@@ -124,7 +114,7 @@ def refine_band(
     kwargs = dict(calculator_kwargs or {})
     get_spec(calculator)  # unknown name: a clear CalculatorError before any work
     indices = images_to_refine(neb_doc, images)
-    maker = StaticMaker(calculator=calculator, calculator_kwargs=kwargs)
+    maker = LabelMaker(calculator=calculator, calculator_kwargs=kwargs)
     refined = [_single_point(maker, neb_doc, k, store) for k in indices]
 
     by_index = {r.index: r for r in refined}
