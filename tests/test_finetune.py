@@ -66,6 +66,9 @@ def test_finetune_registers_and_changes_predictions(tmp_path, monkeypatch):
         for err in (base[split], ft[split]):
             assert err["energy_mae_meV_atom"] >= 0 and err["force_mae_meV_A"] >= 0
     assert ft["train"]["energy_mae_meV_atom"] < base["train"]["energy_mae_meV_atom"]  # it learnt something
+    assert result.input_hash and isinstance(result.validation_rose, bool) and "val force MAE" in result.summary()
+    again = finetune_sevennet(frames, tmp_path, "li-ft", label_calculator=calculator_info("mock"), epochs=1, lr=1e-3)
+    assert again.sha256 == result.sha256 and again.train_seconds == result.train_seconds  # reused, not retrained
 
     loaded = load_finetuned(tmp_path, "li-ft")  # as a new process would: from the study folder
     info = calculator_info("li-ft")

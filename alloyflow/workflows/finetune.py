@@ -18,6 +18,7 @@ input.yaml and writes into the working directory; the programmatic
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class FineTuneResult(BaseModel):
     errors: dict = Field(
         description="{'base'|'finetuned': {'train'|'val': {'energy_mae_meV_atom', 'force_mae_meV_A'}}}")
     train_seconds: float
+    input_hash: str = Field("", description="hash of the labels and training settings; a match is reused, not retrained")
 
     @property
     def validation_rose(self) -> bool:
@@ -131,6 +133,36 @@ def align_references(frames, model: str = BASE_MODEL):
     return out, {el: float(x) for el, x in zip(elements, shifts)}
 
 
+def _sevenn_version() -> str:
+    import sevenn
+
+    return sevenn.__version__
+
+
+def _training_key(frames, **settings) -> str:
+    """Hash of every label (structure, energy, forces, stress) and the training settings."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for a in frames:
+        for arr in (a.cell.array, a.positions, a.numbers, a.get_forces(), a.get_stress(), [a.get_potential_energy()]):
+            h.update(np.round(np.asarray(arr, dtype=float), 8).tobytes())
+    return h.hexdigest()
+
+
+def _previous(folder: Path, key: str) -> "FineTuneResult | None":
+    """The stored fine-tuning of the same labels and settings, if its checkpoint is intact."""
+    meta = folder / "finetune.json"
+    if not meta.is_file():
+        return None
+    try:
+        old = FineTuneResult.model_validate_json(meta.read_text())
+    except ValueError:
+        return None
+    ckpt = Path(old.checkpoint)
+    if old.input_hash != key or not ckpt.is_file() or _sha256(ckpt) != old.sha256:
+        return None
+    return old
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -153,6 +185,11 @@ def finetune_sevennet(frames, out_dir, name: str, label_calculator: dict, val_fr
     if len(frames) < 2:
         raise ValueError(f"need at least 2 labelled structures to train and validate, got {len(frames)}")
     folder = Path(out_dir).resolve() / "potentials" / name
+    key = _training_key(frames, val_fraction=val_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                        align=align, base=BASE_MODEL, sevenn=_sevenn_version())
+    previous = _previous(folder, key)
+    if previous is not None:
+        return previous
     folder.mkdir(parents=True, exist_ok=True)
     shifts = {}
     if align:
@@ -193,7 +230,7 @@ def finetune_sevennet(frames, out_dir, name: str, label_calculator: dict, val_fr
     result = FineTuneResult(name=name, registry_name=name, checkpoint=str(checkpoint), sha256=_sha256(checkpoint),
                             base_model=BASE_MODEL, label_calculator=label_calculator, n_train=len(train),
                             n_val=len(val), epochs=epochs, lr=lr, reference_shifts=shifts, errors=errors,
-                            train_seconds=train_seconds)
+                            train_seconds=train_seconds, input_hash=key)
     (folder / "finetune.json").write_text(result.model_dump_json(indent=2))
     return result
 
