@@ -42,6 +42,15 @@ def _barrier_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=float, default=None, help="longest hop considered, Å")
 
 
+def _thermo_options(p: argparse.ArgumentParser) -> None:
+    from alloyflow.workflows.thermo import DEFAULT_MIN_LENGTH
+
+    p.add_argument("--min-length", type=float, default=DEFAULT_MIN_LENGTH,
+                   help=f"shortest phonon-supercell lattice vector, Å (default {DEFAULT_MIN_LENGTH:g})")
+    p.add_argument("--no-elastic", action="store_true", help="skip the elastic moduli")
+    p.add_argument("--no-diffusivity", action="store_true", help="skip attempt frequencies and diffusivities")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alloyflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "'none', or phase names")
     p.add_argument("--phases", nargs="+", help="only these phases in the hulls (elements always included)")
     _barrier_options(p)
+    _common(p)
+
+    p.add_argument("--temperature", type=float, default=None,
+                   help="also compute phonons, moduli and diffusivities and add a thermo section at this T (K)")
+    _thermo_options(p)
+
+    p = sub.add_parser("thermo", help="phonon free energies, hull and voltage at T, elastic moduli, diffusivities")
+    p.add_argument("system", help="chemical system, e.g. Li-Sn")
+    p.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
+    p.add_argument("--phases", nargs="+", help="only these phases (elements are always included)")
+    _thermo_options(p)
     _common(p)
 
     p = sub.add_parser("phases", help="list the library's phases of a system with provenance")
@@ -141,9 +161,23 @@ def cmd_study(args) -> int:
         systems=args.systems, calculator=args.calculator, barriers=args.barriers,
         min_image_distance=args.min_image_distance, n_images=args.images, fmax=args.fmax,
         max_hops=max_hops, max_length=args.max_length, structure_dirs=args.structures, phases=args.phases,
+        temperature=args.temperature, min_length=args.min_length, elastic=not args.no_elastic,
+        diffusivity=not args.no_diffusivity,
     )
     report = run_study(settings, Path(args.out), progress=not args.no_progress)
     print(report.summary)
+    return 0
+
+
+def cmd_thermo(args) -> int:
+    from alloyflow.workflows.thermo import run_thermo
+
+    result = run_thermo(
+        args.system, temperature=args.temperature, calculator=args.calculator, out=Path(args.out),
+        phases=args.phases, min_length=args.min_length, elastic=not args.no_elastic,
+        diffusivity=not args.no_diffusivity, structure_dirs=args.structures, progress=not args.no_progress,
+    )
+    print(result.text)
     return 0
 
 
@@ -211,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     from alloyflow.workflows.engine import JobFailed, StoreError
 
     handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
-                "report": cmd_report, "submit": cmd_submit, "search": cmd_search, "calculators": cmd_calculators}
+                "report": cmd_report, "submit": cmd_submit, "search": cmd_search, "calculators": cmd_calculators,
+                "thermo": cmd_thermo}
     try:
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:

@@ -154,7 +154,18 @@ def comparison_section(hulls, voltages, barriers, label: str) -> str:
     return "\n".join(text)
 
 
-def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: dict) -> Path:
+def thermo_section(thermo: dict) -> str:
+    """Finite-temperature tables (``ThermoResult`` per system) with their plots."""
+    from alloyflow.analysis.thermo import format_thermo_table
+
+    parts = ["## Finite temperature (harmonic phonons, fixed 0 K volume)", ""]
+    for system, result in thermo.items():
+        parts += [f"![hull at T]({system}/thermo/hull_T.png) ![voltage at T]({system}/thermo/voltage_T.png)", "",
+                  format_thermo_table(result), ""]
+    return "\n".join(parts)
+
+
+def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: dict, thermo: dict | None = None) -> Path:
     calc = meta["calculator"]
     label = f"{calc['label']}, {calc['name']} {calc['version']}"
     timing_rows = [[k, f"{v:.1f}"] for k, v in meta["timings_seconds"].items()]
@@ -168,6 +179,8 @@ def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: d
     ]
     if barriers:
         parts += [barrier_section(barriers), ""]
+    if thermo:
+        parts += [thermo_section(thermo), ""]
     parts += [comparison_section(hulls, voltages, barriers, label), ""]
     parts += ["## Jobs and timings", "",
               f"Jobs: {meta['jobs']['computed']} computed in this run, {meta['jobs']['reused']} reused from the store.",
@@ -213,4 +226,6 @@ def rebuild_report(out: Path) -> Path:
     meta.setdefault("calculator", next(iter(hulls.values())).calculator)
     meta.setdefault("timings_seconds", {})
     meta.setdefault("jobs", {"computed": 0, "reused": 0})
-    return write_report(out, hulls, voltages, barriers, meta)
+    from alloyflow.analysis.thermo_plots import load_thermo_results
+
+    return write_report(out, hulls, voltages, barriers, meta, thermo=load_thermo_results(out))

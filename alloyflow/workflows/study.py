@@ -143,6 +143,11 @@ class StudySettings:
     max_length: float | None = None
     structure_dirs: list[str] = field(default_factory=list)
     phases: list[str] | None = None
+    # Finite temperature (off unless a temperature is given): phonons, moduli, diffusivities.
+    temperature: float | None = None
+    min_length: float = 12.0
+    elastic: bool = True
+    diffusivity: bool = True
 
 
 @dataclass
@@ -216,6 +221,17 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
             barriers.append(result)
             total += summary
             timings[f"barriers {phase}{' (dilute Li)' if extra.get('dilute') else ''}"] = time.perf_counter() - ts
+        thermo = {}
+        if settings.temperature is not None:
+            from alloyflow.workflows.thermo import thermo_for_system
+
+            for system in settings.systems:
+                ts = time.perf_counter()
+                thermo[system], _, summary = thermo_for_system(
+                    system, store, settings.calculator, library, settings.temperature, settings.phases,
+                    settings.min_length, settings.elastic, settings.diffusivity, progress)
+                total += summary
+                timings[f"thermo {system} ({settings.temperature:g} K)"] = time.perf_counter() - ts
         reused, computed = total.reused, total.computed
     timings["total"] = time.perf_counter() - t0
     meta = {
@@ -224,7 +240,7 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
         "timings_seconds": timings,
         "jobs": {"computed": computed, "reused": reused},
     }
-    path = write_report(out, hulls, voltages, barriers, meta)
+    path = write_report(out, hulls, voltages, barriers, meta, thermo=thermo)
     (out / "study.json").write_text(json.dumps(meta, indent=2, default=str))
     summary = (f"study of {', '.join(settings.systems)} on {calculator_info(settings.calculator)['label']}: "
                f"{computed} job(s) computed, {reused} reused from {out / 'store'}; "
