@@ -121,3 +121,22 @@ def test_gpaw_refinement_of_bcc_li_band(tmp_path, monkeypatch, sevennet_bcc_li_b
     # symmetric hop: both endpoints are the same minimum up to symmetry
     assert abs(r.dft_forward_barrier - r.dft_reverse_barrier) < 0.01
     assert 0.03 < r.dft_forward_barrier < 0.3 and abs(r.dft_forward_barrier - r.ml_forward_barrier) < 0.05
+
+
+def test_reconverge_band_with_another_potential(band, tmp_path):
+    from alloyflow.workflows.refine import reconverge_band
+
+    other = {"alpha": 1.6}
+    with ResultStore(tmp_path) as store:
+        dft = reconverge_band(band, store, calculator="mock", calculator_kwargs=other, fmax=0.05)
+        n = store.count()
+        again = reconverge_band(band, store, calculator="mock", calculator_kwargs=other, fmax=0.05)
+        assert store.count() == n and again.forward_barrier == dft.forward_barrier  # stored, reused
+    assert dft.converged and dft.calculator["name"] == "mock" and dft.metadata["started_from"] == "band"
+    # the endpoints stay at the band's geometries: same cell and atoms
+    assert dft.images[0] == band.images[0] and dft.images[-1] == band.images[-1]
+    scratch = NebMaker(calculator="mock", calculator_kwargs=other, n_images=5, relax_endpoints=False).run(
+        band.images[0], band.images[-1], label="from scratch")
+    assert abs(dft.forward_barrier - scratch.forward_barrier) < 0.01
+    assert abs(dft.forward_barrier - band.forward_barrier) > 1e-3  # really re-converged on the other potential
+    assert dft.force_calls <= scratch.force_calls  # the ML band is a better start than IDPP

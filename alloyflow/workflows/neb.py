@@ -300,11 +300,18 @@ class NebMaker(Maker):
                 f"(largest atomic displacement {moved.max():.3f} Å < {SAME_MINIMUM_TOL} Å)"
             )
 
-        evaluator = BatchEvaluator(self.calculator, batched=self.batched, calculator_kwargs=self.calculator_kwargs)
         images = [ini] + [ini.copy() for _ in range(self.n_images)] + [fin]
+        return self._optimise(images, True, self.key(initial, final), label, metadata, endpoint_steps, endpoints_ok,
+                              float(moved.max()), t0)
+
+    def _optimise(self, images: list[Atoms], interpolate: bool, key: str, label: str, metadata: dict | None,
+                  endpoint_steps: int, endpoints_ok: bool, hop_distance: float, t0: float) -> NebDocument:
+        """Evaluate the endpoints, interpolate (or keep the given images), optimise and document the band."""
+        evaluator = BatchEvaluator(self.calculator, batched=self.batched, calculator_kwargs=self.calculator_kwargs)
         neb = BatchedNEB(images, evaluator, k=self.spring, climb=self.climb, method=self.method)
-        neb.evaluate([ini, fin])
-        interpolate_band(images, self.interpolation, self.method)
+        neb.evaluate([images[0], images[-1]])
+        if interpolate:
+            interpolate_band(images, self.interpolation, self.method)
 
         opt = _optimizer(self.optimizer, neb)
         finished = bool(opt.run(fmax=self.fmax, steps=self.max_steps))
@@ -318,8 +325,8 @@ class NebMaker(Maker):
         return NebDocument(
             label=label,
             calculator=calculator_info(self.calculator),
-            input_hash=self.key(initial, final),
-            n_images=self.n_images,
+            input_hash=key,
+            n_images=len(images) - 2,
             energies=energies,
             images=[AseAtomsAdaptor.get_structure(a.copy()) for a in images],
             forward_barrier=energies[imax] - energies[0],
@@ -333,7 +340,7 @@ class NebMaker(Maker):
             endpoint_force_calls=endpoint_steps,
             max_force=max_force,
             fmax=self.fmax,
-            hop_distance=float(moved.max()),
+            hop_distance=hop_distance,
             endpoints_converged=endpoints_ok,
             settings=self.settings(),
             elapsed_seconds=time.perf_counter() - t0,

@@ -17,12 +17,18 @@ and leaves the DFT barrier ``None``: never a silent number.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import time
+from dataclasses import dataclass
 
-from alloyflow.calculators import calculator_info, get_spec
-from alloyflow.workflows.engine import ResultStore
+from jobflow import job
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from alloyflow.calculators import calculator_info, check_elements, get_spec
+from alloyflow.workflows.engine import ResultStore, input_hash, keyed, run_cached, structure_fingerprint
 from alloyflow.workflows.labels import LabelMaker, single_point
-from alloyflow.workflows.neb import NebDocument
+from alloyflow.workflows.neb import NebDocument, NebMaker, mic_displacements, validate_endpoints
 
 IMAGE_MODES = ("saddle", "saddle+neighbours", "all")
 METHOD_ML = "ML"
@@ -159,3 +165,64 @@ def format_refined(r: RefinedBarrier) -> str:
             f"{METHOD_DFT_ML} ({r.dft_calculator.get('model')}) {dft}; "
             f"{len(r.energies)} single points ({r.n_single_points} computed, {r.n_reused} reused), "
             f"{r.dft_seconds:.0f} s")
+
+
+@dataclass
+class ReconvergeBandMaker(NebMaker):
+    """Re-converge a converged band (e.g. an ML one) with another calculator, starting from its images.
+
+    Why start from the ML band: it already has the right topology (one atom
+    hopping) and nearly the right path, so DFT needs a few band steps instead
+    of an IDPP start's dozens. Endpoints are kept at their ML geometries by
+    default (``relax_endpoints=False``): their DFT relaxation would change
+    the barrier by the endpoint relaxation energy, which the refined single
+    points already show. Each step costs ``n_images`` DFT force calls.
+    """
+
+    name: str = "reconverge"
+    calculator: str = "gpaw"
+    relax_endpoints: bool = False
+    max_steps: int = 60
+    batched: bool = False
+
+    def band_key(self, band: list[Structure]) -> str:
+        settings = {k: v for k, v in self.settings().items() if k not in ("batched", "n_images")}
+        return input_hash("reconverge", [structure_fingerprint(s) for s in band], calculator_info(self.calculator),
+                          settings)
+
+    def keyed_band_job(self, band: list[Structure], label: str):
+        check_elements(self.calculator, [el.symbol for el in band[0].composition.elements], where=label)
+        validate_endpoints(band[0], band[-1])
+        j = self.make_from_band(band, label=label)
+        j.name = f"{self.name} {label}"
+        return keyed(j, self.band_key(band), label=f"{self.name} {label}")
+
+    @job
+    def make_from_band(self, band: list[Structure], label: str = "") -> NebDocument:
+        return self.run_from_band(band, label)
+
+    def run_from_band(self, band: list[Structure], label: str = "") -> NebDocument:
+        t0 = time.perf_counter()
+        ini_s, fin_s, endpoint_steps, endpoints_ok = self._relaxed_endpoints(band[0], band[-1])
+        images = [AseAtomsAdaptor.get_atoms(s) for s in [ini_s, *band[1:-1], fin_s]]
+        cell = images[0].cell
+        for a in images[1:]:
+            a.set_cell(cell, scale_atoms=True)  # one cell for the band, as in NebMaker
+        hop = float(mic_displacements(images[0], images[-1]).max())
+        return self._optimise(images, False, self.band_key(band), label, {"started_from": "band"}, endpoint_steps,
+                              endpoints_ok, hop, t0)
+
+
+def reconverge_band(neb_doc: NebDocument, store: ResultStore, calculator: str = "gpaw",
+                    calculator_kwargs: dict | None = None, fmax: float = 0.05, max_steps: int = 60) -> NebDocument:
+    """A band re-converged with ``calculator`` from ``neb_doc``'s images: a full DFT barrier, stored and reused.
+
+    An unconverged result (``max_steps`` reached) comes back with ``converged=False``;
+    a failed force call raises ``JobFailed`` naming the band, with the earlier work stored.
+    """
+    maker = ReconvergeBandMaker(calculator=calculator, calculator_kwargs=dict(calculator_kwargs or {}), fmax=fmax,
+                                max_steps=max_steps, n_images=neb_doc.n_images)
+    j = maker.keyed_band_job(list(neb_doc.images), label=f"{neb_doc.label or 'band'}")
+    run_cached(j, store)
+    out = store.output(j.uuid)
+    return NebDocument.model_validate(out if isinstance(out, dict) else out.model_dump())
