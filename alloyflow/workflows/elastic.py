@@ -1,0 +1,360 @@
+"""Elastic tensor, bulk and shear moduli by a strain–stress fit on any registered calculator.
+
+The relaxed cell is strained along each of the 6 independent Voigt strains
+(default ±0.5 % and ±1 %; shear components as engineering strains), the
+ions of every strained cell are relaxed at fixed cell (relaxed-ion moduli:
+in multi-atom metallic cells internal relaxations soften C, most of all the
+shear constants, and clamped-ion moduli would overestimate them), and each
+column of the 6×6 tensor is the slope of a linear fit of the six stress
+components against that strain (pymatgen
+``ElasticTensor.from_independent_strains``, with the reference cell's stress
+as the zero-strain point). Stresses are Cauchy stresses, tension positive.
+
+Why not atomate2's elastic flow: it runs one job per deformation through
+its own force-field makers (its own force-field names, trajectories stored),
+so it cannot run the registry calculators (mock, GPAW, fine-tuned models)
+and does not fit the compact keyed documents of this store; here a whole
+fit is one keyed job that a rerun reuses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from ase.units import GPa
+from jobflow import Maker, job
+from pydantic import BaseModel, Field
+from pymatgen.analysis.elasticity import ElasticTensor, Strain, Stress
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements, get_calculator
+from alloyflow.workflows.engine import ResultStore, input_hash, keyed, run_cached, structure_fingerprint
+
+DEFAULT_STRAINS = (-0.01, -0.005, 0.005, 0.01)
+
+
+class ElasticDocument(BaseModel):
+    """Relaxed-ion elastic constants of one phase; moduli and stresses in GPa."""
+
+    label: str
+    formula: str
+    structure: Structure = Field(description="the reference (relaxed) cell")
+    elastic_tensor: list[list[float]] = Field(description="6x6 Voigt matrix C_ij, GPa (IEEE order xx yy zz yz xz xy)")
+    bulk_modulus_vrh: float
+    shear_modulus_vrh: float
+    bulk_modulus_voigt: float
+    bulk_modulus_reuss: float
+    shear_modulus_voigt: float
+    shear_modulus_reuss: float
+    youngs_modulus: float = Field(description="isotropic (VRH) Young's modulus, GPa")
+    poisson_ratio: float = Field(description="isotropic (VRH) Poisson ratio")
+    universal_anisotropy: float
+    mechanically_stable: bool = Field(description="Born criteria: C positive definite")
+    eigenvalues: list[float] = Field(description="eigenvalues of the Voigt matrix, GPa")
+    residual_stress: list[float] = Field(description="Voigt stress of the reference cell, GPa")
+    max_residual_stress: float = Field(description="largest |component| of residual_stress, GPa")
+    fit_rms_error: float = Field(description="RMS of stress minus the linear fit over all strained cells, GPa")
+    strains: list[float]
+    relax_ions: bool
+    fmax: float
+    ions_converged: bool
+    n_deformations: int
+    n_force_calls: int
+    elapsed_seconds: float
+    calculator: dict
+    input_hash: str
+    warnings: list[str] = Field(default_factory=list)
+    metadata: dict = Field(default_factory=dict)
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    @property
+    def calculator_info(self) -> dict:
+        return self.calculator
+
+
+class _CountingCalculator(Calculator):
+    """Delegates to a registry calculator and counts its evaluations (one per new geometry)."""
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(self, inner: Calculator):
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        inner_atoms = self.atoms.copy()
+        inner_atoms.calc = self.inner
+        self.calls += 1
+        energy = float(inner_atoms.get_potential_energy())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": np.array(inner_atoms.get_forces()),
+            "stress": np.array(inner_atoms.get_stress(voigt=True)),
+        }
+
+
+def voigt_strain(index: int, amount: float) -> Strain:
+    """The strain ``amount`` along Voigt component ``index`` (0-5; shear as engineering strain)."""
+    v = np.zeros(6)
+    v[index] = amount
+    return Strain.from_voigt(v)
+
+
+def strained_structure(structure: Structure, strain: Strain) -> Structure:
+    """``structure`` deformed by the symmetric deformation whose Green–Lagrange strain is ``strain``."""
+    deformation = strain.get_deformation_matrix(shape="symmetric")
+    s = structure.copy()
+    s.lattice = Lattice(np.dot(structure.lattice.matrix, np.asarray(deformation).T))
+    return s
+
+
+def born_stable(c_voigt, tol: float = 1e-6) -> tuple[bool, list[float]]:
+    """Born (generic) mechanical stability: the 6x6 Voigt matrix is positive definite."""
+    c = np.asarray(c_voigt, dtype=float)
+    if c.shape != (6, 6):
+        raise ValueError(f"expected a 6x6 Voigt matrix, got shape {c.shape}")
+    eig = np.linalg.eigvalsh(0.5 * (c + c.T))
+    return bool(eig.min() > tol), [float(x) for x in eig]
+
+
+def fit_elastic_tensor(strains: list[Strain], stresses: list[Stress], eq_stress: Stress) -> ElasticTensor:
+    """Linear strain–stress fit, one strain component at a time (pymatgen)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return ElasticTensor.from_independent_strains(strains, stresses, eq_stress=eq_stress)
+
+
+def moduli(tensor: ElasticTensor) -> dict:
+    """VRH moduli and friends of a fitted tensor, GPa (pymatgen's definitions)."""
+    k, g = float(tensor.k_vrh), float(tensor.g_vrh)
+    return {
+        "bulk_modulus_vrh": k,
+        "shear_modulus_vrh": g,
+        "bulk_modulus_voigt": float(tensor.k_voigt),
+        "bulk_modulus_reuss": float(tensor.k_reuss),
+        "shear_modulus_voigt": float(tensor.g_voigt),
+        "shear_modulus_reuss": float(tensor.g_reuss),
+        "youngs_modulus": 9 * k * g / (3 * k + g) if (3 * k + g) else float("nan"),
+        "poisson_ratio": (3 * k - 2 * g) / (6 * k + 2 * g) if (6 * k + 2 * g) else float("nan"),
+        "universal_anisotropy": float(tensor.universal_anisotropy),
+    }
+
+
+@dataclass
+class ElasticMaker(Maker):
+    """Relaxed-ion elastic tensor of a relaxed structure by a strain–stress fit.
+
+    ``strains``: amounts applied along each of the 6 Voigt components (no 0;
+    the reference cell is the zero point). ``relax_ions``: relax the ions of
+    every strained cell at fixed cell with ``optimizer`` to ``fmax`` eV/Å.
+    """
+
+    name: str = "elastic"
+    calculator: str = DEFAULT_CALCULATOR
+    strains: tuple[float, ...] = DEFAULT_STRAINS
+    relax_ions: bool = True
+    fmax: float = 0.01
+    steps: int = 200
+    optimizer: str = "BFGS"
+    calculator_kwargs: dict = field(default_factory=dict)
+
+    def settings(self) -> dict:
+        return {
+            "strains": [float(x) for x in self.strains],
+            "relax_ions": self.relax_ions,
+            "fmax": self.fmax,
+            "steps": self.steps,
+            "optimizer": self.optimizer,
+            "calculator_kwargs": self.calculator_kwargs,
+        }
+
+    def key(self, structure: Structure) -> str:
+        return input_hash("elastic", structure_fingerprint(structure), calculator_info(self.calculator), self.settings())
+
+    def _check(self, structure: Structure, label: str) -> None:
+        amounts = [float(x) for x in self.strains]
+        if len(amounts) < 2 or any(abs(x) < 1e-6 or abs(x) > 0.05 for x in amounts) or len(set(amounts)) != len(amounts):
+            raise ValueError(f"strains must be >= 2 distinct non-zero amounts with |strain| <= 0.05, got {self.strains}")
+        if self.optimizer not in ("BFGS", "FIRE", "LBFGS"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; use BFGS, FIRE or LBFGS")
+        if len(structure) == 0:
+            raise ValueError(f"{label}: empty structure")
+        check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
+
+    def keyed_job(self, structure: Structure, label: str, metadata: dict | None = None):
+        """A job whose uuid is the input hash, so a finished one is reused."""
+        self._check(structure, label)
+        j = self.make(structure, label=label, metadata=metadata or {})
+        j.name = f"{self.name} {label}"
+        return keyed(j, self.key(structure), label=f"{self.name} {label}")
+
+    @job
+    def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> ElasticDocument:
+        return self.run(structure, label=label, metadata=metadata)
+
+    def _stress(self, structure: Structure, calc: _CountingCalculator) -> tuple[Stress, bool, float]:
+        """Cauchy stress (GPa, tension positive) after relaxing the ions at fixed cell."""
+        from ase.optimize import BFGS, FIRE, LBFGS
+
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.calc = calc
+        converged = True
+        if self.relax_ions and len(atoms) > 1:
+            opt = {"BFGS": BFGS, "FIRE": FIRE, "LBFGS": LBFGS}[self.optimizer](atoms, logfile=None)
+            converged = bool(opt.run(fmax=self.fmax, steps=self.steps))
+        forces = atoms.get_forces()
+        max_force = float(np.linalg.norm(forces, axis=1).max())
+        stress = Stress(atoms.get_stress(voigt=False) / GPa)
+        return stress, converged, max_force
+
+    def run(self, structure: Structure, label: str = "", metadata: dict | None = None) -> ElasticDocument:
+        """Strain, relax, fit (outside jobflow too)."""
+        self._check(structure, label)
+        t0 = time.perf_counter()
+        calc = _CountingCalculator(get_calculator(self.calculator, **self.calculator_kwargs))
+        warnings: list[str] = []
+        eq_stress, ok, fmax_ref = self._stress(structure, calc)
+        all_ok = ok
+        strains, stresses = [], []
+        for index in range(6):
+            for amount in self.strains:
+                strain = voigt_strain(index, float(amount))
+                stress, ok, _ = self._stress(strained_structure(structure, strain), calc)
+                all_ok &= ok
+                strains.append(strain)
+                stresses.append(stress)
+        tensor = fit_elastic_tensor(strains, stresses, eq_stress)
+        c = np.asarray(tensor.voigt, dtype=float)
+        predicted = [c @ np.asarray(e.voigt) + np.asarray(eq_stress.voigt) for e in strains]
+        rms = float(np.sqrt(np.mean([(np.asarray(s.voigt) - p) ** 2 for s, p in zip(stresses, predicted)])))
+        stable, eig = born_stable(c)
+        residual = [float(x) for x in eq_stress.voigt]
+        if not all_ok:
+            warnings.append(f"an ionic relaxation of a strained cell did not reach fmax {self.fmax} eV/Å in {self.steps} steps")
+        if max(abs(x) for x in residual) > 0.5:
+            warnings.append(f"the reference cell is not relaxed: residual stress up to {max(abs(x) for x in residual):.2f} GPa")
+        if not self.relax_ions and len(structure) > 1:
+            warnings.append("clamped-ion moduli (ions not relaxed): upper bounds for multi-atom cells")
+        if not stable:
+            warnings.append(f"mechanically unstable: smallest eigenvalue of C is {min(eig):.1f} GPa")
+        return ElasticDocument(
+            label=label,
+            formula=structure.composition.reduced_formula,
+            structure=structure,
+            elastic_tensor=[[float(x) for x in row] for row in c],
+            **moduli(tensor),
+            mechanically_stable=stable,
+            eigenvalues=eig,
+            residual_stress=residual,
+            max_residual_stress=max(abs(x) for x in residual),
+            fit_rms_error=rms,
+            strains=[float(x) for x in self.strains],
+            relax_ions=self.relax_ions,
+            fmax=self.fmax,
+            ions_converged=all_ok and fmax_ref < 10 * self.fmax,
+            n_deformations=len(strains),
+            n_force_calls=calc.calls,
+            elapsed_seconds=time.perf_counter() - t0,
+            calculator=calculator_info(self.calculator),
+            input_hash=self.key(structure),
+            warnings=warnings,
+            metadata=metadata or {},
+        )
+
+
+def run_elastic(
+    structures: dict[str, Structure],
+    store: ResultStore,
+    calculator: str = DEFAULT_CALCULATOR,
+    progress=None,
+    relax: bool = True,
+    maker: ElasticMaker | None = None,
+) -> dict[str, ElasticDocument]:
+    """Elastic documents of ``structures`` (name -> structure), as keyed jobs reused on a rerun.
+
+    Each structure is reduced to its primitive cell. ``relax``: first relax
+    it (ions and cell) with the relax maker the hull uses, so a library
+    structure reuses the hull's stored relaxation; pass ``relax=False`` for
+    cells that are relaxed already.
+    """
+    from alloyflow.workflows.relax import RelaxationDocument
+    from alloyflow.workflows.submit import relax_maker_for
+
+    if not structures:
+        raise ValueError("no structures given")
+    maker = maker or ElasticMaker(calculator=calculator)
+    if maker.calculator != calculator:
+        raise ValueError(f"maker calculator {maker.calculator!r} differs from calculator {calculator!r}")
+    out: dict[str, ElasticDocument] = {}
+    for name, structure in structures.items():
+        if not isinstance(structure, Structure):
+            raise TypeError(f"{name}: expected a pymatgen Structure, got {type(structure).__name__}")
+        from alloyflow.workflows.hull import primitive
+
+        reference = primitive(structure)  # what the hull relaxes, so its stored relaxation is reused
+        relax_warning = None
+        if relax:
+            rjob = relax_maker_for(calculator).keyed_job(reference, label=name, metadata={"phase": name})
+            run_cached(rjob, store, progress=progress)
+            rdoc = store.output(rjob.uuid)
+            rdoc = rdoc if isinstance(rdoc, RelaxationDocument) else RelaxationDocument.model_validate(rdoc)
+            reference = rdoc.structure
+            if not rdoc.converged:
+                relax_warning = f"the cell relaxation of {name} did not converge (max force {rdoc.max_force:.3f} eV/Å)"
+        ejob = maker.keyed_job(reference, label=name, metadata={"phase": name})
+        run_cached(ejob, store, progress=progress)
+        doc = store.output(ejob.uuid)
+        doc = doc if isinstance(doc, ElasticDocument) else ElasticDocument.model_validate(doc)
+        if relax_warning:
+            doc.warnings.append(relax_warning)
+        out[name] = doc
+    return out
+
+
+class VolumeExpansionPerLi(BaseModel):
+    """Volume change of a phase relative to its host metal, normalised per Li."""
+
+    name: str
+    formula: str
+    li_per_host: float = Field(description="x in Li_x M")
+    volume_expansion: float = Field(description="V per host atom / V per atom of the host - 1 (HullPhase.volume_expansion)")
+    expansion_per_li: float = Field(description="volume_expansion / x: fractional expansion per Li per host atom")
+    volume_per_li_added: float = Field(description="(V per host atom - V host per atom) / x, Å^3 per Li added")
+
+
+def volume_expansion_per_li(hull) -> list[VolumeExpansionPerLi]:
+    """Per-Li volume expansion of every Li-containing phase of a ``HullResult`` that has volumes.
+
+    ``HullResult`` already holds ``volume_expansion`` relative to the host
+    metal (β-Sn for Sn); this normalises it per Li: the fractional expansion
+    per Li per host atom and the volume added per Li in Å³ (compare with the
+    molar volume of bcc Li, about 21 Å³/atom).
+    """
+    rows = []
+    for p in hull.phases:
+        if p.volume_expansion is None or p.volume_per_atom is None or p.x_li <= 0 or p.x_li >= 1:
+            continue
+        x = p.x_li / (1.0 - p.x_li)
+        v_per_host = p.volume_per_atom / (1.0 - p.x_li)
+        v_host = v_per_host / (1.0 + p.volume_expansion)
+        rows.append(
+            VolumeExpansionPerLi(
+                name=p.name,
+                formula=p.formula,
+                li_per_host=x,
+                volume_expansion=p.volume_expansion,
+                expansion_per_li=p.volume_expansion / x,
+                volume_per_li_added=(v_per_host - v_host) / x,
+            )
+        )
+    return rows
