@@ -87,7 +87,7 @@ def free_energy_entries(entries: Sequence, phonon_docs: dict, temperature: float
     phase name to ``PhononDocument``. Phases without phonons are returned in
     ``missing`` and left out of the T entries (the caller reports them).
     """
-    from pymatgen.entries.computed_entries import ComputedStructureEntry
+    from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
     out, missing = [], []
     for e in entries:
@@ -105,8 +105,11 @@ def free_energy_entries(entries: Sequence, phonon_docs: dict, temperature: float
         f_vib = doc.free_energy_at(temperature)
         n = e.composition.num_atoms
         data = {**(e.data or {}), "f_vib": f_vib, "temperature": temperature, "imaginary_modes": doc.imaginary_modes}
-        out.append(ComputedStructureEntry(e.structure, (e.energy_per_atom + f_vib) * n, entry_id=e.entry_id,
-                                          data=data))
+        energy = (e.energy_per_atom + f_vib) * n
+        if getattr(e, "structure", None) is not None:
+            out.append(ComputedStructureEntry(e.structure, energy, entry_id=e.entry_id, data=data))
+        else:
+            out.append(ComputedEntry(e.composition, energy, entry_id=e.entry_id, data=data))
     return out, missing
 
 
