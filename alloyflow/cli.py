@@ -93,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     _thermo_options(p)
     _common(p)
 
+    p = sub.add_parser("refine", help="DFT//ML, DFT and fine-tuned barriers of a phase's ML bands (barrier fidelity)")
+    p.add_argument("phase", help="phase whose stored ML bands are refined, e.g. Li2Sn5")
+    p.add_argument("--system", help="chemical system the phase belongs to")
+    p.add_argument("--dft", default="gpaw", choices=available_calculators(), help="DFT backend (default gpaw)")
+    p.add_argument("--ecut", type=float, default=None, help="DFT plane-wave cutoff, eV (gpaw default 600)")
+    p.add_argument("--kpt-density", type=float, default=None, help="DFT k-point density, 1/Å (gpaw default 6)")
+    p.add_argument("--converge", action="store_true", help="choose cutoff and k-points by converging the barrier")
+    p.add_argument("--refine-images", default="saddle", choices=["saddle", "saddle+neighbours", "all"],
+                   help="images given DFT single points (default: endpoints + climbing image)")
+    p.add_argument("--hops", default="percolating", choices=["percolating", "all"],
+                   help="hops setting the percolation thresholds (default) or every computed hop")
+    p.add_argument("--reconverge", action="store_true", help="also re-converge each band with DFT forces (costly)")
+    p.add_argument("--finetune", action="store_true", help="fine-tune SevenNet-0 on DFT labels (active learning)")
+    p.add_argument("--iterations", type=int, default=1, help="fine-tuning iterations (default 1)")
+    p.add_argument("--tolerance", type=float, default=0.03, help="|ML - DFT//ML| goal of fine-tuning, eV")
+    p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
+    _common(p)
+
     p = sub.add_parser("phases", help="list the library's phases of a system with provenance")
     p.add_argument("system")
     p.add_argument("--structures", action="append", default=[], metavar="DIR")
@@ -181,6 +199,19 @@ def cmd_thermo(args) -> int:
     return 0
 
 
+def cmd_refine(args) -> int:
+    from alloyflow.workflows.fidelity import format_fidelity, run_fidelity
+
+    dft_kwargs = {k: v for k, v in (("ecut", args.ecut), ("kpt_density", args.kpt_density)) if v is not None}
+    result = run_fidelity(args.phase, Path(args.out), system=args.system, calculator=args.calculator, dft=args.dft,
+                          dft_kwargs=dft_kwargs, images=args.refine_images, hops=args.hops, converge=args.converge,
+                          reconverge=args.reconverge, finetune=args.finetune, iterations=args.iterations,
+                          tolerance=args.tolerance, epochs=args.epochs)
+    print(format_fidelity([result]))
+    print(f"file: {Path(args.out) / 'barriers' / args.phase / 'fidelity.json'}")
+    return 0
+
+
 def cmd_phases(args) -> int:
     from alloyflow.structures import StructureLibrary
 
@@ -246,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
                 "report": cmd_report, "submit": cmd_submit, "search": cmd_search, "calculators": cmd_calculators,
-                "thermo": cmd_thermo}
+                "thermo": cmd_thermo, "refine": cmd_refine}
     try:
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:

@@ -179,6 +179,11 @@ def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: d
     ]
     if barriers:
         parts += [barrier_section(barriers), ""]
+    from alloyflow.workflows.fidelity import format_fidelity, load_fidelity_results
+
+    fidelity = load_fidelity_results(out)
+    if fidelity:
+        parts += ["## Barrier fidelity (ML vs DFT//ML, DFT, fine-tuned)", "", format_fidelity(fidelity), ""]
     if thermo:
         parts += [thermo_section(thermo), ""]
     parts += [comparison_section(hulls, voltages, barriers, label), ""]

@@ -25,7 +25,7 @@ from typing import Callable
 from pydantic import BaseModel, Field
 
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info
-from alloyflow.workflows.engine import ResultStore
+from alloyflow.workflows.engine import ResultStore, deterministic_uuid
 from alloyflow.workflows.finetune import FineTuneResult, finetune_sevennet, register_finetuned, training_structures
 from alloyflow.workflows.labels import label_structures
 from alloyflow.workflows.neb import NebDocument
@@ -73,7 +73,7 @@ def bands_from_barriers(result, store: ResultStore, hop_ids=None) -> list[NebDoc
     bands = []
     for hop in result.hops:
         if hop.neb_key and (hop_ids is None or hop.id in hop_ids):
-            bands.append(NebDocument.model_validate(_as_dict(store.output(hop.neb_key))))
+            bands.append(NebDocument.model_validate(_as_dict(store.output(deterministic_uuid(hop.neb_key)))))
     return bands
 
 
