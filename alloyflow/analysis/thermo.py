@@ -190,8 +190,8 @@ def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature
     if imaginary:
         warnings.append(f"imaginary modes in {', '.join(imaginary)}: F_vib from their real modes only (flagged)")
     dv = volume_change_per_li(hull0)
-    d_by_phase = {}  # the lowest-barrier (fastest) percolating network of each phase
-    for d in sorted(diffusion or [], key=lambda d: -d.get("barrier_ev", 0.0)):
+    d_by_phase = {}  # the lowest-barrier percolating network of each phase; on a tie, the highest dimension
+    for d in sorted(diffusion or [], key=lambda d: (-d.get("barrier_ev", 0.0), d.get("dimension", 0))):
         if d.get("mode", "vacancy") == "vacancy":
             d_by_phase[d["phase"]] = d.get("diffusivity", {})
     elastic = elastic or {}
@@ -249,18 +249,24 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
+def _t_label(kelvin) -> str:
+    k = float(kelvin)
+    return f"{k:g} K" if abs(k - 273.15 - round(k - 273.15)) > 1e-6 else f"{k - 273.15:.0f} °C"
+
+
 def phase_rows(result: ThermoResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-phase table (meV/atom, GPa, Å³, cm²/s)."""
     t = f"{result.temperature:g} K"
     temps = sorted({k for p in result.phases for k in p.diffusivity}, key=float)
     header = ["phase", "x(Li)", "E_f 0 K", f"G_f {t}", f"F_vib {t}", "ZPE", "E_hull 0 K", f"E_hull {t}",
-              "imag.", "min ν (THz)", "B (GPa)", "G (GPa)", "ΔV/Li (Å³)"] + [f"D {float(k):g} K" for k in temps]
+              "imag.", "min ν (THz)", "B (GPa)", "G (GPa)", "ΔV/Li (Å³)"] + [f"D {_t_label(k)}" for k in temps]
     rows = []
     for p in result.phases:
         rows.append([p.name, _f(p.x_li, digits=3), _f(p.formation_energy_0K, 1000), _f(p.formation_free_energy, 1000),
                      _f(p.f_vib, 1000), _f(p.zero_point_energy, 1000), _f(p.e_above_hull_0K, 1000),
                      _f(p.e_above_hull_T, 1000), "imag." if p.imaginary_modes else "",
-                     _f(p.min_frequency, digits=2), _f(p.bulk_modulus), _f(p.shear_modulus),
+                     _f(p.min_frequency, digits=2), _f(p.bulk_modulus),
+                     _f(p.shear_modulus) + ("*" if p.mechanically_stable is False else ""),
                      _f(p.volume_change_per_li, digits=1)] + [_d(p.diffusivity.get(k)) for k in temps])
     return header, rows
 
@@ -285,9 +291,10 @@ def format_thermo_table(result: ThermoResult) -> str:
         "",
         f"Energies in meV/atom. E_f: static-lattice formation energy; G_f: formation free energy with harmonic "
         f"F_vib at the 0 K volume (no thermal expansion); 'imag.': imaginary modes below "
-        f"{IMAG_NOTE}, F_vib from the real modes only. B, G: Voigt-Reuss-Hill moduli; ΔV/Li: volume added per "
+        f"{IMAG_NOTE}, F_vib from the real modes only. B, G: Voigt-Reuss-Hill moduli (* fails the Born "
+        f"stability criteria); ΔV/Li: volume added per "
         f"Li relative to the host metal; D: Li diffusivity (cm²/s) per unit vacancy fraction of the "
-        f"lowest-barrier percolating network.",
+        f"lowest-barrier percolating network (the highest dimension on a tie).",
         "",
         _md_table(header, rows),
         "",
@@ -304,7 +311,7 @@ def format_thermo_table(result: ThermoResult) -> str:
                  for d in result.diffusion]
         temps = list(result.diffusion[0]["diffusivity"])
         parts += ["", _md_table(["phase", "network", "Ea (meV)", "a (Å)", "ν (THz)", "ν from",
-                                 *[f"D {float(k):g} K (cm²/s)" for k in temps]], drows),
+                                 *[f"D {_t_label(k)} (cm²/s)" for k in temps]], drows),
                   "", f"Diffusivity assumptions: {result.diffusion[0]['assumptions']}."]
     if result.warnings:
         parts += ["", *[f"> warning: {w}" for w in result.warnings]]
