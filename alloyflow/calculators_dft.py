@@ -50,6 +50,7 @@ GPAW_DEFAULTS: dict = {
     "xc": "PBE",
     "gamma": True,
     "energy_tolerance": None,  # eV per valence electron; None: GPAW's default (5e-4)
+    "maxiter": None,  # SCF iterations before GPAW gives up (KohnShamConvergenceError); None: GPAW's default (333)
     "txt": None,  # no log; a path keeps GPAW's text output (useful on HPC)
 }
 """Keyword arguments of the ``gpaw`` factory and their defaults."""
@@ -144,6 +145,8 @@ def _gpaw_factory(**kwargs) -> GpawCalculator:
     }
     if s["energy_tolerance"]:
         params["convergence"] = {"energy": float(s["energy_tolerance"])}
+    if s["maxiter"]:
+        params["maxiter"] = int(s["maxiter"])
     return GpawCalculator(params)
 
 

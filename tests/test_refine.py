@@ -140,3 +140,17 @@ def test_reconverge_band_with_another_potential(band, tmp_path):
     assert abs(dft.forward_barrier - scratch.forward_barrier) < 0.01
     assert abs(dft.forward_barrier - band.forward_barrier) > 1e-3  # really re-converged on the other potential
     assert dft.force_calls <= scratch.force_calls  # the ML band is a better start than IDPP
+
+
+@pytest.mark.slow
+def test_gpaw_scf_not_converged_is_reported(tmp_path, monkeypatch, sevennet_bcc_li_band):
+    """A real GPAW failure (2 SCF iterations allowed): reported per image, no barrier, nothing stored as a result."""
+    pytest.importorskip("gpaw")
+    monkeypatch.setenv("ALLOYFLOW_THREADS", "1")
+    with ResultStore(tmp_path) as store:
+        r = refine_band(sevennet_bcc_li_band, store, calculator="gpaw",
+                        calculator_kwargs={"ecut": 250.0, "kpt_density": 2.0, "maxiter": 2})
+    assert not r.converged and r.dft_forward_barrier is None and len(r.failures) == 3
+    assert all(not img.ok for img in r.energies)
+    assert "converge" in r.failures[0].lower(), r.failures[0]
+    assert "failed" in format_refined(r)
