@@ -114,6 +114,10 @@ def main(argv=None) -> int:
     ap.add_argument("--kpt-density", type=float, default=3.0, help="GPAW k-point density for barriers, 1/Å")
     ap.add_argument("--hull-ecut", type=float, default=400.0)
     ap.add_argument("--hull-kpt-density", type=float, default=4.0)
+    ap.add_argument("--refine-potentials", default="sevennet,chgnet",
+                    help="potentials whose own bands get DFT single points (the others: ML barriers only)")
+    ap.add_argument("--rattle", type=int, default=0, help="rattled copies per endpoint in the training set")
+    ap.add_argument("--converge", action="store_true", help="also run the DFT settings convergence on the LiIn band")
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--no-formation", action="store_true")
     ap.add_argument("--iterations", type=int, default=1, help="fine-tuning iterations of the active-learning loop")
@@ -141,12 +145,18 @@ def main(argv=None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     with ResultStore(args.out) as store:
-        barriers = {}
+        barriers, ml_only = {}, {}
+        refine_calcs = {c.strip() for c in args.refine_potentials.split(",")}
         for calc in calcs:
             for band in bands_for(store, lib, calc, args.min_image_distance, log):
+                if calc not in refine_calcs:
+                    ml_only[(band.label.split()[0], calc)] = band
+                    continue
                 r = refine_band(band, store, calculator="gpaw", calculator_kwargs=dft_b)
                 log(format_refined(r))
                 barriers[(band.label.split()[0], calc)] = r
+        report["ml_only_barriers"] = [{"phase": p, "calculator": c, "ml_forward_barrier": b.forward_barrier,
+                                       "natoms": len(b.images[0])} for (p, c), b in ml_only.items()]
         report["barriers"] = [{"phase": p, "calculator": c, **r.model_dump(include={
             "ml_forward_barrier", "dft_forward_barrier", "dft_seconds", "n_single_points", "n_reused",
             "dft_saddle_shifted", "failures"})} for (p, c), r in barriers.items()]
@@ -155,7 +165,7 @@ def main(argv=None) -> int:
         if not args.no_finetune:
             al = active_learning(lambda c: bands_for(store, lib, c, args.min_image_distance, log), store, args.out,
                                  "li-in-sn-ft", dft="gpaw", dft_kwargs=dft_b, tolerance=0.03,
-                                 max_iterations=args.iterations, epochs=args.epochs, log=log)
+                                 max_iterations=args.iterations, epochs=args.epochs, n_rattle=args.rattle, log=log)
             log(format_active_learning(al))
             report["active_learning"] = json.loads(al.model_dump_json())
             if al.final_calculator != "sevennet":
@@ -163,21 +173,36 @@ def main(argv=None) -> int:
                 for b in al.iterations[-1].barriers:
                     barriers[(b.label.split()[0], al.final_calculator)] = b
 
+        if args.converge:
+            from alloyflow.workflows.dft_convergence import converge_for_band
+
+            band = next(b for b in bands_for(store, lib, "sevennet", args.min_image_distance, log)
+                        if b.label.startswith("LiIn"))
+            conv = converge_for_band(band, store, calculator="gpaw", tolerance=0.01)
+            log(conv.summary())
+            report["convergence"] = json.loads(conv.model_dump_json())
+
         if not args.no_formation:
             rows, cost = formation_energies(store, calcs, lib, dft_h, log)
             report["formation"], report["formation_cost"] = rows, cost
 
     (args.out / "fidelity.json").write_text(json.dumps(report, indent=2, default=str))
     print()
-    print(format_tables(report, barriers, calcs, al))
+    print(format_tables(report, barriers, calcs, al, ml_only))
     return 0
+
+
+def _conv_text(c) -> str:
+    from alloyflow.workflows.dft_convergence import ConvergenceResult
+
+    return ConvergenceResult.model_validate(c).summary()
 
 
 def _m(x):
     return "–" if x is None else f"{1000 * x:.0f}"
 
 
-def format_tables(report, barriers, calcs, al) -> str:
+def format_tables(report, barriers, calcs, al, ml_only=None) -> str:
     lines = [f"Barriers (meV), shortest vacancy hop, {report['settings']['min_image_distance']:g} Å cells; "
              f"DFT//ML = GPAW PBE (PW {report['settings']['barrier_dft']['ecut']:g} eV, k-density "
              f"{report['settings']['barrier_dft']['kpt_density']:g}/Å) on each potential's own band", "",
@@ -187,6 +212,13 @@ def format_tables(report, barriers, calcs, al) -> str:
         lines.append(f"| {phase} | {r.ml_calculator.get('model')} | {_m(r.ml_forward_barrier)} | "
                      f"{_m(r.dft_forward_barrier)} | {_m(err)} | {len(r.energies)} ({r.n_single_points} new) | "
                      f"{r.dft_seconds:.0f} |")
+    for (phase, calc), band in (ml_only or {}).items():
+        ref = barriers.get((phase, "sevennet"))
+        dref = None if ref is None or ref.dft_forward_barrier is None else band.forward_barrier - ref.dft_forward_barrier
+        lines.append(f"| {phase} | {band.calculator.get('model')} | {_m(band.forward_barrier)} | (not refined) | "
+                     f"{_m(dref)} vs DFT//SevenNet-0 | 0 | 0 |")
+    if "convergence" in report:
+        lines += ["", "DFT settings check: " + _conv_text(report["convergence"])]
     if al:
         lines += ["", f"Fine-tuning (active learning): {al.stop_reason}; {al.dft_single_points} DFT single points "
                   f"({al.dft_seconds:.0f} s), training {al.train_seconds:.0f} s"]
