@@ -57,12 +57,14 @@ class ElasticDocument(BaseModel):
     eigenvalues: list[float] = Field(description="eigenvalues of the Voigt matrix, GPa")
     residual_stress: list[float] = Field(description="Voigt stress of the reference cell, GPa")
     max_residual_stress: float = Field(description="largest |component| of residual_stress, GPa")
-    fit_rms_error: float = Field(description="RMS of stress minus the linear fit over all strained cells, GPa")
+    fit_rms_error: float = Field(description="RMS of stress minus the linear fit over the fitted cells, GPa")
     strains: list[float]
     relax_ions: bool
     fmax: float
     ions_converged: bool
     n_deformations: int
+    max_ion_relaxation: float = Field(0.0, description="largest ionic relaxation in a strained cell, Å")
+    excluded_strains: list[list[float]] = Field(default_factory=list, description="Voigt strains left out of the fit")
     n_force_calls: int
     elapsed_seconds: float
     calculator: dict
@@ -157,6 +159,9 @@ class ElasticMaker(Maker):
     ``strains``: amounts applied along each of the 6 Voigt components (no 0;
     the reference cell is the zero point). ``relax_ions``: relax the ions of
     every strained cell at fixed cell with ``optimizer`` to ``fmax`` eV/Å.
+    A strained cell whose ions move more than ``max_ion_shift`` Å has
+    transformed rather than responded linearly (seen: SevenNet-0 β-Sn at 1 %
+    strain, ions 0.4 Å); it is left out of the fit, with a warning.
     """
 
     name: str = "elastic"
@@ -166,10 +171,12 @@ class ElasticMaker(Maker):
     fmax: float = 0.01
     steps: int = 200
     optimizer: str = "BFGS"
+    max_ion_shift: float = 0.1
     calculator_kwargs: dict = field(default_factory=dict)
 
     def settings(self) -> dict:
         return {
+            "max_ion_shift": self.max_ion_shift,
             "strains": [float(x) for x in self.strains],
             "relax_ions": self.relax_ions,
             "fmax": self.fmax,
@@ -202,20 +209,23 @@ class ElasticMaker(Maker):
     def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> ElasticDocument:
         return self.run(structure, label=label, metadata=metadata)
 
-    def _stress(self, structure: Structure, calc: _CountingCalculator) -> tuple[Stress, bool, float]:
-        """Cauchy stress (GPa, tension positive) after relaxing the ions at fixed cell."""
+    def _stress(self, structure: Structure, calc: _CountingCalculator) -> tuple[Stress, bool, float, float]:
+        """Cauchy stress (GPa, tension positive) after relaxing the ions at fixed cell, and the largest ion shift (Å)."""
         from ase.optimize import BFGS, FIRE, LBFGS
 
         atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.calc = calc
         converged = True
+        start = atoms.get_positions().copy()
         if self.relax_ions and len(atoms) > 1:
             opt = {"BFGS": BFGS, "FIRE": FIRE, "LBFGS": LBFGS}[self.optimizer](atoms, logfile=None)
             converged = bool(opt.run(fmax=self.fmax, steps=self.steps))
         forces = atoms.get_forces()
         max_force = float(np.linalg.norm(forces, axis=1).max())
         stress = Stress(atoms.get_stress(voigt=False) / GPa)
-        return stress, converged, max_force
+        shift = atoms.get_positions() - start
+        shift -= shift.mean(axis=0)  # a rigid translation is no relaxation
+        return stress, converged, max_force, float(np.linalg.norm(shift, axis=1).max())
 
     def run(self, structure: Structure, label: str = "", metadata: dict | None = None) -> ElasticDocument:
         """Strain, relax, fit (outside jobflow too)."""
@@ -223,20 +233,44 @@ class ElasticMaker(Maker):
         t0 = time.perf_counter()
         calc = _CountingCalculator(get_calculator(self.calculator, **self.calculator_kwargs))
         warnings: list[str] = []
-        eq_stress, ok, fmax_ref = self._stress(structure, calc)
+        eq_stress, ok, fmax_ref, _ = self._stress(structure, calc)
         all_ok = ok
-        strains, stresses = [], []
+        strains, stresses, shifts = [], [], []
         for index in range(6):
             for amount in self.strains:
                 strain = voigt_strain(index, float(amount))
-                stress, ok, _ = self._stress(strained_structure(structure, strain), calc)
+                stress, ok, _, shift = self._stress(strained_structure(structure, strain), calc)
                 all_ok &= ok
                 strains.append(strain)
                 stresses.append(stress)
+                shifts.append(shift)
+        # Ions that move far under a small strain have left the reference basin (a strain-induced
+        # transformation); such cells are no linear response. Fit without them while every component
+        # keeps a strained point, and say so.
+        jumped = [k for k, d in enumerate(shifts) if d > self.max_ion_shift]
+        excluded: list[list[float]] = []
+        if jumped:
+            kept = [k for k in range(len(strains)) if k not in jumped]
+            components = {int(np.argmax(np.abs(strains[k].voigt))) for k in kept}
+            where = ", ".join(f"Voigt {int(np.argmax(np.abs(strains[k].voigt))) + 1} at {float(np.max(strains[k].voigt) + np.min(strains[k].voigt)):+.3%}"
+                              for k in jumped)
+            if components == set(range(6)):
+                excluded = [[float(x) for x in strains[k].voigt] for k in jumped]
+                warnings.append(f"ions moved > {self.max_ion_shift} Å under strain ({where}): the structure transforms "
+                                "under small strain; those cells are left out of the fit")
+                strains = [strains[k] for k in kept]
+                stresses = [stresses[k] for k in kept]
+            else:
+                warnings.append(f"ions moved > {self.max_ion_shift} Å under strain ({where}) for every amount of some "
+                                "component: the fit includes transformed cells and the tensor is not a linear response")
         tensor = fit_elastic_tensor(strains, stresses, eq_stress)
         c = np.asarray(tensor.voigt, dtype=float)
         predicted = [c @ np.asarray(e.voigt) + np.asarray(eq_stress.voigt) for e in strains]
         rms = float(np.sqrt(np.mean([(np.asarray(s.voigt) - p) ** 2 for s, p in zip(stresses, predicted)])))
+        scale = float(np.abs(c).max()) * max(abs(float(x)) for x in self.strains)
+        if rms > 0.05 * scale:
+            warnings.append(f"the stress is not linear in the strain (fit RMS {rms:.3f} GPa, {rms / scale:.0%} of the "
+                            "largest stress change): use smaller strains")
         stable, eig = born_stable(c)
         residual = [float(x) for x in eq_stress.voigt]
         if not all_ok:
@@ -262,7 +296,9 @@ class ElasticMaker(Maker):
             relax_ions=self.relax_ions,
             fmax=self.fmax,
             ions_converged=all_ok and fmax_ref < 10 * self.fmax,
-            n_deformations=len(strains),
+            n_deformations=6 * len(self.strains),
+            max_ion_relaxation=max(shifts),
+            excluded_strains=excluded,
             n_force_calls=calc.calls,
             elapsed_seconds=time.perf_counter() - t0,
             calculator=calculator_info(self.calculator),
