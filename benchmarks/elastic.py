@@ -47,7 +47,11 @@ def main(argv=None) -> int:
         os.environ["ALLOYFLOW_THREADS"] = str(args.threads)
 
     from alloyflow.analysis.diffusion import diffusivity
-    from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
+    from alloyflow.calculators import (
+        DEFAULT_CALCULATOR,
+        calculator_info,
+        get_calculator,
+    )
     from alloyflow.structures.library import StructureLibrary
     from alloyflow.workflows.attempt import AttemptFrequencyMaker, band_states
     from alloyflow.workflows.elastic import run_elastic
@@ -68,9 +72,10 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             doc = run_elastic({name: phase.structure}, store, calculator)[name]
             total = time.perf_counter() - t0
+            stable = "yes" if doc.mechanically_stable else f"NO (min eig {min(doc.eigenvalues):.1f} GPa)"
             print(f"{name:<8}{len(doc.structure):>6}{total - doc.elapsed_seconds:>9.1f}{doc.n_force_calls:>10}"
                   f"{doc.elapsed_seconds:>8.1f}{doc.bulk_modulus_vrh:>8.1f}{doc.shear_modulus_vrh:>8.1f}  "
-                  f"{'yes' if doc.mechanically_stable else 'NO (min eig %.1f GPa)' % min(doc.eigenvalues)}")
+                  f"{stable}")
     print("(GPa; relaxed-ion moduli; 'relax s' includes store I/O)")
 
     t0 = time.perf_counter()

@@ -8,7 +8,11 @@ from ase.calculators.calculator import Calculator, all_changes
 from pymatgen.core import Lattice, Structure
 
 from alloyflow import calculators
-from alloyflow.analysis.diffusion import DiffusivityResult, diffusivities_for, diffusivity
+from alloyflow.analysis.diffusion import (
+    DiffusivityResult,
+    diffusivities_for,
+    diffusivity,
+)
 from alloyflow.analysis.migration import BarrierResult, HopBarrier, SupercellInfo
 from alloyflow.calculators import CalculatorSpec
 from alloyflow.workflows.attempt import (
@@ -68,6 +72,8 @@ def test_diffusivities_per_percolating_network():
     assert d1.attempt_frequency_source == "given" and "per unit vacancy site fraction" in d1.assumptions
     assert any("test potential" in w for w in d1.warnings)
     assert DiffusivityResult.model_validate(d1.model_dump(mode="json")).at(300.0) == d1.at(300.0)
+    # keys read back from JSON are strings
+    assert diffusivities_for(result, {"0": 2e12, "1": 4e12})[1].at(300.0) == pytest.approx(d2.at(300.0))
     # one number for every hop
     assert diffusivities_for(result, 1e13)[0].attempt_frequency_hz == 1e13
     with pytest.raises(ValueError, match="no attempt frequency for hop 1"):
@@ -118,7 +124,7 @@ def _atom_at(x):
 
 def test_vineyard_of_a_double_well_by_hand(double_well):
     m = 6.94  # amu (pymatgen's Li mass, 6.941 rounded: compared at 1e-3)
-    omega = lambda k: math.sqrt(k * 1.602176634e-19 / (m * 1.66053906660e-27)) * 1e10  # noqa: E731  rad/s
+    omega = lambda k: math.sqrt(k * 1.602176634e-19 / (m * 1.66053906660e-27)) * 1e10
     nu_x = omega(8 * EB / X0**2) / (2 * math.pi)
     expected = nu_x * math.sqrt(1 + BETA)
     maker = AttemptFrequencyMaker(calculator=double_well, mode="atom", delta=0.005)

@@ -105,12 +105,16 @@ class DiffusivityResult(BaseModel):
 def _frequency_for(hop_id: int, attempt_frequency_hz) -> tuple[float, str, list[str]]:
     """(ν, source, warnings) for one hop from a number or a hop id -> number/document mapping."""
     if isinstance(attempt_frequency_hz, Mapping):
-        if hop_id not in attempt_frequency_hz:
+        if hop_id not in attempt_frequency_hz and str(hop_id) in attempt_frequency_hz:  # keys read back from JSON
+            hop_id_key = str(hop_id)
+        else:
+            hop_id_key = hop_id
+        if hop_id_key not in attempt_frequency_hz:
             raise ValueError(
                 f"no attempt frequency for hop {hop_id}, which sets a percolation threshold; "
                 f"given for hops {sorted(attempt_frequency_hz)}"
             )
-        value = attempt_frequency_hz[hop_id]
+        value = attempt_frequency_hz[hop_id_key]
         if hasattr(value, "nu_hz"):  # an AttemptFrequencyDocument
             mode = getattr(value, "mode", "vineyard")
             source = "fixed" if mode == "fixed" else "vineyard"
@@ -179,7 +183,7 @@ def format_diffusivity_table(results: Sequence[DiffusivityResult]) -> str:
                      f"{r.attempt_frequency_hz / 1e12:.2f}", r.attempt_frequency_source]
                     + [f"{d[t]:.2e}" if t in d else "–" for t in temps])
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     labels = sorted({r.calculator.get("label", r.calculator.get("name", "?")) for r in results})
     return "\n".join([f"Li diffusivity per unit vacancy fraction [{', '.join(labels)}]", line(head),
                       line(["-" * w for w in widths]), *[line(r) for r in rows], f"({ASSUMPTIONS})"])
