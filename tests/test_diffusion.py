@@ -172,7 +172,7 @@ def test_run_attempt_frequencies_on_mock_barriers(tmp_path):
         docs = run_attempt_frequencies(result, store, "mock", progress=lambda label, reused: seen.append(reused))
         assert sorted(docs) == ids and seen == [False] * len(ids)
         for hop_id, doc in docs.items():
-            assert doc.mode == "local" and doc.nu_hz > 0 and doc.n_force_calls == 12 * doc.n_atoms_in_hessian
+            assert doc.mode == "atom" and doc.nu_hz > 0 and doc.n_force_calls == 12 * doc.n_atoms_in_hessian
             assert doc.neb_key == next(h.neb_key for h in result.hops if h.id == hop_id)
             assert doc.moving_index in doc.atom_indices and doc.calculator["name"] == "mock"
         seen.clear()
