@@ -23,6 +23,7 @@ from alloyflow.workflows.phonons import (
     _drop_gamma_acoustic,
     choose_supercell,
     run_phonons,
+    widths,
 )
 from alloyflow.workflows.relax import RelaxMaker
 
@@ -42,7 +43,9 @@ def test_supercell_choice():
     for min_length in (5.0, 7.0, 10.0, 12.0):
         s = choose_supercell(prim, min_length)
         lattice = np.asarray(s).T @ prim.lattice.matrix
+        assert widths(lattice).min() >= min_length - 1e-6
         assert np.linalg.norm(lattice, axis=1).min() >= min_length - 1e-6
+    assert round(abs(np.linalg.det(choose_supercell(prim, 11.0)))) == 125  # not the 54-atom 3x3x3 conventional
     diag = choose_supercell(b2_liin(), 7.0)
     assert np.array_equal(diag, np.diag([3, 3, 3]))
 

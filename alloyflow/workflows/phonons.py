@@ -105,24 +105,33 @@ def standard_primitive(structure: Structure, symprec: float = 1e-3):
     raise ValueError(f"no standard primitive cell found for {structure.composition.reduced_formula}")
 
 
-def choose_supercell(unit: Structure, min_length: float, symprec: float = 1e-3) -> np.ndarray:
-    """Smallest 'diagonal-ish' supercell (phonopy convention) with every lattice vector >= ``min_length``.
+def widths(matrix) -> np.ndarray:
+    """Perpendicular widths (interplanar spacings) of a cell given as lattice rows, Å."""
+    m = np.asarray(matrix, dtype=float)
+    volume = abs(np.linalg.det(m))
+    return np.array([volume / np.linalg.norm(np.cross(m[(i + 1) % 3], m[(i + 2) % 3])) for i in range(3)])
 
-    Two candidates: a diagonal multiple of the primitive cell, and a diagonal
-    multiple of the conventional cell; the one with fewer atoms wins (ties:
-    the conventional, more isotropic one). Lattice-vector lengths are the
-    criterion, as in atomate2's supercell choice.
+
+def choose_supercell(unit: Structure, min_length: float, symprec: float = 1e-3) -> np.ndarray:
+    """Smallest 'diagonal-ish' supercell (phonopy convention) at least ``min_length`` wide in every direction.
+
+    Width is the perpendicular distance between opposite faces (the diameter
+    of the largest sphere the cell holds), stricter than the lattice-vector
+    lengths: a body-centred primitive cell can have 13.7 Å vectors and be
+    3 Å thin (LiSn_beta). Two candidates: a diagonal multiple of the
+    primitive cell and one of the conventional cell; the one with fewer atoms
+    wins (ties: the conventional, more isotropic one).
     """
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     prim = unit.lattice.matrix
-    n = [max(1, int(np.ceil(min_length / length - 1e-9))) for length in unit.lattice.abc]
+    n = [max(1, int(np.ceil(min_length / w - 1e-9))) for w in widths(prim)]
     best = np.diag(n)
     try:
         conv = SpacegroupAnalyzer(unit, symprec=symprec).get_conventional_standard_structure()
         m = conv.lattice.matrix @ np.linalg.inv(prim)  # conv rows = m @ prim rows
         if np.allclose(m, np.round(m), atol=1e-4) and round(abs(np.linalg.det(m))) >= 1:
-            nc = [max(1, int(np.ceil(min_length / length - 1e-9))) for length in conv.lattice.abc]
+            nc = [max(1, int(np.ceil(min_length / w - 1e-9))) for w in widths(conv.lattice.matrix)]
             cand = np.diag(nc) @ np.round(m).astype(int)
             if abs(np.linalg.det(cand)) <= abs(np.linalg.det(best)):
                 best = cand
@@ -163,7 +172,7 @@ class PhononMaker(Maker):
 
     name: str = "phonons"
     calculator: str = DEFAULT_CALCULATOR
-    min_length: float = 10.0
+    min_length: float = 11.0
     displacement: float = 0.01
     mesh_length: float = 60.0
     t_max: float = 1000.0
@@ -305,4 +314,4 @@ def run_phonons(structures: dict[str, Structure], store, calculator: str = DEFAU
 
 
 __all__ = ["PhononMaker", "PhononDocument", "PhononBands", "run_phonons", "choose_supercell",
-           "standard_primitive", "IMAGINARY_THRESHOLD_THZ"]
+           "standard_primitive", "widths", "IMAGINARY_THRESHOLD_THZ"]

@@ -145,7 +145,7 @@ class StudySettings:
     phases: list[str] | None = None
     # Finite temperature (off unless a temperature is given): phonons, moduli, diffusivities.
     temperature: float | None = None
-    min_length: float = 12.0
+    min_length: float = 11.0
     elastic: bool = True
     diffusivity: bool = True
 

@@ -22,10 +22,13 @@ from alloyflow.calculators import DEFAULT_CALCULATOR
 from alloyflow.progress import stage
 from alloyflow.workflows.engine import ResultStore, RunSummary
 
-DEFAULT_MIN_LENGTH = 12.0
-"""Å. With 10 Å the bcc-Li supercell is the 54-atom 3×3×3 conventional cell, which
-misses the zone-boundary N point and shows a spurious imaginary T1 mode there
-(SevenNet-0, measured); 12 Å gives 125 atoms and no imaginary mode."""
+DEFAULT_MIN_LENGTH = 11.0
+"""Å, the smallest perpendicular width of a phonon supercell. Measured with
+SevenNet-0: bcc Li in the 54-atom 3×3×3 conventional cell (10.3 Å wide) shows a
+spurious imaginary T1 mode at the zone-boundary N point, which that cell
+does not hold; 11 Å gives the 125-atom 5×5×5 primitive cell and no imaginary
+mode. The 105/108-atom primitive cells of Li17Sn4 and Li22Sn5 are 11.4 Å
+wide, so 11 Å keeps them at one cell."""
 
 
 def _stored_barriers(out: Path, system: str) -> list:
