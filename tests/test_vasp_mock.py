@@ -148,3 +148,26 @@ def test_neb_flow_through_mocked_vasp(mock_vasp, tmp_path):
     assert sum(moved) == 1 and 1.5 < doc.hop_distance < 3.5
     assert doc.metadata["phase"] == "Li" and "neb_method" in doc.metadata["vasp"]
 
+
+
+def test_refine_flow_through_mocked_vasp(mock_vasp, tmp_path):
+    """DFT//ML on HPC: VASP statics on the band's endpoints and climbing image, then the same RefinedBarrier."""
+    from alloyflow.workflows.engine import ResultStore, run_cached
+    from alloyflow.workflows.refine import RefinedBarrier, format_refined
+    from alloyflow.workflows.vasp_refine import VaspRefineMaker
+
+    band = fake_vasp.linear_band()
+    flow = VaspRefineMaker().make(band)
+    mock_vasp(fake_vasp.reference_paths([("refine", flow)]))
+    with ResultStore(tmp_path) as store:
+        summary = run_cached(flow, store)
+        out = store.output(flow.uuid)
+        again = run_cached(VaspRefineMaker().make(band), store)
+    assert summary.computed == 4 and again.computed == 0  # three statics + the result; then all reused
+    r = RefinedBarrier.model_validate(out.model_dump() if hasattr(out, "model_dump") else out)
+    assert [img.index for img in r.energies] == [0, band.climbing_image, 4] and r.converged and not r.failures
+    assert r.dft_calculator["name"] == "vasp" and r.dft_calculator["settings"]["incar"]["ENCUT"] == 520
+    assert r.ml_calculator["name"] == "mock"
+    # the fake VASP is SevenNet-0: a linear (unrelaxed) bcc-Li hop costs far more than the relaxed ~0.14 eV
+    assert abs(r.dft_forward_barrier - r.dft_reverse_barrier) < 0.02 and 0.1 < r.dft_forward_barrier < 3.0
+    assert "DFT//ML (VASP-PBE" in format_refined(r)

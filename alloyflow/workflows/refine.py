@@ -123,6 +123,13 @@ def refine_band(
     maker = LabelMaker(calculator=calculator, calculator_kwargs=kwargs)
     refined = [_single_point(maker, neb_doc, k, store) for k in indices]
 
+    return assemble_refined(neb_doc, refined, {**calculator_info(calculator), "settings": dft_settings(calculator, kwargs)},
+                            images)
+
+
+def assemble_refined(neb_doc: NebDocument, refined: list[RefinedImage], dft_calculator: dict,
+                     images: str) -> RefinedBarrier:
+    """The refined barrier from the single points of ``refined`` (any backend: GPAW here, VASP on HPC)."""
     by_index = {r.index: r for r in refined}
     first, last = by_index[0], by_index[len(neb_doc.images) - 1]
     inner = [r for r in refined if r.index not in (first.index, last.index)]
@@ -137,7 +144,7 @@ def refine_band(
     return RefinedBarrier(
         label=neb_doc.label,
         ml_calculator=neb_doc.calculator,
-        dft_calculator={**calculator_info(calculator), "settings": dft_settings(calculator, kwargs)},
+        dft_calculator=dft_calculator,
         images_mode=images,
         ml_band_converged=neb_doc.converged,
         ml_climbing_image=neb_doc.climbing_image,

@@ -18,7 +18,7 @@ name works, e.g. ``gpaw``) and writes the ``vasprun.xml``, ``OUTCAR`` and
 
 Regenerate the references (about a minute; commit the result):
 
-    python tests/data/vasp/fake_vasp.py [--calculator sevennet]
+    python tests/data/vasp/fake_vasp.py [--calculator sevennet] [--only refine]
 
 Why hand-written XML: pymatgen has no vasprun.xml writer.
 """
@@ -65,15 +65,40 @@ def bcc_li_hop():
     return s, final
 
 
-def vasp_flows():
-    """(name, Flow) of the hull sub-flows and the NEB flow, exactly as the tests build them."""
+def linear_band():
+    """An "ML band" for the VASP refinement test: the bcc-Li hop linearly interpolated (3 images).
+
+    Linear, not a NEB result, so its images (the VASP inputs the references
+    are checked against) do not change when the NEB code does; the ML
+    energies are the mock potential's.
+    """
+    from alloyflow.calculators import calculator_info
+    from alloyflow.workflows.labels import LabelMaker
+    from alloyflow.workflows.neb import NebDocument
+
+    ini, fin = bcc_li_hop()
+    images = ini.interpolate(fin, NEB_BAND_IMAGES + 1, interpolate_lattices=False)
+    energies = [LabelMaker(calculator="mock").run(s)["energy"] for s in images]
+    top = int(np.argmax(energies))
+    return NebDocument(label="bcc Li band", calculator=calculator_info("mock"), input_hash="0" * 64,
+                       n_images=NEB_BAND_IMAGES, energies=energies, images=images,
+                       forward_barrier=energies[top] - energies[0], reverse_barrier=energies[top] - energies[-1],
+                       endpoint_asymmetry=energies[-1] - energies[0], climbing_image=top, converged=True, n_steps=0,
+                       force_calls=0, model_calls=0, max_force=0.0, fmax=0.05, hop_distance=2.98,
+                       elapsed_seconds=0.0, evaluation_seconds=0.0)
+
+
+def vasp_flows(only: str | None = None):
+    """(name, Flow) of the hull sub-flows, the NEB flow and the refinement flow, exactly as the tests build them."""
     from alloyflow.workflows.hull import primitive
     from alloyflow.workflows.vasp import VaspNebMaker, VaspRelaxMaker
+    from alloyflow.workflows.vasp_refine import VaspRefineMaker
 
     flows = [(p.name, VaspRelaxMaker().keyed_job(primitive(p.structure), label=p.name)) for p in hull_phases()]
     ini, fin = bcc_li_hop()
     flows.append(("Li hop", VaspNebMaker(n_images=NEB_BAND_IMAGES).keyed_job(ini, fin, label="bcc Li hop")))
-    return flows
+    flows.append(("refine", VaspRefineMaker().make(linear_band())))
+    return [f for f in flows if only is None or f[0] == only]
 
 
 def reference_paths(flows) -> dict[str, str]:
@@ -424,7 +449,7 @@ def _copy(src: Path, dst: Path, names) -> None:
                 shutil.copyfileobj(fi, fo)
 
 
-def build_references(calculator: str = "sevennet", root: Path = HERE) -> None:
+def build_references(calculator: str = "sevennet", root: Path = HERE, only: str | None = None) -> None:
     """Run every VASP job of the test flows through the fake VASP and keep inputs/outputs by job name."""
     import tempfile
 
@@ -437,7 +462,7 @@ def build_references(calculator: str = "sevennet", root: Path = HERE) -> None:
 
     import alloyflow.calculators_dft  # noqa: F401  (registers "vasp")
 
-    flows = vasp_flows()
+    flows = vasp_flows(only)
     paths = reference_paths(flows)
     inputs = ("INCAR", "KPOINTS", "POSCAR", "POTCAR.spec")
     outputs = ("vasprun.xml", "OUTCAR", "CONTCAR")
@@ -473,4 +498,4 @@ def build_references(calculator: str = "sevennet", root: Path = HERE) -> None:
 
 if __name__ == "__main__":
     calc = sys.argv[sys.argv.index("--calculator") + 1] if "--calculator" in sys.argv else "sevennet"
-    build_references(calc)
+    build_references(calc, only=sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None)
