@@ -69,6 +69,10 @@ def test_mock_phonon_document():
     assert doc.bands is not None and doc.bands.kpath_scheme == "setyawan_curtarolo"
     assert doc.imaginary_modes == (min(doc.min_frequency_mesh, doc.min_frequency_band) < IMAGINARY_THRESHOLD_THZ)
     assert PhononDocument.model_validate(doc.model_dump()).input_hash == doc.input_hash
+    from alloyflow.analysis.thermo_plots import plot_phonon_bands
+
+    fig = plot_phonon_bands(doc)
+    assert "Γ" in [t.get_text() for t in fig.axes[0].get_xticklabels()]
 
 
 def test_rerun_reuses_stored_phonons(tmp_path):

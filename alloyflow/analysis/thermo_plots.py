@@ -43,6 +43,9 @@ def plot_thermo_hull(result: ThermoResult, path=None, ax=None) -> Figure:
     if any(p.imaginary_modes for p in result.phases):
         ax.scatter([], [], marker="s", facecolor="none", edgecolor="black", label="imaginary modes (flagged)")
     ax.axhline(0.0, color="grey", lw=0.6)
+    lowest = min([0.0] + [1000 * v for p in result.phases
+                          for v in (p.formation_energy_0K, p.formation_free_energy) if v is not None])
+    ax.set_ylim(bottom=1.15 * lowest - 10)  # room for the labels under the hull
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("Li atomic fraction")
     ax.set_ylabel("Formation (free) energy (meV/atom)")
@@ -75,6 +78,35 @@ def plot_thermo_voltage(result: ThermoResult, path=None, ax=None) -> Figure:
     return fig
 
 
+def plot_phonon_bands(doc, path=None, ax=None) -> Figure:
+    """Dispersion along the stored high-symmetry path of a ``PhononDocument`` (THz; imaginary < 0)."""
+    if doc.bands is None:
+        raise ValueError(f"{doc.label}: no band path stored")
+    fig, ax = _figure(ax, (6.0, 4.0))
+    colour = T_COLOUR if doc.imaginary_modes else DEFAULT_COLOUR
+    ticks, labels = [], []
+    for (start, end), dist, freqs in zip(doc.bands.segments, doc.bands.distances, doc.bands.frequencies):
+        ax.plot(dist, freqs, color=colour, lw=1.0)
+        for x, name in ((dist[0], start), (dist[-1], end)):
+            name = "Γ" if name.strip("\\") == "Gamma" else name
+            if ticks and abs(ticks[-1] - x) < 1e-9:
+                if labels[-1] != name:
+                    labels[-1] = f"{labels[-1]}|{name}"
+                continue
+            ticks.append(x)
+            labels.append(name)
+    for x in ticks:
+        ax.axvline(x, color="grey", lw=0.5)
+    ax.axhline(0.0, color="black", lw=0.6)
+    ax.set_xticks(ticks, labels)
+    ax.set_xlim(ticks[0], ticks[-1])
+    ax.set_ylabel("Frequency (THz)")
+    flag = " — imaginary modes" if doc.imaginary_modes else ""
+    ax.set_title(f"{doc.label} phonons — {doc.calculator.get('label', '')}{flag}", fontsize=10)
+    _save(fig, path)
+    return fig
+
+
 def write_thermo_outputs(folder: Path, result: ThermoResult) -> dict[str, Path]:
     """``thermo.json``, ``thermo.md``, ``hull_T.png`` and ``voltage_T.png`` in ``folder``."""
     folder = Path(folder)
@@ -103,4 +135,4 @@ def load_thermo_results(out: Path) -> dict:
     return results
 
 
-__all__ = ["plot_thermo_hull", "plot_thermo_voltage", "write_thermo_outputs", "load_thermo_results"]
+__all__ = ["plot_thermo_hull", "plot_thermo_voltage", "plot_phonon_bands", "write_thermo_outputs", "load_thermo_results"]
