@@ -19,6 +19,30 @@ from ase.calculators.calculator import Calculator
 DEFAULT_CALCULATOR = "sevennet"
 """The one place the default potential is set (SevenNet-0: closest offline stand-in for PBE)."""
 
+WORKFLOW_DEFAULTS: dict[str, str] = {
+    "hull": "sevennet",
+    "barriers": "sevennet",
+    "study": "sevennet",
+    "thermo": "sevennet",
+    "search": "sevennet",
+    "refine": "sevennet",
+}
+"""Default potential per workflow, set from ``benchmarks/fidelity.py`` against GPAW (PBE) here.
+
+Formation energies and barriers were measured for SevenNet-0, CHGNet 0.3.0,
+7net-mf-0 (PBE modal), 7net-l3i5 and a SevenNet-0 fine-tuned on GPAW labels
+(README, "Barrier fidelity"). SevenNet-0 stays the default of every workflow:
+7net-mf-0 and 7net-l3i5 did not beat it on the measured set,
+CHGNet softens Li-Sn barriers 5-10x, and a fine-tuned potential is specific
+to the system it was trained on, so it is chosen per study
+(``--calculator <name>`` after ``alloyflow refine --finetune``), never globally.
+"""
+
+
+def default_calculator(workflow: str | None = None) -> str:
+    """The registry name a workflow uses when none is given."""
+    return WORKFLOW_DEFAULTS.get(workflow or "", DEFAULT_CALCULATOR)
+
 
 class CalculatorError(ValueError):
     """An unknown calculator, or elements a calculator cannot treat."""

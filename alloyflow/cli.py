@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from alloyflow.calculators import DEFAULT_CALCULATOR, available_calculators
+from alloyflow.calculators import available_calculators, default_calculator
 
 DEFAULT_OUT = "alloyflow-out"
 
@@ -22,9 +22,10 @@ def _quiet() -> None:
     os.environ.setdefault("TQDM_MININTERVAL", "1")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calculator", default=DEFAULT_CALCULATOR, choices=available_calculators(),
-                   help=f"energy/force backend (default: {DEFAULT_CALCULATOR})")
+def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
+    default = default_calculator(workflow)
+    p.add_argument("--calculator", default=default, choices=available_calculators(),
+                   help=f"energy/force backend (default for this command: {default})")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder, also the job store (default: {DEFAULT_OUT})")
     p.add_argument("--structures", action="append", default=[], metavar="DIR",
                    help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hull", help="relax a system's phases; hull, voltage curve, volumes")
     p.add_argument("system", help="chemical system, e.g. Li-Sn")
     p.add_argument("--phases", nargs="+", help="only these phases (elements are always included)")
-    _common(p)
+    _common(p, "hull")
 
     p = sub.add_parser("barriers", help="Li vacancy-hop barriers of one phase (CI-NEB)")
     p.add_argument("phase", nargs="?", help="phase name or formula, e.g. Li2Sn5")
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "cell meeting --min-image-distance)")
     p.add_argument("--table", nargs="+", metavar="PHASE", help="print the stored cross-phase table of these phases")
     _barrier_options(p)
-    _common(p)
+    _common(p, "barriers")
 
     p = sub.add_parser("study", help="the whole campaign: hulls, voltages, barriers and a report")
     p.add_argument("systems", nargs="+", help="chemical systems, e.g. Li-In Li-Sn")
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'none', or phase names")
     p.add_argument("--phases", nargs="+", help="only these phases in the hulls (elements always included)")
     _barrier_options(p)
-    _common(p)
+    _common(p, "study")
 
     p.add_argument("--temperature", type=float, default=None,
                    help="also compute phonons, moduli and diffusivities and add a thermo section at this T (K)")
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
     p.add_argument("--phases", nargs="+", help="only these phases (elements are always included)")
     _thermo_options(p)
-    _common(p)
+    _common(p, "thermo")
 
     p = sub.add_parser("refine", help="DFT//ML, DFT and fine-tuned barriers of a phase's ML bands (barrier fidelity)")
     p.add_argument("phase", help="phase whose stored ML bands are refined, e.g. Li2Sn5")
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=1, help="fine-tuning iterations (default 1)")
     p.add_argument("--tolerance", type=float, default=0.03, help="|ML - DFT//ML| goal of fine-tuning, eV")
     p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
-    _common(p)
+    _common(p, "refine")
 
     p = sub.add_parser("phases", help="list the library's phases of a system with provenance")
     p.add_argument("system")
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=float, default=10.0, help="wall-time budget; a rerun resumes (default 10)")
     p.add_argument("--keep", type=int, default=2, help="relax the K lowest candidates per composition (default 2)")
     p.add_argument("--dilute-sites", type=int, default=36, help="host sites of the dilute Li proxy (36: LiIn35)")
-    _common(p)
+    _common(p, "search")
 
     p = sub.add_parser("submit", help="send a flow to FireWorks (HPC queue), see docs/HPC.md")
     p.add_argument("what", choices=["hull"])
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phases", nargs="+")
     p.add_argument("--jobflow-store", action="store_true", help="results go to jobflow.yaml's JOB_STORE, not <out>/store")
     p.add_argument("--njobs", type=int, default=1, help="queue jobs to submit with --qadapter")
-    _common(p)
+    _common(p, "submit")
 
     p = sub.add_parser("report", help="rebuild report.md of a study folder from its stored JSON files")
     p.add_argument("--out", default=DEFAULT_OUT)

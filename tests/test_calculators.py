@@ -51,3 +51,33 @@ def test_sevennet_loads_and_reports_version():
     e = atoms.get_potential_energy() / len(atoms)
     assert -2.2 < e < -1.6  # bcc Li cohesive scale on a PBE-trained potential
     assert calculator_info("sevennet")["version"] == "0.13.0"
+
+
+def test_workflow_defaults_and_cli_default():
+    from alloyflow.calculators import DEFAULT_CALCULATOR, WORKFLOW_DEFAULTS, available_calculators, default_calculator
+    from alloyflow.cli import build_parser
+
+    assert default_calculator() == DEFAULT_CALCULATOR and default_calculator("no such workflow") == DEFAULT_CALCULATOR
+    assert set(WORKFLOW_DEFAULTS.values()) <= set(available_calculators())
+    for command in ("hull", "barriers", "study", "thermo", "refine", "search"):
+        args = build_parser().parse_args([command, "Li-Sn"])
+        assert args.calculator == default_calculator(command)
+
+
+@pytest.mark.slow
+def test_other_sevennet_models_are_registered_and_differ():
+    """7net-mf-0 (PBE modal) and 7net-l3i5 ship with sevenn: they load offline and give their own numbers."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from alloyflow.calculators import calculator_info, get_calculator
+
+    atoms = AseAtomsAdaptor.get_atoms(Structure(Lattice.cubic(3.9), ["Li", "In"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    energies = {}
+    for name in ("sevennet", "sevennet-mf0", "sevennet-l3i5"):
+        a = atoms.copy()
+        a.calc = get_calculator(name)
+        energies[name] = a.get_potential_energy()
+        assert calculator_info(name)["kind"] == "mlip" and calculator_info(name)["version"] != "not installed"
+    assert len({round(e, 4) for e in energies.values()}) == 3
+    assert all(-10 < e / 2 < 0 for e in energies.values())  # eV/atom, a bound metal
