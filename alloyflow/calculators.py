@@ -29,13 +29,20 @@ WORKFLOW_DEFAULTS: dict[str, str] = {
 }
 """Default potential per workflow, set from ``benchmarks/fidelity.py`` against GPAW (PBE) here.
 
-Formation energies and barriers were measured for SevenNet-0, CHGNet 0.3.0,
-7net-mf-0 (PBE modal), 7net-l3i5 and a SevenNet-0 fine-tuned on GPAW labels
-(README, "Barrier fidelity"). SevenNet-0 stays the default of every workflow:
-7net-mf-0 and 7net-l3i5 did not beat it on the measured set,
-CHGNet softens Li-Sn barriers 5-10x, and a fine-tuned potential is specific
-to the system it was trained on, so it is chosen per study
-(``--calculator <name>`` after ``alloyflow refine --finetune``), never globally.
+Measured (README, "Barrier fidelity"): formation energies of 7 small Li-In and
+Li-Sn phases against GPAW//SevenNet-0 (PW 400 eV, k-density 4), MAE in
+meV/atom: SevenNet-0 8.7, 7net-l3i5 6.8, 7net-mf-0 (PBE) 11.2, CHGNet 15.6;
+shortest vacancy hops of LiIn (15 atoms) and Li2Sn5 (27 atoms), ML minus
+DFT//SevenNet-0 in meV: SevenNet-0 +60 / -5, 7net-l3i5 +51 / +45,
+7net-mf-0 +4 / -174, CHGNet -48 / -332. SevenNet-0 stays the default of
+every workflow: it has the smallest barrier error; l3i5's 1.9 meV/atom
+gain on formation energies is below the 7 meV/atom by which the GPAW
+reference itself moves between (400 eV, k4) and (600 eV, k6), at 3.8x the
+cost per force call (480 vs 127 ms, 28 atoms); and one potential per study
+keeps hull distances (metastability corrections) and barriers consistent.
+A fine-tuned potential is specific to the system it was trained on: it is
+chosen per study (``--calculator <name>`` after ``alloyflow refine
+--finetune``), never globally.
 """
 
 

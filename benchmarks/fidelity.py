@@ -120,6 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--converge", action="store_true", help="also run the DFT settings convergence on the LiIn band")
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--no-formation", action="store_true")
+    ap.add_argument("--no-barriers", action="store_true", help="formation energies only (implies --no-finetune)")
     ap.add_argument("--iterations", type=int, default=1, help="fine-tuning iterations of the active-learning loop")
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args(argv)
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
     with ResultStore(args.out) as store:
         barriers, ml_only = {}, {}
         refine_calcs = {c.strip() for c in args.refine_potentials.split(",")}
-        for calc in calcs:
+        for calc in ([] if args.no_barriers else calcs):
             for band in bands_for(store, lib, calc, args.min_image_distance, log):
                 if calc not in refine_calcs:
                     ml_only[(band.label.split()[0], calc)] = band
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
             "dft_saddle_shifted", "failures"})} for (p, c), r in barriers.items()]
 
         al = None
-        if not args.no_finetune:
+        if not (args.no_finetune or args.no_barriers):
             al = active_learning(lambda c: bands_for(store, lib, c, args.min_image_distance, log), store, args.out,
                                  "li-in-sn-ft", dft="gpaw", dft_kwargs=dft_b, tolerance=0.03,
                                  max_iterations=args.iterations, epochs=args.epochs, n_rattle=args.rattle, log=log)
