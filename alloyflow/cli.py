@@ -267,7 +267,19 @@ def cmd_calculators(args) -> int:
     return 0
 
 
+def _register_study_potentials(argv) -> None:
+    """Potentials fine-tuned in the --out folder become --calculator choices."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--out", default=DEFAULT_OUT)
+    known, _ = pre.parse_known_args(argv)
+    if (Path(known.out) / "potentials").is_dir():
+        from alloyflow.workflows.finetune import register_study_potentials
+
+        register_study_potentials(known.out)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _register_study_potentials(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     _quiet()
     if getattr(args, "threads", None):

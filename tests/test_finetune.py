@@ -80,6 +80,13 @@ def test_finetune_registers_and_changes_predictions(tmp_path, monkeypatch):
     e_base = probe.get_potential_energy()
     assert abs(e_ft - e_base) > 1e-4  # the fine-tuned model predicts differently
 
+    # a new command line sees the study's potentials as --calculator choices
+    from alloyflow.cli import _register_study_potentials, build_parser
+
+    _register_study_potentials(["hull", "Li-In", "--out", str(tmp_path)])
+    args = build_parser().parse_args(["hull", "Li-In", "--calculator", "li-ft", "--out", str(tmp_path)])
+    assert args.calculator == "li-ft"
+
     # A broken file is a clear error and leaves the registry (and the default) usable.
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")

@@ -235,10 +235,13 @@ def finetune_sevennet(frames, out_dir, name: str, label_calculator: dict, val_fr
     return result
 
 
-def register_finetuned(name: str, checkpoint, sha256: str | None = None) -> CalculatorSpec:
+def register_finetuned(name: str, checkpoint, sha256: str | None = None, verify: bool = True) -> CalculatorSpec:
     """Register ``checkpoint`` as calculator ``name``; a file that does not load raises ``CalculatorError``.
 
     The model string carries the checkpoint's sha256 (first 12 digits), which enters every cache key.
+    ``verify=False`` skips loading the model now (the command line registers a
+    study's potentials at start-up); a bad file then fails on first use, with
+    the same error.
     """
     path = Path(checkpoint).resolve()
     if name in ("sevennet", "chgnet", "mock", "gpaw", "vasp"):
@@ -249,16 +252,17 @@ def register_finetuned(name: str, checkpoint, sha256: str | None = None) -> Calc
     if sha256 and digest != sha256:
         raise CalculatorError(f"fine-tuned potential {name!r}: {path} changed since training (sha256 {digest[:12]} "
                               f"!= {sha256[:12]})")
-    from sevenn.calculator import SevenNetCalculator
-
-    try:
-        SevenNetCalculator(model=str(path), device="cpu")
-    except Exception as exc:  # a truncated or foreign file: say so, leave the registry as it was
-        raise CalculatorError(f"fine-tuned potential {name!r}: {path} does not load as a SevenNet checkpoint "
-                              f"({type(exc).__name__}: {exc}); the default potential is unaffected") from None
-
     def factory(device: str = "cpu"):
-        return SevenNetCalculator(model=str(path), device=device)
+        from sevenn.calculator import SevenNetCalculator
+
+        try:
+            return SevenNetCalculator(model=str(path), device=device)
+        except Exception as exc:  # a truncated or foreign file: say so, leave the registry as it was
+            raise CalculatorError(f"fine-tuned potential {name!r}: {path} does not load as a SevenNet checkpoint "
+                                  f"({type(exc).__name__}: {exc}); the default potential is unaffected") from None
+
+    if verify:
+        factory()
 
     spec = CalculatorSpec(
         name=name,
@@ -276,6 +280,19 @@ def register_finetuned(name: str, checkpoint, sha256: str | None = None) -> Calc
     for key in [k for k in calculators._CACHE if k[0] == name]:
         del calculators._CACHE[key]
     return spec
+
+
+def register_study_potentials(out_dir) -> list[str]:
+    """Register every potential fine-tuned in study ``out_dir`` (cheap: models load on first use)."""
+    names = []
+    for meta in sorted(Path(out_dir).glob("potentials/*/finetune.json")):
+        try:
+            result = FineTuneResult.model_validate_json(meta.read_text())
+            register_finetuned(result.registry_name, result.checkpoint, result.sha256, verify=False)
+        except (ValueError, CalculatorError):
+            continue  # a broken or moved potential: the others, and the built-in ones, stay usable
+        names.append(result.registry_name)
+    return names
 
 
 def load_finetuned(out_dir, name: str) -> FineTuneResult:
