@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "search")
 
     p = sub.add_parser("submit", help="send a flow to FireWorks (HPC queue), see docs/HPC.md")
-    p.add_argument("what", choices=["hull"])
-    p.add_argument("system")
+    p.add_argument("what", choices=["hull", "refine"],
+                   help="hull: the hull flow of SYSTEM; refine: VASP DFT//ML single points on PHASE's stored ML bands")
+    p.add_argument("system", help="chemical system (hull) or phase (refine)")
     p.add_argument("--launchpad", required=True, help="LaunchPad file (my_launchpad.yaml)")
     p.add_argument("--qadapter", default=None, help="queue adapter file (SLURM CommonAdapter); submits queue jobs")
     p.add_argument("--phases", nargs="+")
@@ -243,6 +244,13 @@ def cmd_search(args) -> int:
 def cmd_submit(args) -> int:
     from alloyflow.workflows.submit import submit_hull
 
+    if args.what == "refine":
+        from alloyflow.workflows.submit import submit_refine
+
+        result = submit_refine(args.system, args.launchpad, args.qadapter, out=args.out, calculator=args.calculator,
+                               njobs=args.njobs)
+        print(result.message())
+        return 0
     result = submit_hull(args.system, args.calculator, args.launchpad, args.qadapter, out=args.out,
                          use_jobflow_store=args.jobflow_store, phases=args.phases,
                          structure_dirs=args.structures, njobs=args.njobs)

@@ -212,3 +212,31 @@ def test_killed_run_is_detected_and_rerun_without_recomputing(fw):
         assert after[uuid] == completed_at
     with ResultStore(fw.out) as store:
         assert all(len(list(store.jobstore.query({"uuid": u}, properties=["uuid"]))) == 1 for u in uuids)
+
+
+def test_submit_refine_sends_vasp_statics_of_stored_bands(fw):
+    """alloyflow submit refine PHASE: VASP statics on the stored ML band's endpoints and saddle, then the result job."""
+    from alloyflow.cli import main
+
+    assert main(["barriers", "Li", "--system", "Li-In", "--calculator", "mock", "--out", str(fw.out),
+                 "--min-image-distance", "6", "--images", "3", "--max-hops", "1", "--no-progress"]) == 0
+    out = fw.py("""
+        from alloyflow.workflows.submit import load_launchpad, submit_refine
+        r = submit_refine("Li", LP, out=OUT, calculator="mock")
+        wf = load_launchpad(LP).get_wf_by_fw_id(r.fw_ids[0])
+        names = {fw.fw_id: fw.name for fw in wf.fws}
+        links = sorted((names[a], names[b]) for a, kids in wf.links.items() for b in kids)
+        print(json.dumps({"fw_ids": r.fw_ids, "links": links, "names": sorted(names.values())}))
+    """)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert len(result["fw_ids"]) == 4  # endpoints + climbing image, then the RefinedBarrier job
+    statics = [n for n in result["names"] if n.startswith("vasp static Li hop 0 image")]
+    assert len(statics) == 3 and "vasp refine result Li hop 0" in result["names"]
+    assert all([s, "vasp refine result Li hop 0"] in result["links"] for s in statics)
+
+
+def test_submit_refine_without_stored_bands_is_a_clear_error(tmp_path):
+    from alloyflow.workflows.submit import refine_flow
+
+    with pytest.raises(ValueError, match="run 'alloyflow barriers Li2Sn5"):
+        refine_flow("Li2Sn5", tmp_path)

@@ -299,3 +299,31 @@ def mongomock_launchpad_env(db_file: str | Path) -> dict:
     if not db_file.exists():
         db_file.write_text("{}")
     return {**os.environ, "MONGOMOCK_SERVERSTORE_FILE": str(db_file)}
+
+
+def refine_flow(phase: str, out: str | Path = "alloyflow-out", images: str = "saddle", hops: str = "percolating",
+                calculator: str = DEFAULT_CALCULATOR) -> Flow:
+    """VASP DFT//ML refinement of a phase's stored ML bands: one ``VaspRefineMaker`` flow per hop."""
+    from alloyflow.workflows.active import bands_from_barriers
+    from alloyflow.workflows.fidelity import _hop_ids, _stored_barriers
+    from alloyflow.workflows.vasp_refine import VaspRefineMaker
+
+    result = _stored_barriers(Path(out), phase, calculator)
+    if result is None:
+        raise ValueError(f"no stored {calculator} barriers of {phase} in {Path(out) / 'barriers' / phase}: "
+                         f"run 'alloyflow barriers {phase} --calculator {calculator} --out {out}' first")
+    with ResultStore(out) as store:
+        bands = bands_from_barriers(result, store, _hop_ids(result, hops))
+    if not bands:
+        raise ValueError(f"{phase}: no converged ML band to refine")
+    maker = VaspRefineMaker(images=images)
+    return Flow([maker.make(b) for b in bands], name=f"alloyflow refine {phase} (VASP//{calculator})")
+
+
+def submit_refine(phase: str, launchpad_file: str | Path, qadapter_file: str | Path | None = None,
+                  out: str | Path = "alloyflow-out", calculator: str = DEFAULT_CALCULATOR, images: str = "saddle",
+                  hops: str = "percolating", njobs: int = 1) -> SubmitResult:
+    """``alloyflow submit refine PHASE``: VASP single points on the stored ML bands, to FireWorks."""
+    flow = refine_flow(phase, out, images=images, hops=hops, calculator=calculator)
+    return submit_flow(flow, launchpad_file, qadapter_file, store=ResultStore(out), njobs=njobs,
+                       launch_dir=Path(out).resolve() / "launches")
