@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
 
@@ -195,30 +196,23 @@ register_calculator(
         batched=True,
     )
 )
-register_calculator(
-    CalculatorSpec(
-        name="sevennet-mf0",
-        model="SevenNet-MF-0 (PBE modal)",
-        kind="mlip",
-        package="sevenn",
-        description="7net-mf-0 multi-fidelity SevenNet, PBE head; fidelity cross-check (benchmarks/fidelity.py)",
-        factory=lambda device="cpu": _sevennet_factory("7net-mf-0", modal="PBE", device=device),
-        supported_elements=_sevennet_elements,
-        batched=False,  # one-by-one: batching bought SevenNet-0 nothing on CPU (workflows/batched.py)
+# Other shipped SevenNet models, for cross-checks (benchmarks/fidelity.py). Evaluated one structure at a
+# time: batching bought SevenNet-0 nothing on CPU (workflows/batched.py).
+for _name, _model, _checkpoint, _modal, _description in (
+    ("sevennet-mf0", "SevenNet-MF-0 (PBE modal)", "7net-mf-0", "PBE", "7net-mf-0 multi-fidelity SevenNet, PBE head"),
+    ("sevennet-l3i5", "SevenNet-l3i5", "7net-l3i5", None, "7net-l3i5 (lmax 3, 5 layers), SevenNet-0's data; 3.8x slower"),
+):
+    register_calculator(
+        CalculatorSpec(
+            name=_name,
+            model=_model,
+            kind="mlip",
+            package="sevenn",
+            description=f"{_description}; fidelity cross-check",
+            factory=partial(_sevennet_factory, _checkpoint, _modal),
+            supported_elements=_sevennet_elements,
+        )
     )
-)
-register_calculator(
-    CalculatorSpec(
-        name="sevennet-l3i5",
-        model="SevenNet-l3i5",
-        kind="mlip",
-        package="sevenn",
-        description="7net-l3i5 (lmax 3, 5 layers), same data as SevenNet-0; slower, fidelity cross-check",
-        factory=lambda device="cpu": _sevennet_factory("7net-l3i5", device=device),
-        supported_elements=_sevennet_elements,
-        batched=False,  # one-by-one: batching bought SevenNet-0 nothing on CPU (workflows/batched.py)
-    )
-)
 register_calculator(
     CalculatorSpec(
         name="chgnet",

@@ -343,6 +343,16 @@ def write_barrier_outputs(out_dir, result: BarrierResult) -> dict[str, Path]:
     return files
 
 
+def read_barrier_json(path) -> BarrierResult:
+    """A stored ``barriers.json``; an unreadable one is a clear error that says how to rebuild it."""
+    path = Path(path)
+    try:
+        return BarrierResult.model_validate_json(path.read_text())
+    except ValueError:
+        raise ValueError(f"{path} is unreadable; rerun 'alloyflow barriers {path.parent.name}' to rebuild it "
+                         "from the store") from None
+
+
 def _mev(x: float | None) -> str:
     return "–" if x is None else f"{1000 * x:.0f}"
 

@@ -199,7 +199,7 @@ def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: d
 
 def load_stored_results(out: Path):
     """Hulls, voltages and barriers from a study folder's JSON files (no calculation)."""
-    from alloyflow.analysis.migration import BarrierResult
+    from alloyflow.analysis.migration import read_barrier_json
     from alloyflow.analysis.outputs import read_hull_json, read_voltage_json
 
     out = Path(out)
@@ -209,12 +209,7 @@ def load_stored_results(out: Path):
         hulls[system] = read_hull_json(hull_json)
         voltage_json = hull_json.parent / "voltage.json"
         voltages[system] = read_voltage_json(voltage_json) if voltage_json.exists() else None
-    barriers = []
-    for path in sorted(out.glob("barriers/*/barriers.json")):
-        try:
-            barriers.append(BarrierResult.model_validate_json(path.read_text()))
-        except ValueError:
-            raise ValueError(f"{path} is unreadable; rerun the barriers command to rebuild it from the store") from None
+    barriers = [read_barrier_json(path) for path in sorted(out.glob("barriers/*/barriers.json"))]
     return hulls, voltages, barriers
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -32,7 +33,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements, get_calculator
-from alloyflow.workflows.engine import ResultStore, input_hash, keyed, run_cached, structure_fingerprint
+from alloyflow.workflows.engine import KeyedStructureMaker, ResultStore, run_cached
 
 DEFAULT_STRAINS = (-0.01, -0.005, 0.005, 0.01)
 
@@ -153,7 +154,7 @@ def moduli(tensor: ElasticTensor) -> dict:
 
 
 @dataclass
-class ElasticMaker(Maker):
+class ElasticMaker(KeyedStructureMaker, Maker):
     """Relaxed-ion elastic tensor of a relaxed structure by a strain–stress fit.
 
     ``strains``: amounts applied along each of the 6 Voigt components (no 0;
@@ -164,6 +165,7 @@ class ElasticMaker(Maker):
     strain, ions 0.4 Å); it is left out of the fit, with a warning.
     """
 
+    key_kind: ClassVar[str] = "elastic"
     name: str = "elastic"
     calculator: str = DEFAULT_CALCULATOR
     strains: tuple[float, ...] = DEFAULT_STRAINS
@@ -185,10 +187,7 @@ class ElasticMaker(Maker):
             "calculator_kwargs": self.calculator_kwargs,
         }
 
-    def key(self, structure: Structure) -> str:
-        return input_hash("elastic", structure_fingerprint(structure), calculator_info(self.calculator), self.settings())
-
-    def _check(self, structure: Structure, label: str) -> None:
+    def check(self, structure: Structure, label: str) -> None:
         amounts = [float(x) for x in self.strains]
         if len(amounts) < 2 or any(abs(x) < 1e-6 or abs(x) > 0.05 for x in amounts) or len(set(amounts)) != len(amounts):
             raise ValueError(f"strains must be >= 2 distinct non-zero amounts with |strain| <= 0.05, got {self.strains}")
@@ -197,13 +196,6 @@ class ElasticMaker(Maker):
         if len(structure) == 0:
             raise ValueError(f"{label}: empty structure")
         check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
-
-    def keyed_job(self, structure: Structure, label: str, metadata: dict | None = None):
-        """A job whose uuid is the input hash, so a finished one is reused."""
-        self._check(structure, label)
-        j = self.make(structure, label=label, metadata=metadata or {})
-        j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=f"{self.name} {label}")
 
     @job
     def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> ElasticDocument:
@@ -229,7 +221,7 @@ class ElasticMaker(Maker):
 
     def run(self, structure: Structure, label: str = "", metadata: dict | None = None) -> ElasticDocument:
         """Strain, relax, fit (outside jobflow too)."""
-        self._check(structure, label)
+        self.check(structure, label)
         t0 = time.perf_counter()
         calc = _CountingCalculator(get_calculator(self.calculator, **self.calculator_kwargs))
         warnings: list[str] = []

@@ -23,7 +23,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from jobflow import Flow, Job, JobStore
 from maggma.stores import MontyStore
@@ -60,6 +60,36 @@ def keyed(job: Job, key: str, label: str | None = None) -> Job:
     job.uuid = deterministic_uuid(key)
     job.metadata = {**(job.metadata or {}), "alloyflow_key": key, "alloyflow_label": label or job.name}
     return job
+
+
+class KeyedStructureMaker:
+    """Mixin for Makers of one structure whose job uuid is the hash of its inputs.
+
+    The key is ``input_hash(key_kind, structure, calculator_info, settings())``,
+    so a finished job is found in the store and reused. Subclasses set
+    ``key_kind`` and define ``settings()``, ``make`` and ``check``.
+    """
+
+    key_kind: ClassVar[str] = ""
+
+    def key(self, structure) -> str:
+        from alloyflow.calculators import calculator_info
+
+        return input_hash(self.key_kind, structure_fingerprint(structure), calculator_info(self.calculator),
+                          self.settings())
+
+    def check(self, structure, label: str) -> None:
+        """Refuse bad input before a job exists (default: elements the calculator cannot treat)."""
+        from alloyflow.calculators import check_elements
+
+        check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
+
+    def keyed_job(self, structure, label: str, metadata: dict | None = None) -> Job:
+        """A job whose uuid is the input hash, so a finished one is reused."""
+        self.check(structure, label)
+        j = self.make(structure, label=label, metadata=metadata or {})
+        j.name = f"{self.name} {label}"
+        return keyed(j, self.key(structure), label=j.name)
 
 
 @dataclass

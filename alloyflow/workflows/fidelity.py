@@ -53,12 +53,12 @@ class FidelityResult(BaseModel):
 
 
 def _stored_barriers(out: Path, phase: str, calculator: str):
-    from alloyflow.analysis.migration import BarrierResult
+    from alloyflow.analysis.migration import read_barrier_json
 
     path = out / "barriers" / phase / "barriers.json"
     if not path.is_file():
         return None
-    result = BarrierResult.model_validate_json(path.read_text())
+    result = read_barrier_json(path)
     return result if result.calculator.get("name") == calculator else None
 
 

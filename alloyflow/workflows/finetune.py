@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.calculators import (
     CalculatorError,
@@ -239,28 +238,36 @@ def register_finetuned(name: str, checkpoint, sha256: str | None = None, verify:
     """Register ``checkpoint`` as calculator ``name``; a file that does not load raises ``CalculatorError``.
 
     The model string carries the checkpoint's sha256 (first 12 digits), which enters every cache key.
-    ``verify=False`` skips loading the model now (the command line registers a
-    study's potentials at start-up); a bad file then fails on first use, with
-    the same error.
+    ``verify=False`` (with the recorded ``sha256``) neither hashes nor loads the
+    checkpoint now (the command line registers a study's potentials at
+    start-up); a changed or bad file then fails on first use, with the same errors.
     """
     path = Path(checkpoint).resolve()
     if name in ("sevennet", "chgnet", "mock", "gpaw", "vasp"):
         raise CalculatorError(f"{name!r} is a built-in calculator; choose another name for a fine-tuned potential")
     if not path.is_file():
         raise CalculatorError(f"fine-tuned potential {name!r}: checkpoint {path} not found")
-    digest = _sha256(path)
-    if sha256 and digest != sha256:
-        raise CalculatorError(f"fine-tuned potential {name!r}: {path} changed since training (sha256 {digest[:12]} "
-                              f"!= {sha256[:12]})")
+
+    def check_digest() -> str:
+        digest = _sha256(path)
+        if sha256 and digest != sha256:
+            raise CalculatorError(f"fine-tuned potential {name!r}: {path} changed since training (sha256 "
+                                  f"{digest[:12]} != {sha256[:12]})")
+        return digest
+
     def factory(device: str = "cpu"):
         from sevenn.calculator import SevenNetCalculator
 
+        if not verify:
+            check_digest()  # deferred from registration: the file is read once, when the model is built
         try:
             return SevenNetCalculator(model=str(path), device=device)
         except Exception as exc:  # a truncated or foreign file: say so, leave the registry as it was
             raise CalculatorError(f"fine-tuned potential {name!r}: {path} does not load as a SevenNet checkpoint "
                                   f"({type(exc).__name__}: {exc}); the default potential is unaffected") from None
 
+    # Without verification the recorded digest names the model, so start-up reads no checkpoint.
+    digest = check_digest() if verify or not sha256 else sha256
     if verify:
         factory()
 

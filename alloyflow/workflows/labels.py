@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from jobflow import Maker, job
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from alloyflow.calculators import calculator_info, check_elements, get_calculator
-from alloyflow.workflows.engine import JobFailed, ResultStore, input_hash, keyed, run_cached, structure_fingerprint
+from alloyflow.calculators import calculator_info, get_calculator
+from alloyflow.workflows.engine import JobFailed, KeyedStructureMaker, ResultStore, run_cached
 
 
 class SinglePointError(RuntimeError):
@@ -27,25 +28,19 @@ class SinglePointError(RuntimeError):
 
 
 @dataclass
-class LabelMaker(Maker):
+class LabelMaker(KeyedStructureMaker, Maker):
     """Keyed single point: energy (eV), forces (eV/Å) and stress (Voigt, eV/Å³, ASE sign convention)."""
 
+    key_kind: ClassVar[str] = "label"
     name: str = "label"
     calculator: str = "gpaw"
     calculator_kwargs: dict = field(default_factory=dict)
 
-    def key(self, structure: Structure) -> str:
-        return input_hash("label", structure_fingerprint(structure), calculator_info(self.calculator),
-                          self.calculator_kwargs)
-
-    def keyed_job(self, structure: Structure, label: str):
-        check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
-        j = self.make(structure, label=label)
-        j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=f"{self.name} {label}")
+    def settings(self) -> dict:
+        return self.calculator_kwargs
 
     @job
-    def make(self, structure: Structure, label: str = "") -> dict:
+    def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> dict:
         return self.run(structure, label)
 
     def run(self, structure: Structure, label: str = "") -> dict:

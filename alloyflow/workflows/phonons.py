@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements, get_calculator
-from alloyflow.workflows.engine import input_hash, keyed, structure_fingerprint
+from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
+from alloyflow.workflows.engine import KeyedStructureMaker
 
 IMAGINARY_THRESHOLD_THZ = -0.1
 """A mode below this (THz, imaginary modes as negative numbers) flags the phase
@@ -167,9 +168,10 @@ def _drop_gamma_acoustic(qpoints, frequencies) -> np.ndarray:
 
 
 @dataclass
-class PhononMaker(Maker):
+class PhononMaker(KeyedStructureMaker, Maker):
     """Harmonic phonons of a relaxed (primitive) structure with a registry calculator."""
 
+    key_kind: ClassVar[str] = "phonons"
     name: str = "phonons"
     calculator: str = DEFAULT_CALCULATOR
     min_length: float = 11.0
@@ -187,16 +189,6 @@ class PhononMaker(Maker):
                 "t_max": self.t_max, "t_step": self.t_step, "band_points": self.band_points,
                 "imaginary_threshold_thz": self.imaginary_threshold_thz, "symprec": self.symprec,
                 "calculator_kwargs": self.calculator_kwargs}
-
-    def key(self, structure: Structure) -> str:
-        return input_hash("phonons", structure_fingerprint(structure), calculator_info(self.calculator), self.settings())
-
-    def keyed_job(self, structure: Structure, label: str, metadata: dict | None = None):
-        """A job whose uuid is the input hash, so a finished one is reused."""
-        check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
-        j = self.make(structure, label=label, metadata=metadata or {})
-        j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=f"{self.name} {label}")
 
     @job
     def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> PhononDocument:

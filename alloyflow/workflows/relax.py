@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements, get_calculator
-from alloyflow.workflows.engine import input_hash, keyed, structure_fingerprint
+from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
+from alloyflow.workflows.engine import KeyedStructureMaker
 
 
 class RelaxationDocument(BaseModel):
@@ -49,12 +50,13 @@ class UnconvergedRelaxation(RuntimeError):
 
 
 @dataclass
-class RelaxMaker(Maker):
+class RelaxMaker(KeyedStructureMaker, Maker):
     """Relax ions (and, with ``relax_cell``, the cell) with a registry calculator.
 
     ``steps <= 1`` gives a single point.
     """
 
+    key_kind: ClassVar[str] = "relax"
     name: str = "relax"
     calculator: str = DEFAULT_CALCULATOR
     fmax: float = 0.02
@@ -75,16 +77,6 @@ class RelaxMaker(Maker):
             "optimizer": self.optimizer,
             "calculator_kwargs": self.calculator_kwargs,
         }
-
-    def key(self, structure: Structure) -> str:
-        return input_hash("relax", structure_fingerprint(structure), calculator_info(self.calculator), self.settings())
-
-    def keyed_job(self, structure: Structure, label: str, metadata: dict | None = None):
-        """A job whose uuid is the input hash, so a finished one is reused."""
-        check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
-        j = self.make(structure, label=label, metadata=metadata or {})
-        j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=f"{self.name} {label}")
 
     @job
     def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> RelaxationDocument:

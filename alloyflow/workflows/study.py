@@ -32,7 +32,7 @@ def _library(structure_dirs) -> StructureLibrary:
 
 
 def hull_for_system(system, store, calculator, library, phases=None, progress=True, out_dir=None):
-    """Relax, build hull and voltage, write files; returns (hull, voltage, summary, files)."""
+    """Relax, build hull and voltage, write files; returns (hull, voltage, summary, files, relaxation documents)."""
     from alloyflow.analysis.hull import build_hull
     from alloyflow.analysis.outputs import write_hull_outputs
     from alloyflow.analysis.voltage import voltage_profile
@@ -57,7 +57,7 @@ def hull_for_system(system, store, calculator, library, phases=None, progress=Tr
         hull.warnings.append(str(exc))
         voltage = None
     files = write_hull_outputs(out_dir or store.out_dir / system, hull, voltage)
-    return hull, voltage, summary, files
+    return hull, voltage, summary, files, docs
 
 
 def run_hull_command(system, calculator=DEFAULT_CALCULATOR, out=Path("alloyflow-out"), structure_dirs=(),
@@ -66,7 +66,7 @@ def run_hull_command(system, calculator=DEFAULT_CALCULATOR, out=Path("alloyflow-
 
     library = _library(structure_dirs)
     with ResultStore(out) as store:
-        hull, voltage, summary, files = hull_for_system(system, store, calculator, library, phases, progress)
+        hull, voltage, summary, files, _ = hull_for_system(system, store, calculator, library, phases, progress)
     text = "\n".join([
         format_hull_table(hull), "", format_voltage_table(voltage) if voltage else "no voltage curve", "",
         f"relaxations: {summary.message()}",
@@ -106,7 +106,7 @@ def run_barriers_command(phase, system=None, calculator=DEFAULT_CALCULATOR, out=
 
 def barrier_table_text(out: Path, phases, calculator=DEFAULT_CALCULATOR) -> str:
     """The cross-phase table from stored ``barriers.json`` files (no calculation)."""
-    from alloyflow.analysis.migration import BarrierResult, format_barrier_table
+    from alloyflow.analysis.migration import format_barrier_table, read_barrier_json
 
     results, missing = [], []
     for phase in phases:
@@ -114,11 +114,7 @@ def barrier_table_text(out: Path, phases, calculator=DEFAULT_CALCULATOR) -> str:
         if not path.exists():
             missing.append(phase)
             continue
-        try:
-            results.append(BarrierResult.model_validate_json(path.read_text()))
-        except ValueError as exc:
-            raise ValueError(f"{path} is unreadable ({exc.__class__.__name__}); rerun "
-                             f"'alloyflow barriers {phase}' to rebuild it from the store") from None
+        results.append(read_barrier_json(path))
     text = format_barrier_table(results) if results else "no stored barriers"
     if missing:
         text += f"\nnot computed yet (run 'alloyflow barriers PHASE --out {out}'): {', '.join(missing)}"
@@ -194,16 +190,16 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     total = RunSummary()
-    hulls, voltages = {}, {}
+    hulls, voltages, relaxations = {}, {}, {}
     barriers = []
     neb_options = dict(min_image_distance=settings.min_image_distance, n_images=settings.n_images,
                        fmax=settings.fmax, max_hops=settings.max_hops, max_length=settings.max_length)
     with ResultStore(out) as store:
         for system in settings.systems:
             ts = time.perf_counter()
-            hull, voltage, summary, _ = hull_for_system(system, store, settings.calculator, library, settings.phases,
-                                                              progress)
-            hulls[system], voltages[system] = hull, voltage
+            hull, voltage, summary, _, docs = hull_for_system(system, store, settings.calculator, library,
+                                                              settings.phases, progress)
+            hulls[system], voltages[system], relaxations[system] = hull, voltage, docs
             total += summary
             timings[f"hull {system}"] = time.perf_counter() - ts
         pairs = _barrier_phases(settings, hulls)
@@ -229,7 +225,8 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
                 ts = time.perf_counter()
                 thermo[system], _, summary = thermo_for_system(
                     system, store, settings.calculator, library, settings.temperature, settings.phases,
-                    settings.min_length, settings.elastic, settings.diffusivity, progress)
+                    settings.min_length, settings.elastic, settings.diffusivity, progress,
+                    relaxed=(hulls[system], relaxations[system]))
                 total += summary
                 timings[f"thermo {system} ({settings.temperature:g} K)"] = time.perf_counter() - ts
         reused, computed = total.reused, total.computed

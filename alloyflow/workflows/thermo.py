@@ -32,18 +32,15 @@ wide, so 11 Å keeps them at one cell."""
 
 
 def _stored_barriers(out: Path, system: str) -> list:
-    from alloyflow.analysis.migration import BarrierResult
+    from pymatgen.core import Composition
+
+    from alloyflow.analysis.migration import read_barrier_json
     from alloyflow.structures.library import parse_system
 
     elements = set(parse_system(system))
     results = []
     for path in sorted(Path(out).glob("barriers/*/barriers.json")):
-        try:
-            res = BarrierResult.model_validate_json(path.read_text())
-        except ValueError:
-            raise ValueError(f"{path} is unreadable; rerun the barriers command to rebuild it from the store") from None
-        from pymatgen.core import Composition
-
+        res = read_barrier_json(path)
         formula = res.formula or res.phase
         try:
             if {str(e) for e in Composition(formula).elements} <= elements:
@@ -83,12 +80,16 @@ def _diffusion(barriers, store, calculator, warnings, progress) -> list[dict]:
 def thermo_for_system(system: str, store: ResultStore, calculator: str = DEFAULT_CALCULATOR, library=None,
                       temperature: float = 300.0, phases: list[str] | None = None,
                       min_length: float = DEFAULT_MIN_LENGTH, elastic: bool = True, diffusivity: bool = True,
-                      progress: bool = True, out_dir: Path | None = None):
-    """Run every stage for one system in an open store; returns (ThermoResult, files, RunSummary)."""
+                      progress: bool = True, out_dir: Path | None = None, relaxed=None):
+    """Run every stage for one system in an open store; returns (ThermoResult, files, RunSummary).
+
+    ``relaxed``: ``(hull, relaxation documents)`` the caller already has (a
+    study computes the 0 K hull first); otherwise the hull stage runs here.
+    """
     from alloyflow.analysis.thermo import thermo_result
     from alloyflow.analysis.thermo_plots import write_thermo_outputs
     from alloyflow.structures import StructureLibrary
-    from alloyflow.workflows.hull import entries_from_documents, run_hull_relaxations
+    from alloyflow.workflows.hull import entries_from_documents
     from alloyflow.workflows.phonons import PhononMaker, run_phonons
     from alloyflow.workflows.study import hull_for_system
 
@@ -101,9 +102,11 @@ def thermo_for_system(system: str, store: ResultStore, calculator: str = DEFAULT
         unknown = [p for p in phases if p not in known]
         if unknown:
             raise ValueError(f"unknown phase(s) {', '.join(unknown)} in {system}; known: {', '.join(sorted(known))}")
-    hull, _, hsum, _ = hull_for_system(system, store, calculator, library, phases, progress)
-    summary += hsum
-    docs, _ = run_hull_relaxations(system, store, calculator=calculator, library=library, phases=phases)
+    if relaxed is None:
+        hull, _, hsum, _, docs = hull_for_system(system, store, calculator, library, phases, progress)
+        summary += hsum
+    else:
+        hull, docs = relaxed
     warnings = []
     unconverged = [d.label for d in docs if not d.converged]
     if unconverged:
