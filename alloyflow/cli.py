@@ -31,6 +31,9 @@ def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
                    help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if workflow != "submit":
+        p.add_argument("--inside-batch-job", action="store_true",
+                       help="run a batch-queue calculator (VASP) in this process: only inside a batch job")
 
 
 def _barrier_options(p: argparse.ArgumentParser) -> None:
@@ -44,7 +47,7 @@ def _barrier_options(p: argparse.ArgumentParser) -> None:
 
 
 def _thermo_options(p: argparse.ArgumentParser) -> None:
-    from alloyflow.workflows.thermo import DEFAULT_MIN_LENGTH
+    from alloyflow.workflows.jobs.phonons import DEFAULT_MIN_LENGTH
 
     p.add_argument("--min-length", type=float, default=DEFAULT_MIN_LENGTH,
                    help=f"shortest phonon-supercell lattice vector, Å (default {DEFAULT_MIN_LENGTH:g})")
@@ -125,18 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dilute-sites", type=int, default=36, help="host sites of the dilute Li proxy (36: LiIn35)")
     _common(p, "search")
 
-    p = sub.add_parser("submit", help="send a flow to FireWorks (HPC queue), see docs/HPC.md")
-    p.add_argument("what", choices=["hull", "refine"],
-                   help="hull: the hull flow of SYSTEM; refine: VASP DFT//ML single points on PHASE's stored ML bands")
-    p.add_argument("system", help="chemical system (hull) or phase (refine)")
+    p = sub.add_parser("submit", help="send a flow to a FireWorks LaunchPad (HPC queue), see docs/HPC.md")
+    p.add_argument("what", choices=["study", "barriers", "hull", "refine"],
+                   help="study: the whole study of SYSTEM...; barriers: PHASE's barrier flow; hull: SYSTEM's "
+                        "relaxations; refine: VASP DFT//ML single points on PHASE's stored ML bands")
+    p.add_argument("targets", nargs="+", metavar="SYSTEM_OR_PHASE",
+                   help="systems (study, hull) or one phase (barriers, refine)")
     p.add_argument("--launchpad", required=True, help="LaunchPad file (my_launchpad.yaml)")
     p.add_argument("--qadapter", default=None, help="queue adapter file (SLURM CommonAdapter); submits queue jobs")
-    p.add_argument("--phases", nargs="+")
+    p.add_argument("--phases", nargs="+", help="only these phases in the hulls (elements always included)")
+    p.add_argument("--barriers", nargs="+", default=["reference"],
+                   help="study: 'reference' (default), 'auto', 'none' or phase names")
+    p.add_argument("--system", help="barriers: chemical system the phase belongs to")
+    p.add_argument("--dilute", action="store_true", help="barriers: one Li in the host phase")
+    p.add_argument("--host-sites", type=int, default=None, help="barriers --dilute: host sites of the cell")
     p.add_argument("--jobflow-store", action="store_true", help="results go to jobflow.yaml's JOB_STORE, not <out>/store")
     p.add_argument("--njobs", type=int, default=1, help="queue jobs to submit with --qadapter")
+    _barrier_options(p)
     _common(p, "submit")
 
-    p = sub.add_parser("report", help="rebuild report.md of a study folder from its stored JSON files")
+    p = sub.add_parser("report", help="collect submitted flows from the job store; rebuild files and report.md")
     p.add_argument("--out", default=DEFAULT_OUT)
 
     sub.add_parser("calculators", help="list registered calculators")
@@ -144,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_hull(args) -> int:
-    from alloyflow.workflows.study import run_hull_command
+    from alloyflow.commands.hull import run_hull_command
 
     result = run_hull_command(
         args.system, calculator=args.calculator, out=Path(args.out), structure_dirs=args.structures,
@@ -155,7 +166,7 @@ def cmd_hull(args) -> int:
 
 
 def cmd_barriers(args) -> int:
-    from alloyflow.workflows.study import barrier_table_text, run_barriers_command
+    from alloyflow.commands.barriers import barrier_table_text, run_barriers_command
 
     if args.table:
         print(barrier_table_text(Path(args.out), args.table, calculator=args.calculator))
@@ -173,24 +184,29 @@ def cmd_barriers(args) -> int:
     return 0
 
 
-def cmd_study(args) -> int:
-    from alloyflow.workflows.study import StudySettings, run_study
+def _study_settings(args, systems):
+    from alloyflow.workflows.flows.study import StudySettings
 
     max_hops = StudySettings.max_hops if args.max_hops is None else (args.max_hops or None)
-    settings = StudySettings(
-        systems=args.systems, calculator=args.calculator, barriers=args.barriers,
+    return StudySettings(
+        systems=systems, calculator=args.calculator, barriers=args.barriers,
         min_image_distance=args.min_image_distance, n_images=args.images, fmax=args.fmax,
         max_hops=max_hops, max_length=args.max_length, structure_dirs=args.structures, phases=args.phases,
-        temperature=args.temperature, min_length=args.min_length, elastic=not args.no_elastic,
-        diffusivity=not args.no_diffusivity,
+        temperature=getattr(args, "temperature", None), min_length=getattr(args, "min_length", StudySettings.min_length),
+        elastic=not getattr(args, "no_elastic", False), diffusivity=not getattr(args, "no_diffusivity", False),
     )
-    report = run_study(settings, Path(args.out), progress=not args.no_progress)
+
+
+def cmd_study(args) -> int:
+    from alloyflow.commands.study import run_study
+
+    report = run_study(_study_settings(args, args.systems), Path(args.out), progress=not args.no_progress)
     print(report.summary)
     return 0
 
 
 def cmd_thermo(args) -> int:
-    from alloyflow.workflows.thermo import run_thermo
+    from alloyflow.commands.thermo import run_thermo
 
     result = run_thermo(
         args.system, temperature=args.temperature, calculator=args.calculator, out=Path(args.out),
@@ -202,7 +218,7 @@ def cmd_thermo(args) -> int:
 
 
 def cmd_refine(args) -> int:
-    from alloyflow.workflows.fidelity import format_fidelity, run_fidelity
+    from alloyflow.workflows.flows.fidelity import format_fidelity, run_fidelity
 
     dft_kwargs = {k: v for k, v in (("ecut", args.ecut), ("kpt_density", args.kpt_density)) if v is not None}
     result = run_fidelity(args.phase, Path(args.out), system=args.system, calculator=args.calculator, dft=args.dft,
@@ -226,8 +242,8 @@ def cmd_phases(args) -> int:
 
 def cmd_search(args) -> int:
     from alloyflow.structures import StructureLibrary
-    from alloyflow.workflows.engine import ResultStore
-    from alloyflow.workflows.search import format_search_summary, run_search, write_search_outputs
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.flows.search import format_search_summary, run_search, write_search_outputs
 
     library = StructureLibrary(user_dirs=args.structures)
     with ResultStore(args.out) as store:
@@ -242,26 +258,39 @@ def cmd_search(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from alloyflow.workflows.submit import submit_hull
+    from alloyflow.commands import submit
 
+    common = dict(launchpad_file=args.launchpad, qadapter_file=args.qadapter, out=args.out)
+    single = args.what in ("barriers", "refine")
+    if single and len(args.targets) != 1:
+        print(f"alloyflow submit {args.what}: give one phase, not {' '.join(args.targets)}", file=sys.stderr)
+        return 2
     if args.what == "refine":
-        from alloyflow.workflows.submit import submit_refine
-
-        result = submit_refine(args.system, args.launchpad, args.qadapter, out=args.out, calculator=args.calculator,
-                               njobs=args.njobs)
-        print(result.message())
+        result = submit.submit_refine(args.targets[0], calculator=args.calculator, njobs=args.njobs, **common)
+    elif args.what == "barriers":
+        result = submit.submit_barriers(
+            args.targets[0], calculator=args.calculator, system=args.system, structure_dirs=args.structures,
+            use_jobflow_store=args.jobflow_store, n_images=args.images, fmax=args.fmax, njobs=args.njobs,
+            min_image_distance=args.min_image_distance, max_hops=args.max_hops or None,
+            max_length=args.max_length, dilute=args.dilute, n_host_sites=args.host_sites, **common)
+    elif args.what == "study":
+        result = submit.submit_study(_study_settings(args, args.targets), use_jobflow_store=args.jobflow_store,
+                                     njobs=args.njobs, **common)
+    else:
+        results = [submit.submit_hull(system, args.calculator, use_jobflow_store=args.jobflow_store,
+                                      phases=args.phases, structure_dirs=args.structures, njobs=args.njobs, **common)
+                   for system in args.targets]
+        print("\n".join(r.message() for r in results))
         return 0
-    result = submit_hull(args.system, args.calculator, args.launchpad, args.qadapter, out=args.out,
-                         use_jobflow_store=args.jobflow_store, phases=args.phases,
-                         structure_dirs=args.structures, njobs=args.njobs)
     print(result.message())
+    print(f"when the queue is done: alloyflow report --out {args.out}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from alloyflow.analysis.report import rebuild_report
+    from alloyflow.commands.report import collect
 
-    print(f"report: {rebuild_report(Path(args.out))}")
+    print(collect(Path(args.out)).message())
     return 0
 
 
@@ -281,9 +310,25 @@ def _register_study_potentials(argv) -> None:
     pre.add_argument("--out", default=DEFAULT_OUT)
     known, _ = pre.parse_known_args(argv)
     if (Path(known.out) / "potentials").is_dir():
-        from alloyflow.workflows.finetune import register_study_potentials
+        from alloyflow.ml.finetune import register_study_potentials
 
         register_study_potentials(known.out)
+
+
+def refuse_login_node_dft(args) -> None:
+    """A local command on a batch-queue calculator (VASP) would run DFT right here, on a login node."""
+    if args.command == "submit" or getattr(args, "inside_batch_job", False):
+        return
+    from alloyflow.calculators import get_spec
+
+    for calculator in filter(None, (getattr(args, "calculator", None), getattr(args, "dft", None))):
+        if get_spec(calculator).runner != "vasp":
+            continue
+        raise ValueError(
+            f"--calculator {calculator} would start VASP in this process (on a cluster: the login node); "
+            f"send the flow to the queue with 'alloyflow submit {args.command} ...' (docs/HPC.md), "
+            "or add --inside-batch-job when this command runs inside a batch job"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,12 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["ALLOYFLOW_THREADS"] = str(args.threads)
     from alloyflow.calculators import CalculatorError
     from alloyflow.structures import StructureError
-    from alloyflow.workflows.engine import JobFailed, StoreError
+    from alloyflow.engine import JobFailed, StoreError
 
     handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
                 "report": cmd_report, "submit": cmd_submit, "search": cmd_search, "calculators": cmd_calculators,
                 "thermo": cmd_thermo, "refine": cmd_refine}
     try:
+        refuse_login_node_dft(args)
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:
         print(f"alloyflow {args.command}: error: {exc}", file=sys.stderr)

@@ -24,7 +24,7 @@ def _bcc_li_band(calculator: str):
     import numpy as np
     from pymatgen.core import Lattice, Structure
 
-    from alloyflow.workflows.neb import NebMaker
+    from alloyflow.workflows.jobs.neb import NebMaker
 
     a = 3.44
     ini = Structure.from_spacegroup("Im-3m", Lattice.cubic(a), ["Li"], [[0, 0, 0]])
@@ -53,9 +53,9 @@ def main(argv=None) -> int:
         get_calculator,
     )
     from alloyflow.structures.library import StructureLibrary
-    from alloyflow.workflows.attempt import AttemptFrequencyMaker, band_states
-    from alloyflow.workflows.elastic import run_elastic
-    from alloyflow.workflows.engine import ResultStore
+    from alloyflow.workflows.jobs.attempt import AttemptFrequencyMaker, band_states
+    from alloyflow.workflows.jobs.elastic import run_elastic
+    from alloyflow.engine import ResultStore
 
     calculator = args.calculator or DEFAULT_CALCULATOR
     info = calculator_info(calculator)

@@ -9,7 +9,7 @@
 2. Barriers of the shortest vacancy hop of LiIn and Li2Sn5 in small cells
    (``--min-image-distance``, 3 images): each potential's own CI-NEB band
    (ML) and GPAW single points on its endpoints and climbing image (DFT//ML).
-3. Fine-tuned: the active-learning loop (``alloyflow.workflows.active``)
+3. Fine-tuned: the active-learning loop (``alloyflow.ml.active``)
    starting from SevenNet-0's bands of both phases, GPAW labels, one
    fine-tuned SevenNet-0 for both phases; its barriers (ML) and their
    DFT//ML refinement, and its formation energies.
@@ -38,9 +38,9 @@ ELEMENT_PHASES = {"Li": "Li", "In": "In", "Sn": "Sn"}  # beta-Sn: the library's 
 
 
 def _relaxed(store, calc, lib, system, name):
-    from alloyflow.workflows.engine import run_cached
-    from alloyflow.workflows.hull import primitive
-    from alloyflow.workflows.relax import RelaxationDocument, RelaxMaker
+    from alloyflow.engine import run_cached
+    from alloyflow.workflows.flows.hull import primitive
+    from alloyflow.workflows.jobs.relax import RelaxationDocument, RelaxMaker
 
     job = RelaxMaker(calculator=calc, relax_cell=True).keyed_job(primitive(lib.get(name, system).structure), label=name)
     run_cached(job, store)
@@ -60,7 +60,7 @@ def _formation(energy_per_atom: dict, comps: dict) -> dict:
 
 
 def formation_energies(store, calcs, lib, dft_kwargs, log):
-    from alloyflow.workflows.labels import LabelMaker, single_point
+    from alloyflow.workflows.jobs.labels import LabelMaker, single_point
 
     rows, cost = {}, {"dft_single_points": 0, "dft_seconds": 0.0}
     for system, names in FORMATION_PHASES.items():
@@ -89,8 +89,8 @@ def formation_energies(store, calcs, lib, dft_kwargs, log):
 
 
 def bands_for(store, lib, calc, min_image_distance, log):
-    from alloyflow.workflows.active import bands_from_barriers
-    from alloyflow.workflows.barriers import run_barriers
+    from alloyflow.ml.active import bands_from_barriers
+    from alloyflow.workflows.flows.barriers import run_barriers
 
     bands = []
     for phase, system in BARRIER_PHASES:
@@ -128,9 +128,9 @@ def main(argv=None) -> int:
     import alloyflow  # noqa: F401  (thread settings)
     from alloyflow.calculators import calculator_info
     from alloyflow.structures.library import StructureLibrary
-    from alloyflow.workflows.active import active_learning, format_active_learning
-    from alloyflow.workflows.engine import ResultStore
-    from alloyflow.workflows.refine import format_refined, refine_band
+    from alloyflow.ml.active import active_learning, format_active_learning
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.jobs.refine import format_refined, refine_band
 
     calcs = [c.strip() for c in args.potentials.split(",") if c.strip()]
     if "sevennet" not in calcs:
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
                     barriers[(b.label.split()[0], al.final_calculator)] = b
 
         if args.converge:
-            from alloyflow.workflows.dft_convergence import converge_for_band
+            from alloyflow.workflows.jobs.dft_convergence import converge_for_band
 
             band = next(b for b in bands_for(store, lib, "sevennet", args.min_image_distance, log)
                         if b.label.startswith("LiIn"))
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
 
 
 def _conv_text(c) -> str:
-    from alloyflow.workflows.dft_convergence import ConvergenceResult
+    from alloyflow.workflows.jobs.dft_convergence import ConvergenceResult
 
     return ConvergenceResult.model_validate(c).summary()
 

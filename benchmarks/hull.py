@@ -28,8 +28,8 @@ def main(argv=None) -> int:
         os.environ["ALLOYFLOW_THREADS"] = str(args.threads)
 
     from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
-    from alloyflow.workflows.engine import ResultStore
-    from alloyflow.workflows.hull import run_hull_relaxations
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.flows.hull import run_hull_relaxations
 
     calculator = args.calculator or DEFAULT_CALCULATOR
     t_load = time.perf_counter()

@@ -72,7 +72,7 @@ class CountingCalculator(Calculator):
         self.name_, self.counter = name, counter
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        from alloyflow.workflows.batched import evaluate_batch
+        from alloyflow.workflows.jobs.batched import evaluate_batch
 
         super().calculate(atoms, properties, system_changes)
         ((energy, forces),) = evaluate_batch(self.name_, [self.atoms], batched=False)
@@ -110,7 +110,7 @@ def stock_ase_neb(initial, final, calculator, n_images, fmax, max_steps) -> dict
 
 
 def alloyflow_neb(initial, final, calculator, n_images, fmax, max_steps, optimizer, batched) -> tuple[dict, object]:
-    from alloyflow.workflows.neb import NebMaker
+    from alloyflow.workflows.jobs.neb import NebMaker
 
     maker = NebMaker(calculator=calculator, n_images=n_images, fmax=fmax, max_steps=max_steps,
                      optimizer=optimizer, batched=batched, relax_endpoints=False)
@@ -132,7 +132,7 @@ def band_timing(doc, calculator, repeats: int) -> dict:
     """Evaluate the inner images of ``doc`` ``repeats`` times, batched and one by one (fresh positions each time)."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from alloyflow.workflows.batched import evaluate_batch
+    from alloyflow.workflows.jobs.batched import evaluate_batch
 
     band = [AseAtomsAdaptor.get_atoms(s) for s in doc.images[1:-1]]
     out = {}
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
 
     from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
     from alloyflow.structures.library import StructureLibrary
-    from alloyflow.workflows.relax import RelaxMaker
+    from alloyflow.workflows.jobs.relax import RelaxMaker
 
     calculator = args.calculator or DEFAULT_CALCULATOR
     get_calculator(calculator)

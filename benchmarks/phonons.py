@@ -33,10 +33,10 @@ def main(argv=None) -> int:
         os.environ["ALLOYFLOW_THREADS"] = str(args.threads)
 
     from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
-    from alloyflow.workflows.engine import ResultStore
-    from alloyflow.workflows.hull import run_hull_relaxations
-    from alloyflow.workflows.phonons import PhononMaker
-    from alloyflow.workflows.thermo import DEFAULT_MIN_LENGTH
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.flows.hull import run_hull_relaxations
+    from alloyflow.workflows.jobs.phonons import PhononMaker
+    from alloyflow.workflows.jobs.phonons import DEFAULT_MIN_LENGTH
 
     calculator = args.calculator or DEFAULT_CALCULATOR
     min_length = args.min_length or DEFAULT_MIN_LENGTH

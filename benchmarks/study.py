@@ -28,10 +28,11 @@ def _peak_mb() -> float:
 
 
 def bench_study(args) -> None:
-    from alloyflow.workflows.engine import ResultStore
-    from alloyflow.workflows.neb import NebDocument
-    from alloyflow.workflows.relax import RelaxationDocument
-    from alloyflow.workflows.study import StudySettings, run_study
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.jobs.neb import NebDocument
+    from alloyflow.workflows.jobs.relax import RelaxationDocument
+    from alloyflow.workflows.flows.study import StudySettings
+    from alloyflow.commands.study import run_study
 
     out = Path(args.out or tempfile.mkdtemp(prefix="alloyflow-study-"))
     t0 = time.perf_counter()
@@ -69,7 +70,7 @@ def bench_scaling(args) -> None:
     from ase.build import bulk
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from alloyflow.workflows.neb import NebMaker
+    from alloyflow.workflows.jobs.neb import NebMaker
 
     print(f"{'atoms':>6}{'steps':>7}{'force calls':>13}{'model calls':>13}{'s/step':>9}{'ms/atom/call':>14}")
     for n_target in args.sizes:

@@ -17,7 +17,8 @@ from pathlib import Path
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0] if argv else "alloyflow-out")
-    from alloyflow.analysis.report import barrier_section, comparison_section, load_stored_results
+    from alloyflow.analysis.report import barrier_section, comparison_section
+    from alloyflow.io.report import load_stored_results
 
     hulls, voltages, barriers = load_stored_results(out)
     if not hulls:

@@ -13,7 +13,7 @@ def sevennet_bcc_li_band():
     """
     from pymatgen.core import Lattice, Structure
 
-    from alloyflow.workflows.neb import NebMaker
+    from alloyflow.workflows.jobs.neb import NebMaker
 
     a = 3.44
     ini = Structure.from_spacegroup("Im-3m", Lattice.cubic(a), ["Li"], [[0, 0, 0]])

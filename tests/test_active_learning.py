@@ -7,12 +7,12 @@ logic is tested without training; tests/test_finetune.py trains for real.
 
 import pytest
 
-from alloyflow.calculators import CalculatorSpec, _elements_up_to, calculator_info, register_calculator
-from alloyflow.workflows import active
-from alloyflow.workflows.active import active_learning, format_active_learning
-from alloyflow.workflows.engine import ResultStore
-from alloyflow.workflows.finetune import FineTuneResult
-from alloyflow.workflows.neb import NebMaker
+from alloyflow.calculators import CalculatorSpec, elements_up_to, calculator_info, register_calculator
+from alloyflow.ml import active
+from alloyflow.ml.active import active_learning, format_active_learning
+from alloyflow.engine import ResultStore
+from alloyflow.ml.finetune import FineTuneResult
+from alloyflow.workflows.jobs.neb import NebMaker
 from test_neb import bcc_vacancy_hop
 
 DFT = {"alpha": 1.6}  # the loop's "DFT": mock with other parameters
@@ -37,11 +37,11 @@ def _fake_finetune(val_before, val_after, calls):
 
 
 def _register_as_dft(name, checkpoint, sha256=None):
-    from alloyflow.calculators import _mock_factory
+    from alloyflow.calculators.mock import _mock_factory
 
     register_calculator(CalculatorSpec(name=name, model=f"mock fine-tuned {name}", kind="test", package="alloyflow",
                                        description="test", factory=lambda **kw: _mock_factory(**DFT),
-                                       supported_elements=lambda: _elements_up_to(94)))
+                                       supported_elements=lambda: elements_up_to(94)))
 
 
 def test_loop_stops_when_ml_matches_dft_and_reuses_labels(tmp_path, monkeypatch):
@@ -75,7 +75,7 @@ def test_rising_validation_error_is_not_adopted(tmp_path, monkeypatch):
 
 
 def test_failed_dft_stops_the_loop(tmp_path, monkeypatch):
-    from alloyflow.workflows.labels import LabelMaker
+    from alloyflow.workflows.jobs.labels import LabelMaker
 
     real = LabelMaker.run
 

@@ -3,16 +3,19 @@
 import json
 import os
 import time
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from alloyflow.analysis.migration import BarrierResult, format_barrier_table, write_barrier_outputs
+from alloyflow.analysis.migration import BarrierResult, format_barrier_table
+from alloyflow.io.barriers import write_barrier_outputs
 from alloyflow.structures.migration import distinct_hops, vacancy_hop_endpoints
-from alloyflow.workflows.barriers import _hop_from_neb, run_barriers
-from alloyflow.workflows.engine import ResultStore
+from alloyflow.workflows.flows.barriers import hop_from_neb, run_barriers
+from alloyflow.engine import ResultStore
+from alloyflow.workflows.jobs.neb import NebMaker
 
 
 def _bcc():
@@ -42,7 +45,7 @@ CN = {"cn": 8, "li": 8, "m": 0}
 
 def test_good_band_gives_a_cost():
     hop, initial, final, info = _hop_and_endpoints()
-    h = _hop_from_neb(hop, _fake_doc(initial, final, [-10.0, -9.9, -10.02]), CN, CN, info)
+    h = hop_from_neb(hop, _fake_doc(initial, final, [-10.0, -9.9, -10.02]), CN, CN, info)
     assert h.converged and not h.warnings
     assert h.forward_barrier == pytest.approx(0.1) and h.reverse_barrier == pytest.approx(0.12)
     assert h.cost == pytest.approx(0.12)  # the larger of the two directions
@@ -51,10 +54,10 @@ def test_good_band_gives_a_cost():
 
 def test_same_minimum_and_unconverged_bands_are_flagged():
     hop, initial, final, info = _hop_and_endpoints()
-    same = _hop_from_neb(hop, _fake_doc(initial, initial.copy(), [-10.0, -9.9, -10.0]), CN, CN, info, initial, final)
+    same = hop_from_neb(hop, _fake_doc(initial, initial.copy(), [-10.0, -9.9, -10.0]), CN, CN, info, initial, final)
     assert not same.converged and same.cost is None
     assert any("same minimum" in w for w in same.warnings)
-    loose = _hop_from_neb(hop, _fake_doc(initial, final, [-10.0, -9.9, -10.0], converged=False), CN, CN, info)
+    loose = hop_from_neb(hop, _fake_doc(initial, final, [-10.0, -9.9, -10.0], converged=False), CN, CN, info)
     assert not loose.converged and loose.cost is None and loose.forward_barrier == pytest.approx(0.1)
     assert any("not converged" in w for w in loose.warnings)
 
@@ -71,12 +74,12 @@ def test_split_vacancy_relaxation_is_accepted_but_leaving_the_state_is_flagged()
     a, b = initial[k].coords, final[k].coords
     # the moving Li relaxes 30 % of the way towards the vacancy in both endpoints: still the same hop
     soft_i, soft_f = _shift_towards(initial, k, b, 0.3), _shift_towards(final, k, a, 0.3)
-    h = _hop_from_neb(hop, _fake_doc(soft_i, soft_f, [-10.0, -9.95, -10.0]), CN, CN, info, initial, final)
+    h = hop_from_neb(hop, _fake_doc(soft_i, soft_f, [-10.0, -9.95, -10.0]), CN, CN, info, initial, final)
     assert h.converged and not h.warnings
     assert h.max_endpoint_relaxation == pytest.approx(0.3 * hop.length, abs=1e-6)
     # relaxing 70 % of the way means the initial endpoint became the final state
     gone = _shift_towards(initial, k, b, 0.7)
-    h = _hop_from_neb(hop, _fake_doc(gone, final, [-10.0, -9.95, -10.0]), CN, CN, info, initial, final)
+    h = hop_from_neb(hop, _fake_doc(gone, final, [-10.0, -9.95, -10.0]), CN, CN, info, initial, final)
     assert not h.converged and h.cost is None
     assert any("left its state" in w for w in h.warnings)
 
@@ -89,10 +92,11 @@ def test_phase_without_li_raises(tmp_path):
             run_barriers("LiSn", store, calculator="mock", dilute=True)
 
 
-class _RefusingMaker:
-    """Stands in for NebMaker when the endpoints are refused (as EndpointError does)."""
+@dataclass
+class RefusingMaker(NebMaker):
+    """A NebMaker whose endpoints are refused (as EndpointError does), serialisable like any Maker."""
 
-    n_images, fmax = 3, 0.05
+    n_images: int = 3
 
     def keyed_job(self, initial, final, label, metadata=None):
         raise ValueError("endpoints relax to the same minimum")
@@ -101,7 +105,7 @@ class _RefusingMaker:
 def test_refused_endpoints_are_flagged_not_dropped(tmp_path):
     with ResultStore(tmp_path) as store:
         result = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, max_length=3.6,
-                              neb_maker=_RefusingMaker())
+                              neb_maker=RefusingMaker(calculator="mock"))
     assert len(result.hops) == 2
     assert all(not h.converged and h.forward_barrier is None for h in result.hops)
     assert result.percolation == {"1d": None, "2d": None, "3d": None}
@@ -110,7 +114,7 @@ def test_refused_endpoints_are_flagged_not_dropped(tmp_path):
 
 
 def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
-    pytest.importorskip("alloyflow.workflows.neb")
+    pytest.importorskip("alloyflow.workflows.jobs.neb")
     seen = []
     with ResultStore(tmp_path) as store:
         result = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
@@ -151,7 +155,7 @@ def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_bcc_li_sevennet_barrier(tmp_path, monkeypatch):
     """SevenNet-0 vacancy hop in bcc Li: the smallest cell with images >= 10 Å apart (38 atoms), three images."""
-    pytest.importorskip("alloyflow.workflows.neb")
+    pytest.importorskip("alloyflow.workflows.jobs.neb")
     monkeypatch.setenv("ALLOYFLOW_THREADS", os.environ.get("ALLOYFLOW_THREADS", "1"))
     t0 = time.perf_counter()
     with ResultStore(tmp_path) as store:

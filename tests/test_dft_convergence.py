@@ -2,10 +2,10 @@
 
 import pytest
 
-from alloyflow.workflows.dft_convergence import converge_for_band, converge_settings
-from alloyflow.workflows.engine import ResultStore
-from alloyflow.workflows.labels import LabelMaker
-from alloyflow.workflows.neb import NebMaker
+from alloyflow.workflows.jobs.dft_convergence import converge_for_band, converge_settings
+from alloyflow.engine import ResultStore
+from alloyflow.workflows.jobs.labels import LabelMaker
+from alloyflow.workflows.jobs.neb import NebMaker
 from test_neb import bcc_vacancy_hop
 
 CUTOFFS = (3.0, 4.0, 5.0, 6.0, 8.0)  # the mock's pair cutoff (Å) plays the convergence parameter

@@ -15,13 +15,13 @@ from alloyflow.analysis.diffusion import (
 )
 from alloyflow.analysis.migration import BarrierResult, HopBarrier, SupercellInfo
 from alloyflow.calculators import CalculatorSpec
-from alloyflow.workflows.attempt import (
+from alloyflow.workflows.jobs.attempt import (
     AttemptFrequencyMaker,
     run_attempt_frequencies,
     signed_frequencies_thz,
     vineyard_prefactor,
 )
-from alloyflow.workflows.engine import ResultStore
+from alloyflow.engine import ResultStore
 
 # --------------------------------------------------------------------------- D = a^2 nu exp(-Ea/kT) / (2d)
 
@@ -114,7 +114,7 @@ class DoubleWell(Calculator):
 def double_well(monkeypatch):
     spec = CalculatorSpec(name="double-well", model="double well", kind="test", package="alloyflow",
                           description="test", factory=lambda **kw: DoubleWell())
-    monkeypatch.setitem(calculators._REGISTRY, "double-well", spec)
+    monkeypatch.setitem(calculators.registry._REGISTRY, "double-well", spec)
     return "double-well"
 
 
@@ -163,7 +163,7 @@ def test_bad_attempt_input(double_well):
 
 
 def test_run_attempt_frequencies_on_mock_barriers(tmp_path):
-    from alloyflow.workflows.barriers import run_barriers
+    from alloyflow.workflows.flows.barriers import run_barriers
 
     seen = []
     with ResultStore(tmp_path) as store:
@@ -196,7 +196,7 @@ def test_run_attempt_frequencies_on_mock_barriers(tmp_path):
 
 @pytest.mark.slow
 def test_sevennet_vineyard_bcc_li_hop(sevennet_bcc_li_band):
-    from alloyflow.workflows.attempt import band_states
+    from alloyflow.workflows.jobs.attempt import band_states
 
     initial, saddle, moving = band_states(sevennet_bcc_li_band)
     atom = AttemptFrequencyMaker(calculator="sevennet", mode="atom").run(initial, saddle, moving, label="bcc Li")

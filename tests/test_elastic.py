@@ -9,14 +9,14 @@ from pymatgen.core import Lattice, Structure
 from alloyflow import calculators
 from alloyflow.analysis.hull import HullMinimum, HullPhase, HullResult
 from alloyflow.calculators import CalculatorSpec
-from alloyflow.workflows.elastic import (
+from alloyflow.workflows.jobs.elastic import (
     ElasticDocument,
     ElasticMaker,
     born_stable,
     run_elastic,
     volume_expansion_per_li,
 )
-from alloyflow.workflows.engine import ResultStore
+from alloyflow.engine import ResultStore
 
 A0 = 3.0
 
@@ -55,7 +55,7 @@ def linear(monkeypatch):
     def register(name, c):
         spec = CalculatorSpec(name=name, model=name, kind="test", package="alloyflow", description="test",
                               factory=lambda **kw: LinearElastic(c))
-        monkeypatch.setitem(calculators._REGISTRY, name, spec)
+        monkeypatch.setitem(calculators.registry._REGISTRY, name, spec)
         return name
     return register
 
@@ -152,7 +152,7 @@ def test_volume_expansion_per_li_by_hand():
 
 
 def _relaxed(structure):
-    from alloyflow.workflows.relax import RelaxMaker
+    from alloyflow.workflows.jobs.relax import RelaxMaker
 
     return RelaxMaker(calculator="sevennet").run(structure, label="ref").structure
 

@@ -3,9 +3,9 @@
 import pytest
 
 from alloyflow.structures import StructureLibrary
-from alloyflow.workflows.engine import ResultStore, StoreError, input_hash
-from alloyflow.workflows.hull import run_hull_relaxations
-from alloyflow.workflows.relax import RelaxMaker
+from alloyflow.engine import ResultStore, StoreError, input_hash
+from alloyflow.workflows.flows.hull import run_hull_relaxations
+from alloyflow.workflows.jobs.relax import RelaxMaker
 
 
 def test_second_run_reuses_every_relaxation(tmp_path):

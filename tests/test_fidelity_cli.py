@@ -3,7 +3,8 @@
 import json
 
 from alloyflow.cli import main
-from alloyflow.workflows.fidelity import FidelityResult, format_fidelity, load_fidelity_results
+from alloyflow.workflows.flows.fidelity import FidelityResult, format_fidelity
+from alloyflow.io.report import load_fidelity_results
 
 
 def test_refine_command_on_stored_bands(tmp_path, capsys):

@@ -13,15 +13,15 @@ pytest.importorskip("sevenn")
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
 from alloyflow.calculators import CalculatorError, calculator_info, get_calculator  # noqa: E402
-from alloyflow.workflows.engine import ResultStore  # noqa: E402
-from alloyflow.workflows.finetune import (  # noqa: E402
+from alloyflow.engine import ResultStore  # noqa: E402
+from alloyflow.ml.finetune import (  # noqa: E402
     finetune_sevennet,
     label_structures,
     load_finetuned,
     register_finetuned,
     training_structures,
 )
-from alloyflow.workflows.neb import NebDocument  # noqa: E402
+from alloyflow.workflows.jobs.neb import NebDocument  # noqa: E402
 
 
 def _tiny_band() -> NebDocument:

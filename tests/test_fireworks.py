@@ -21,8 +21,8 @@ import yaml
 pytest.importorskip("fireworks")
 pytest.importorskip("mongomock_persistence")
 
-from alloyflow.workflows.engine import ResultStore, StoreError  # noqa: E402
-from alloyflow.workflows.submit import mongomock_launchpad_env, render_submit_script  # noqa: E402
+from alloyflow.engine import ResultStore, StoreError  # noqa: E402
+from alloyflow.engine.fireworks import mongomock_launchpad_env, render_submit_script  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "hpc"
 BIN = Path(sys.executable).parent
@@ -53,7 +53,7 @@ def fw(tmp_path):
         return res.stdout + res.stderr
 
     def states() -> dict:
-        return json.loads(py("from alloyflow.workflows.submit import workflow_states\n"
+        return json.loads(py("from alloyflow.engine.fireworks import workflow_states\n"
                              "print(json.dumps(workflow_states(LP)))").strip().splitlines()[-1])
 
     import datetime
@@ -88,7 +88,8 @@ def test_example_job_stores_build():
 
 
 SUBMIT_HULL = """
-    from alloyflow.workflows.submit import submit_hull, workflow_states
+    from alloyflow.engine.fireworks import workflow_states
+    from alloyflow.commands.submit import submit_hull
     before = workflow_states(LP)
     r = submit_hull("Li-In", "mock", LP, out=OUT, phases=["LiIn"])
     print(json.dumps({"before": before, "fw_ids": r.fw_ids, "done": r.done, "after": workflow_states(LP)}))
@@ -102,8 +103,8 @@ def test_submit_rlaunch_and_read_back(fw):
     fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
 
     from alloyflow.analysis.hull import build_hull
-    from alloyflow.workflows.hull import entries_from_documents, run_hull_relaxations
-    from alloyflow.workflows.submit import hull_documents
+    from alloyflow.workflows.flows.hull import entries_from_documents, run_hull_relaxations
+    from alloyflow.commands.submit import hull_documents
 
     docs, missing = hull_documents("Li-In", "mock", out=fw.out, phases=["LiIn"])
     assert not missing and sorted(d.label for d in docs) == ["In", "Li", "LiIn"]
@@ -127,7 +128,8 @@ def test_vasp_hull_submits_with_qadapter(fw):
     (stub / "sbatch").write_text(f"#!/bin/sh\ncp \"$1\" {fw.tmp}/submitted.sh\necho 'Submitted batch job 4242'\n")
     (stub / "sbatch").chmod(0o755)
     out = fw.py(f"""
-        from alloyflow.workflows.submit import load_launchpad, submit_hull
+        from alloyflow.engine.fireworks import load_launchpad
+        from alloyflow.commands.submit import submit_hull
         r = submit_hull("Li-In", "vasp", LP, qadapter_file={str(EXAMPLES / 'my_qadapter.yaml')!r}, out=OUT,
                         phases=["LiIn"])
         wf = load_launchpad(LP).get_wf_by_fw_id(r.fw_ids[0])
@@ -164,14 +166,14 @@ KILLABLE_WORKER = """
 
 def test_killed_run_is_detected_and_rerun_without_recomputing(fw):
     from alloyflow.structures import StructureLibrary
-    from alloyflow.workflows.hull import primitive
-    from alloyflow.workflows.relax import StaticMaker
+    from alloyflow.workflows.flows.hull import primitive
+    from alloyflow.workflows.jobs.relax import StaticMaker
 
     fw.py("""
         from alloyflow.structures import StructureLibrary
-        from alloyflow.workflows.hull import HullMaker
-        from alloyflow.workflows.relax import StaticMaker
-        from alloyflow.workflows.submit import submit_flow
+        from alloyflow.workflows.flows.hull import HullMaker
+        from alloyflow.workflows.jobs.relax import StaticMaker
+        from alloyflow.engine.fireworks import submit_flow
         lib = StructureLibrary()
         flow = HullMaker(relax_maker=StaticMaker(calculator="mock")).make([lib.get(n, "Li-In") for n in ("Li", "In", "LiIn")])
         print(submit_flow(flow, LP, store=OUT).fw_ids)
@@ -221,7 +223,8 @@ def test_submit_refine_sends_vasp_statics_of_stored_bands(fw):
     assert main(["barriers", "Li", "--system", "Li-In", "--calculator", "mock", "--out", str(fw.out),
                  "--min-image-distance", "6", "--images", "3", "--max-hops", "1", "--no-progress"]) == 0
     out = fw.py("""
-        from alloyflow.workflows.submit import load_launchpad, submit_refine
+        from alloyflow.engine.fireworks import load_launchpad
+        from alloyflow.commands.submit import submit_refine
         r = submit_refine("Li", LP, out=OUT, calculator="mock")
         wf = load_launchpad(LP).get_wf_by_fw_id(r.fw_ids[0])
         names = {fw.fw_id: fw.name for fw in wf.fws}
@@ -236,7 +239,50 @@ def test_submit_refine_sends_vasp_statics_of_stored_bands(fw):
 
 
 def test_submit_refine_without_stored_bands_is_a_clear_error(tmp_path):
-    from alloyflow.workflows.submit import refine_flow
+    from alloyflow.commands.submit import refine_flow
 
     with pytest.raises(ValueError, match="run 'alloyflow barriers Li2Sn5"):
         refine_flow("Li2Sn5", tmp_path)
+
+
+STUDY_OPTIONS = ["--calculator", "mock", "--phases", "LiIn", "--barriers", "Li", "LiIn", "--min-image-distance", "6",
+                 "--images", "3", "--max-hops", "2"]
+
+
+def test_submit_study_runs_to_the_end_and_reports_as_the_local_run(fw, tmp_path):
+    """alloyflow submit study -> rlaunch rapidfire (barrier fireworks added at run time) -> alloyflow report."""
+    from alloyflow.cli import main
+
+    submitted = fw.cli("alloyflow", "submit", "study", "Li-In", "--launchpad", str(fw.lp), "--out", str(fw.out),
+                       *STUDY_OPTIONS)
+    assert "5 firework(s) added" in submitted  # 3 relaxations, the hull, the job that chooses the barrier phases
+    assert fw.states() == {"READY": 3, "WAITING": 2}
+    pending = fw.cli("alloyflow", "report", "--out", str(fw.out))
+    assert "not finished yet: study Li-In" in pending and "relax LiIn" in pending
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    states = fw.states()
+    assert list(states) == ["COMPLETED"] and states["COMPLETED"] > 5  # the NEB fireworks were added and ran
+    collected = fw.cli("alloyflow", "report", "--out", str(fw.out))
+    assert "collected from the job store: study Li-In" in collected
+
+    local = tmp_path / "local"
+    assert main(["study", "Li-In", *STUDY_OPTIONS, "--out", str(local), "--no-progress"]) == 0
+    for rel in ("Li-In/hull.csv", "barriers/Li/barriers.csv", "barriers/LiIn/barriers.csv"):
+        assert (fw.out / rel).read_text() == (local / rel).read_text(), rel
+    assert "Li migration barriers" in (fw.out / "report.md").read_text()
+    # the local run found every job the workers stored: nothing computed twice
+    assert json.loads((local / "study.json").read_text())["jobs"]["computed"] > 0
+    again = fw.cli("alloyflow", "submit", "study", "Li-In", "--launchpad", str(fw.lp), "--out", str(fw.out),
+                   *STUDY_OPTIONS)
+    assert "0 firework(s) added" in again
+
+
+def test_submit_barriers_adds_one_neb_firework_per_hop(fw):
+    fw.cli("alloyflow", "submit", "barriers", "Li", "--system", "Li-In", "--calculator", "mock", "--launchpad",
+           str(fw.lp), "--out", str(fw.out), "--min-image-distance", "6", "--images", "3", "--max-hops", "1")
+    assert fw.states() == {"READY": 1, "WAITING": 1}  # the relaxation, and the job that plans the hops
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    assert fw.states() == {"COMPLETED": 5}  # + one NEB, the collecting job and jobflow's output of the replacement
+    fw.cli("alloyflow", "report", "--out", str(fw.out))
+    result = json.loads((fw.out / "barriers" / "Li" / "barriers.json").read_text())
+    assert result["calculator"]["name"] == "mock" and result["hops"][0]["converged"]

@@ -23,9 +23,9 @@ import pytest
 
 pytest.importorskip("gpaw")
 
-import alloyflow.calculators_dft  # noqa: E402,F401  (registers gpaw until calculators.py does)
+import alloyflow.calculators.dft  # noqa: E402,F401  (registers gpaw until calculators.py does)
 from alloyflow.calculators import calculator_info  # noqa: E402
-from alloyflow.calculators_dft import GPAW_DEFAULTS, gpaw_settings  # noqa: E402
+from alloyflow.calculators.dft import GPAW_DEFAULTS, gpaw_settings  # noqa: E402
 
 CI_GPAW = {"ecut": 400.0, "kpt_density": 4.0}
 """Single-point settings for CI (see module docstring); production defaults are GPAW_DEFAULTS."""
@@ -49,7 +49,7 @@ def test_registry_entry_records_settings_and_keys_differ():
     from pymatgen.core import Lattice, Structure
 
     from alloyflow.calculators import CalculatorError, get_calculator
-    from alloyflow.workflows.relax import RelaxMaker
+    from alloyflow.workflows.jobs.relax import RelaxMaker
 
     info = calculator_info("gpaw")
     assert info["kind"] == "dft" and info["model"] == "GPAW-PBE" and "DFT" in info["label"]
@@ -86,9 +86,9 @@ def test_gpaw_hull_subset_matches_sevennet(tmp_path):
 
     from alloyflow.analysis.hull import build_hull
     from alloyflow.structures import StructureLibrary
-    from alloyflow.workflows.engine import ResultStore, run_cached
-    from alloyflow.workflows.hull import HullMaker, entries_from_documents
-    from alloyflow.workflows.relax import RelaxationDocument, RelaxMaker, StaticMaker
+    from alloyflow.engine import ResultStore, run_cached
+    from alloyflow.workflows.flows.hull import HullMaker, entries_from_documents
+    from alloyflow.workflows.jobs.relax import RelaxationDocument, RelaxMaker, StaticMaker
 
     lib = StructureLibrary()
     phases = [lib.get(n, "Li-In") for n in ("Li", "In", "LiIn")]
@@ -132,7 +132,7 @@ def test_gpaw_hull_subset_matches_sevennet(tmp_path):
 @pytest.mark.slow
 def test_gpaw_single_points_on_sevennet_neb_band(sevennet_bcc_li_band):
     """bcc-Li vacancy hop (15 atoms): SevenNet-0 CI-NEB band, GPAW energies of its endpoint and saddle image."""
-    from alloyflow.workflows.relax import StaticMaker
+    from alloyflow.workflows.jobs.relax import StaticMaker
 
     band = sevennet_bcc_li_band
     t1 = time.perf_counter()

@@ -20,13 +20,9 @@ from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from alloyflow.analysis.hull import HullResult, build_hull
-from alloyflow.analysis.outputs import (
-    OutputFileError,
-    format_hull_table,
-    read_hull_json,
-    read_voltage_json,
-    write_hull_outputs,
-)
+from alloyflow.analysis.outputs import format_hull_table
+from alloyflow.io.files import OutputFileError
+from alloyflow.io.hull import read_hull_json, read_voltage_json, write_hull_outputs
 from alloyflow.analysis.plots import plot_hull, plot_voltage
 from alloyflow.analysis.voltage import voltage_profile
 
@@ -192,8 +188,8 @@ def test_outputs_and_corrupt_json(tmp_path, hull):
 @pytest.fixture(scope="module")
 def mock_entries(tmp_path_factory):
     """Real relaxations with the mock potential (a subset of phases: seconds, not minutes)."""
-    from alloyflow.workflows.engine import ResultStore
-    from alloyflow.workflows.hull import entries_from_documents, run_hull_relaxations
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.flows.hull import entries_from_documents, run_hull_relaxations
 
     with ResultStore(tmp_path_factory.mktemp("store")) as store:
         docs, _ = run_hull_relaxations("Li-In", store, calculator="mock", phases=["LiIn"])

@@ -5,8 +5,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from alloyflow.workflows.batched import evaluate_batch, supports_batching
-from alloyflow.workflows.neb import EndpointError, NebDocument, NebMaker
+from alloyflow.workflows.jobs.batched import evaluate_batch, supports_batching
+from alloyflow.workflows.jobs.neb import EndpointError, NebDocument, NebMaker
 
 
 def bcc_vacancy_hop(a: float = 3.51, n: int = 2) -> tuple[Structure, Structure]:
@@ -97,7 +97,7 @@ def test_identical_endpoints_raise(hop):
 
 
 def test_keyed_job_runs_through_store(tmp_path, hop):
-    from alloyflow.workflows.engine import ResultStore, run_cached
+    from alloyflow.engine import ResultStore, run_cached
 
     maker = NebMaker(calculator="mock", n_images=3)
     with ResultStore(tmp_path) as store:
@@ -157,7 +157,7 @@ def test_same_minimum_outcome_is_stored_not_recomputed(tmp_path):
     from ase.build import bulk
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from alloyflow.workflows.engine import ResultStore, run_cached
+    from alloyflow.engine import ResultStore, run_cached
 
     atoms = bulk("Li", "bcc", a=3.44, cubic=True).repeat(2)
     del atoms[0]

@@ -14,9 +14,9 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from alloyflow.cli import main
-from alloyflow.progress import StageProgress
-from alloyflow.workflows.engine import ResultStore
-from alloyflow.workflows.phonons import (
+from alloyflow.engine.progress import StageProgress
+from alloyflow.engine import ResultStore
+from alloyflow.workflows.jobs.phonons import (
     IMAGINARY_THRESHOLD_THZ,
     PhononDocument,
     PhononMaker,
@@ -25,7 +25,7 @@ from alloyflow.workflows.phonons import (
     run_phonons,
     widths,
 )
-from alloyflow.workflows.relax import RelaxMaker
+from alloyflow.workflows.jobs.relax import RelaxMaker
 
 
 def bcc_li(a=3.44):
@@ -111,7 +111,7 @@ def test_study_with_temperature(tmp_path):
     assert main(args) == 0
     report = (tmp_path / "report.md").read_text()
     assert "Finite temperature" in report and "G_f 300 K" in report
-    from alloyflow.analysis.report import rebuild_report
+    from alloyflow.io.report import rebuild_report
 
     assert "Finite temperature" in rebuild_report(tmp_path).read_text()
 
@@ -157,7 +157,7 @@ def test_sevennet_phonons_are_physical(sevennet_li_in):
 @pytest.mark.slow
 def test_sevennet_hull_at_300k(sevennet_li_in):
     from alloyflow.analysis.thermo import thermo_result
-    from alloyflow.workflows.hull import entries_from_documents
+    from alloyflow.workflows.flows.hull import entries_from_documents
 
     relaxed, phonons = sevennet_li_in
     res = thermo_result(entries_from_documents(list(relaxed.values())), phonons, "Li-In", 300.0)

@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from alloyflow.workflows.engine import ResultStore
-from alloyflow.workflows.neb import NebMaker
-from alloyflow.workflows.refine import RefinedBarrier, format_refined, images_to_refine, refine_band
-from alloyflow.workflows.labels import LabelMaker
-from alloyflow.workflows.relax import StaticMaker
+from alloyflow.engine import ResultStore
+from alloyflow.workflows.jobs.neb import NebMaker
+from alloyflow.workflows.jobs.refine import RefinedBarrier, format_refined, images_to_refine, refine_band
+from alloyflow.workflows.jobs.labels import LabelMaker
+from alloyflow.workflows.jobs.relax import StaticMaker
 from test_neb import bcc_vacancy_hop  # tests/ is on sys.path (pytest prepend import mode)
 
 # The "DFT" of the unit tests: the mock potential with other parameters, so its numbers differ from the band's.
@@ -124,7 +124,7 @@ def test_gpaw_refinement_of_bcc_li_band(tmp_path, monkeypatch, sevennet_bcc_li_b
 
 
 def test_reconverge_band_with_another_potential(band, tmp_path):
-    from alloyflow.workflows.refine import reconverge_band
+    from alloyflow.workflows.jobs.refine import reconverge_band
 
     other = {"alpha": 1.6}
     with ResultStore(tmp_path) as store:

@@ -24,8 +24,8 @@ from alloyflow.structures.search import (
     target_compositions,
     vegard_volume,
 )
-from alloyflow.workflows.engine import ResultStore
-from alloyflow.workflows.search import (
+from alloyflow.engine import ResultStore
+from alloyflow.workflows.flows.search import (
     SearchResult,
     deduplicate,
     format_search_summary,
@@ -165,8 +165,8 @@ def small_library(tmp_path):
 @pytest.fixture
 def count_evaluations(monkeypatch):
     """Record every candidate single point and every relaxation actually computed."""
-    import alloyflow.workflows.batched as batched
-    from alloyflow.workflows.relax import RelaxMaker
+    import alloyflow.workflows.jobs.batched as batched
+    from alloyflow.workflows.jobs.relax import RelaxMaker
 
     seen = {"single": [], "relax": []}
     real_eval, real_run = batched.evaluate_batch, RelaxMaker.run

@@ -27,7 +27,7 @@ from alloyflow.analysis.thermo import (
     mode_free_energy,
     thermo_result,
 )
-from alloyflow.workflows.phonons import PhononDocument
+from alloyflow.workflows.jobs.phonons import PhononDocument
 
 MU = {"Li": -1.9, "In": -2.5}
 CALC = {"name": "hand", "model": "hand-made", "version": "0", "kind": "test", "label": "hand-made (TEST ONLY)"}

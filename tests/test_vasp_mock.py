@@ -16,8 +16,8 @@ from pymatgen.io.vasp import Incar, Kpoints
 
 pytest.importorskip("atomate2.vasp")
 
-import alloyflow.calculators_dft  # noqa: E402,F401  (registers "vasp")
-from alloyflow.workflows import vasp as V  # noqa: E402
+import alloyflow.calculators.dft  # noqa: E402,F401  (registers "vasp")
+from alloyflow.workflows.jobs import vasp as V  # noqa: E402
 
 REF_DIR = Path(__file__).parent / "data" / "vasp"
 _spec = importlib.util.spec_from_file_location("fake_vasp", REF_DIR / "fake_vasp.py")
@@ -90,8 +90,8 @@ def test_keys_depend_on_vasp_settings():
 
 def test_changed_input_is_caught_by_the_mock(mock_vasp, tmp_path):
     """The mock compares INCARs: a maker with another ENCUT than the reference fails."""
-    from alloyflow.workflows.engine import JobFailed, ResultStore, run_cached
-    from alloyflow.workflows.hull import primitive
+    from alloyflow.engine import JobFailed, ResultStore, run_cached
+    from alloyflow.workflows.flows.hull import primitive
 
     li = fake_vasp.hull_phases()[0]
     flow = V.VaspRelaxMaker(relax_maker=V.hull_relax_maker({"ENCUT": 700})).keyed_job(primitive(li.structure), "Li")
@@ -102,9 +102,9 @@ def test_changed_input_is_caught_by_the_mock(mock_vasp, tmp_path):
 
 def test_hull_flow_through_mocked_vasp(mock_vasp, tmp_path):
     from alloyflow.analysis.hull import build_hull
-    from alloyflow.workflows.engine import ResultStore, run_cached
-    from alloyflow.workflows.hull import HullMaker, entries_from_documents
-    from alloyflow.workflows.relax import RelaxationDocument
+    from alloyflow.engine import ResultStore, run_cached
+    from alloyflow.workflows.flows.hull import HullMaker, entries_from_documents
+    from alloyflow.workflows.jobs.relax import RelaxationDocument
 
     flow = HullMaker(relax_maker=V.VaspRelaxMaker()).make(fake_vasp.hull_phases())
     mock_vasp(fake_vasp.reference_paths([(f.name, f) for f in flow.jobs]))
@@ -126,8 +126,8 @@ def test_hull_flow_through_mocked_vasp(mock_vasp, tmp_path):
 
 
 def test_neb_flow_through_mocked_vasp(mock_vasp, tmp_path):
-    from alloyflow.workflows.engine import ResultStore, run_cached
-    from alloyflow.workflows.neb import NebDocument
+    from alloyflow.engine import ResultStore, run_cached
+    from alloyflow.workflows.jobs.neb import NebDocument
 
     ini, fin = fake_vasp.bcc_li_hop()
     maker = V.VaspNebMaker(n_images=fake_vasp.NEB_BAND_IMAGES)
@@ -152,9 +152,9 @@ def test_neb_flow_through_mocked_vasp(mock_vasp, tmp_path):
 
 def test_refine_flow_through_mocked_vasp(mock_vasp, tmp_path):
     """DFT//ML on HPC: VASP statics on the band's endpoints and climbing image, then the same RefinedBarrier."""
-    from alloyflow.workflows.engine import ResultStore, run_cached
-    from alloyflow.workflows.refine import RefinedBarrier, format_refined
-    from alloyflow.workflows.vasp_refine import VaspRefineMaker
+    from alloyflow.engine import ResultStore, run_cached
+    from alloyflow.workflows.jobs.refine import RefinedBarrier, format_refined
+    from alloyflow.workflows.jobs.vasp_refine import VaspRefineMaker
 
     band = fake_vasp.linear_band()
     flow = VaspRefineMaker().make(band)

@@ -3,7 +3,7 @@
     D(T) = a² · ν · exp(−Eₐ / k_B T) / (2d)            [cm²/s]
 
 with ``a`` the hop length, ``ν`` the attempt frequency of that hop (Vineyard,
-``alloyflow.workflows.attempt``, or a fixed value), ``Eₐ`` the barrier and
+``alloyflow.workflows.jobs.attempt``, or a fixed value), ``Eₐ`` the barrier and
 ``d`` the dimension of the network the hops percolate in. This is the
 Einstein–Smoluchowski diffusivity of a walker that makes ``Γ = ν·exp(−Eₐ/kT)``
 uncorrelated jumps of length ``a`` per second on a ``d``-dimensional network.

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
+from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from alloyflow.structures.library import parse_system
 
@@ -257,3 +258,26 @@ __all__ = [
     "phase_name",
     "entries_from_hull",
 ]
+
+
+def entries_from_documents(docs: list) -> list[ComputedStructureEntry]:
+    """One ``ComputedStructureEntry`` per relaxed phase (``RelaxationDocument``s in), provenance in ``data``."""
+    entries = []
+    for doc in docs:
+        entries.append(
+            ComputedStructureEntry(
+                doc.structure,
+                doc.energy,
+                entry_id=doc.label,
+                data={
+                    "phase": doc.label,
+                    "status": doc.metadata.get("status", ""),
+                    "source": doc.metadata.get("source", ""),
+                    "converged": doc.converged,
+                    "max_force": doc.max_force,
+                    "calculator": doc.calculator,
+                    "input_hash": doc.input_hash,
+                },
+            )
+        )
+    return entries

@@ -23,14 +23,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 DIMENSIONS = ("1d", "2d", "3d")
 
@@ -104,6 +100,12 @@ class BarrierResult(BaseModel):
     settings: dict = Field(default_factory=dict)
     relaxed_structure: dict | None = None
     warnings: list[str] = Field(default_factory=list)
+
+    @field_validator("relaxed_structure", mode="before")
+    @classmethod
+    def _structure_as_dict(cls, value):
+        # a job store decodes the stored dict back into a Structure; keep the dict form
+        return value.as_dict() if hasattr(value, "as_dict") else value
 
     @property
     def lowest_percolating_barrier(self) -> float | None:
@@ -262,7 +264,7 @@ def reaction_coordinate(images) -> list[float]:
     return out
 
 
-def plot_profile(hop: HopBarrier, path, calculator: dict | None = None, phase: str = "") -> Path:
+def plot_profile(hop: HopBarrier, calculator: dict | None = None, phase: str = ""):
     """Energy (meV) along the band, one marker per image; the title names the calculator."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -281,24 +283,7 @@ def plot_profile(hop: HopBarrier, path, calculator: dict | None = None, phase: s
     fwd = f"{1000 * hop.forward_barrier:.0f} meV" if hop.forward_barrier is not None else "n/a"
     flag = "" if hop.converged else " NOT CONVERGED"
     ax.set_title(f"{phase} hop {hop.id} ({hop.length:.2f} Å): {fwd}{flag}\n{label}", fontsize=9)
-    return _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-
-
-def _atomic_write(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _write_text(path: Path, text: str) -> Path:
-    return _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return fig
 
 
 CSV_COLUMNS = [
@@ -308,7 +293,8 @@ CSV_COLUMNS = [
 ]
 
 
-def _csv(result: BarrierResult) -> str:
+def barrier_csv_text(result: BarrierResult) -> str:
+    """The hops of ``result`` as CSV (one row per hop)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
@@ -323,34 +309,6 @@ def _csv(result: BarrierResult) -> str:
             h.percolation_dim, h.converged, result.supercell.natoms, result.calculator.get("label", ""),
         ])
     return buf.getvalue()
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def write_barrier_outputs(out_dir, result: BarrierResult) -> dict[str, Path]:
-    """``barriers.json``, ``barriers.csv`` and one ``profile_<phase>_<hop>.png`` per hop with a profile."""
-    out = Path(out_dir)
-    files = {
-        "json": _write_text(out / "barriers.json", json.dumps(result.model_dump(mode="json"), indent=1)),
-        "csv": _write_text(out / "barriers.csv", _csv(result)),
-    }
-    for hop in result.hops:
-        if hop.energies:
-            name = f"profile_{_safe(result.phase)}_{hop.id}.png"
-            files[f"profile_{hop.id}"] = plot_profile(hop, out / name, result.calculator, result.phase)
-    return files
-
-
-def read_barrier_json(path) -> BarrierResult:
-    """A stored ``barriers.json``; an unreadable one is a clear error that says how to rebuild it."""
-    path = Path(path)
-    try:
-        return BarrierResult.model_validate_json(path.read_text())
-    except ValueError:
-        raise ValueError(f"{path} is unreadable; rerun 'alloyflow barriers {path.parent.name}' to rebuild it "
-                         "from the store") from None
 
 
 def _mev(x: float | None) -> str:

@@ -28,7 +28,7 @@ def mathtext_formula(formula: str) -> str:
     return re.sub(r"(\d+(?:\.\d+)?)", r"$_{\1}$", formula)
 
 
-def _figure(ax, size):
+def figure_plot(ax, size):
     if ax is not None:
         return ax.figure, ax
     fig = Figure(figsize=size, layout="constrained")
@@ -36,7 +36,7 @@ def _figure(ax, size):
     return fig, fig.add_subplot()
 
 
-def _save(fig, path):
+def save_plot(fig, path):
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def plot_hull(hull_result: HullResult, path=None, ax=None, unit: str = "meV", co
         raise ValueError(f"unit must be 'meV' or 'eV', not {unit!r}")
     scale = 1000.0 if unit == "meV" else 1.0
     colour = colour or HOST_COLOURS.get(hull_result.host, DEFAULT_COLOUR)
-    fig, ax = _figure(ax, (6.0, 4.5))
+    fig, ax = figure_plot(ax, (6.0, 4.5))
 
     stable = sorted((p for p in hull_result.phases if p.stable), key=lambda p: p.x_li)
     unstable = [p for p in hull_result.phases if not p.stable]
@@ -95,7 +95,7 @@ def plot_hull(hull_result: HullResult, path=None, ax=None, unit: str = "meV", co
     ax.set_ylabel(f"Formation energy ({unit}/atom)")
     ax.set_title(f"{hull_result.system} convex hull — {_calc_label(hull_result.calculator)}", fontsize=10)
     ax.legend(loc="lower left", fontsize=8, frameon=False)
-    _save(fig, path)
+    save_plot(fig, path)
     return fig
 
 
@@ -117,7 +117,7 @@ def plot_voltage(voltage_result: VoltageResult, path=None, ax=None, colour: str 
     phases, and the capacity-weighted average voltage as a dashed line.
     """
     colour = colour or HOST_COLOURS.get(voltage_result.host, DEFAULT_COLOUR)
-    fig, ax = _figure(ax, (6.0, 4.5))
+    fig, ax = figure_plot(ax, (6.0, 4.5))
     steps = voltage_result.steps
     xs, vs = [], []
     for s in steps:
@@ -155,7 +155,7 @@ def plot_voltage(voltage_result: VoltageResult, path=None, ax=None, colour: str 
         fontsize=10,
     )
     ax.legend(loc="upper right", fontsize=8, frameon=False)
-    _save(fig, path)
+    save_plot(fig, path)
     return fig
 
 

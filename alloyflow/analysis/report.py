@@ -7,11 +7,10 @@ that produced it; an ML barrier is never presented as a DFT one.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 from pymatgen.core import Composition
 
+from alloyflow.analysis.thermo import format_thermo_table
 from alloyflow.analysis.reference_data import (
     REFERENCE_BARRIERS,
     REFERENCE_CITATION,
@@ -27,7 +26,7 @@ def _fmt(value, scale=1.0, digits=1, none="–"):
     return f"{value * scale:.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -48,7 +47,7 @@ def hull_section(system: str, hull, voltage) -> str:
         f"## {system}",
         f"![hull]({system}/hull.png)" + (f" ![voltage]({system}/voltage.png)" if voltage else ""),
         "",
-        _table(["phase", "formula", "status", "x(Li)", "E_f (meV/at)", "E_hull (meV/at)", "stable",
+        table(["phase", "formula", "status", "x(Li)", "E_f (meV/at)", "E_hull (meV/at)", "stable",
                 "V/atom (Å³)", "V/Li (Å³)", "ΔV/V(M) (%)", "unconverged"], rows),
         "",
         *voltage_text,
@@ -65,7 +64,7 @@ def _voltage_text(voltage) -> list[str]:
         f"Nontopotactic voltage curve of Li in {voltage.host}: average {voltage.average_voltage:.3f} V over "
         f"{voltage.max_li_per_host:.2f} Li per {voltage.host}, {voltage.capacity_mAh_per_g:.0f} mAh/g of {voltage.host}.",
         "",
-        _table(["x start", "x end", "V vs Li/Li⁺", "two-phase region"], steps),
+        table(["x start", "x end", "V vs Li/Li⁺", "two-phase region"], steps),
     ]
 
 
@@ -97,11 +96,11 @@ def barrier_section(barriers) -> str:
         "",
         "Coordination of the departing Li versus barrier (meV):",
         "",
-        _table(["phase", "hop", "length (Å)", "CN initial", "CN final", "forward", "reverse", "converged"], rows),
+        table(["phase", "hop", "length (Å)", "CN initial", "CN final", "forward", "reverse", "converged"], rows),
         "",
         "Lowest barrier at which the hop network percolates (meV):",
         "",
-        _table(["phase", "supercell atoms", "min image distance (Å)", "1D", "2D", "3D"], perc_rows),
+        table(["phase", "supercell atoms", "min image distance (Å)", "1D", "2D", "3D"], perc_rows),
     ])
 
 
@@ -147,7 +146,7 @@ def comparison_section(hulls, voltages, barriers, label: str) -> str:
         "candidate set (the bundled library lacks Li13In3, Li2In, Li5In4 and tetragonal LiIn3; `alloyflow search` "
         "adds candidates) cannot be on its hull. Compounds only; elements are always stable.",
         "",
-        _table(["quantity", f"this run ({label})", "reference study (PBE)"], rows),
+        table(["quantity", f"this run ({label})", "reference study (PBE)"], rows),
     ]
     if rho is not None:
         text += ["", f"Spearman rank correlation of the lowest percolating barriers over {len(ours_b)} phases: {rho:.2f}."]
@@ -156,7 +155,6 @@ def comparison_section(hulls, voltages, barriers, label: str) -> str:
 
 def thermo_section(thermo: dict) -> str:
     """Finite-temperature tables (``ThermoResult`` per system) with their plots."""
-    from alloyflow.analysis.thermo import format_thermo_table
 
     parts = ["## Finite temperature (harmonic phonons, fixed 0 K volume)", ""]
     for system, result in thermo.items():
@@ -165,67 +163,3 @@ def thermo_section(thermo: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: dict, thermo: dict | None = None) -> Path:
-    calc = meta["calculator"]
-    label = f"{calc['label']}, {calc['name']} {calc['version']}"
-    timing_rows = [[k, f"{v:.1f}"] for k, v in meta["timings_seconds"].items()]
-    parts = [
-        "# alloyflow study report",
-        "",
-        f"Systems: {', '.join(hulls)}. Every energy and barrier below was computed with **{label}**"
-        + (" — an ML potential, not DFT." if calc["kind"] == "mlip" else "."),
-        "",
-        *[hull_section(system, hulls[system], voltages[system]) + "\n" for system in hulls],
-    ]
-    if barriers:
-        parts += [barrier_section(barriers), ""]
-    from alloyflow.workflows.fidelity import format_fidelity, load_fidelity_results
-
-    fidelity = load_fidelity_results(out)
-    if fidelity:
-        parts += ["## Barrier fidelity (ML vs DFT//ML, DFT, fine-tuned)", "", format_fidelity(fidelity), ""]
-    if thermo:
-        parts += [thermo_section(thermo), ""]
-    parts += [comparison_section(hulls, voltages, barriers, label), ""]
-    parts += ["## Jobs and timings", "",
-              f"Jobs: {meta['jobs']['computed']} computed in this run, {meta['jobs']['reused']} reused from the store.",
-              "", _table(["stage", "wall time this run (s)"], timing_rows), ""]
-    path = out / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, path)
-    return path
-
-
-def load_stored_results(out: Path):
-    """Hulls, voltages and barriers from a study folder's JSON files (no calculation)."""
-    from alloyflow.analysis.migration import read_barrier_json
-    from alloyflow.analysis.outputs import read_hull_json, read_voltage_json
-
-    out = Path(out)
-    hulls, voltages = {}, {}
-    for hull_json in sorted(out.glob("*/hull.json")):
-        system = hull_json.parent.name
-        hulls[system] = read_hull_json(hull_json)
-        voltage_json = hull_json.parent / "voltage.json"
-        voltages[system] = read_voltage_json(voltage_json) if voltage_json.exists() else None
-    barriers = [read_barrier_json(path) for path in sorted(out.glob("barriers/*/barriers.json"))]
-    return hulls, voltages, barriers
-
-
-def rebuild_report(out: Path) -> Path:
-    """``report.md`` from the stored JSON files alone: for results that came back from HPC."""
-    import json
-
-    out = Path(out)
-    hulls, voltages, barriers = load_stored_results(out)
-    if not hulls:
-        raise ValueError(f"no stored hull.json under {out}")
-    meta_path = out / "study.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.setdefault("calculator", next(iter(hulls.values())).calculator)
-    meta.setdefault("timings_seconds", {})
-    meta.setdefault("jobs", {"computed": 0, "reused": 0})
-    from alloyflow.analysis.thermo_plots import load_thermo_results
-
-    return write_report(out, hulls, voltages, barriers, meta, thermo=load_thermo_results(out))

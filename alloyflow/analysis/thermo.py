@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from alloyflow.analysis.hull import HullResult, build_hull, phase_name
+from alloyflow.analysis.hull import HullResult, build_hull, entries_from_documents, phase_name
 from alloyflow.analysis.voltage import VoltageResult, voltage_profile
 
 KB_EV = 8.617333262e-5  # Boltzmann constant, eV/K
@@ -92,8 +92,6 @@ def free_energy_entries(entries: Sequence, phonon_docs: dict, temperature: float
     out, missing = [], []
     for e in entries:
         if not hasattr(e, "energy_per_atom") or not hasattr(e, "composition"):
-            from alloyflow.workflows.hull import entries_from_documents
-
             e = entries_from_documents([e])[0]
         name = phase_name(e)
         doc = phonon_docs.get(name)
@@ -162,7 +160,7 @@ def _voltage(entries, host: str, warnings: list[str], tag: str) -> VoltageResult
 
 def volume_change_per_li(hull: HullResult) -> dict[str, float | None]:
     """ΔV per inserted Li (Å³) by phase name, from part B's ``volume_expansion_per_li`` on the hull's volumes."""
-    from alloyflow.workflows.elastic import volume_expansion_per_li
+    from alloyflow.analysis.elastic import volume_expansion_per_li
 
     return {row.name: row.volume_per_li_added for row in volume_expansion_per_li(hull)}
 

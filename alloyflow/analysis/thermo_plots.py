@@ -6,20 +6,18 @@ canvas (no pyplot state), the calculator label and the method in the title.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from alloyflow.analysis.plots import HOST_COLOURS, DEFAULT_COLOUR, _figure, _save, mathtext_formula
-from alloyflow.analysis.thermo import ThermoResult, format_thermo_table
+from alloyflow.analysis.plots import HOST_COLOURS, DEFAULT_COLOUR, figure_plot, save_plot, mathtext_formula
+from alloyflow.analysis.thermo import ThermoResult
 
 T_COLOUR = "tab:red"
 
 
 def plot_thermo_hull(result: ThermoResult, path=None, ax=None) -> Figure:
     """Formation energy (0 K, static lattice) and formation free energy at T vs x(Li), meV/atom."""
-    fig, ax = _figure(ax, (6.0, 4.5))
+    fig, ax = figure_plot(ax, (6.0, 4.5))
     colour = HOST_COLOURS.get(result.system.split("-")[-1], DEFAULT_COLOUR)
     t = f"{result.temperature:g} K"
     for key, stable_key, c, style, label in (
@@ -51,13 +49,13 @@ def plot_thermo_hull(result: ThermoResult, path=None, ax=None) -> Figure:
     ax.set_ylabel("Formation (free) energy (meV/atom)")
     ax.set_title(f"{result.system} hull, 0 K and {t} — {result.calculator.get('label', '')}", fontsize=10)
     ax.legend(loc="lower left", fontsize=8, frameon=False)
-    _save(fig, path)
+    save_plot(fig, path)
     return fig
 
 
 def plot_thermo_voltage(result: ThermoResult, path=None, ax=None) -> Figure:
     """Voltage step curves at 0 K and at T on one axis."""
-    fig, ax = _figure(ax, (6.0, 4.5))
+    fig, ax = figure_plot(ax, (6.0, 4.5))
     colour = HOST_COLOURS.get(result.system.split("-")[-1], DEFAULT_COLOUR)
     t = f"{result.temperature:g} K"
     host = result.system.split("-")[-1]
@@ -74,7 +72,7 @@ def plot_thermo_voltage(result: ThermoResult, path=None, ax=None) -> Figure:
     ax.set_ylabel("Voltage vs Li/Li$^+$ (V)")
     ax.set_title(f"Li in {host}, 0 K vs {t} — {result.calculator.get('label', '')}, harmonic", fontsize=10)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
-    _save(fig, path)
+    save_plot(fig, path)
     return fig
 
 
@@ -82,7 +80,7 @@ def plot_phonon_bands(doc, path=None, ax=None) -> Figure:
     """Dispersion along the stored high-symmetry path of a ``PhononDocument`` (THz; imaginary < 0)."""
     if doc.bands is None:
         raise ValueError(f"{doc.label}: no band path stored")
-    fig, ax = _figure(ax, (6.0, 4.0))
+    fig, ax = figure_plot(ax, (6.0, 4.0))
     colour = T_COLOUR if doc.imaginary_modes else DEFAULT_COLOUR
     ticks, labels = [], []
     for (start, end), dist, freqs in zip(doc.bands.segments, doc.bands.distances, doc.bands.frequencies):
@@ -103,36 +101,8 @@ def plot_phonon_bands(doc, path=None, ax=None) -> Figure:
     ax.set_ylabel("Frequency (THz)")
     flag = " — imaginary modes" if doc.imaginary_modes else ""
     ax.set_title(f"{doc.label} phonons — {doc.calculator.get('label', '')}{flag}", fontsize=10)
-    _save(fig, path)
+    save_plot(fig, path)
     return fig
 
 
-def write_thermo_outputs(folder: Path, result: ThermoResult) -> dict[str, Path]:
-    """``thermo.json``, ``thermo.md``, ``hull_T.png`` and ``voltage_T.png`` in ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"json": folder / "thermo.json", "md": folder / "thermo.md"}
-    for key, text in (("json", result.model_dump_json(indent=2)), ("md", format_thermo_table(result) + "\n")):
-        tmp = files[key].with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, files[key])
-    files["hull_png"] = folder / "hull_T.png"
-    plot_thermo_hull(result, files["hull_png"])
-    if result.voltage_0K is not None or result.voltage_T is not None:
-        files["voltage_png"] = folder / "voltage_T.png"
-        plot_thermo_voltage(result, files["voltage_png"])
-    return files
-
-
-def load_thermo_results(out: Path) -> dict:
-    """System -> ThermoResult from ``<out>/<system>/thermo/thermo.json`` (no calculation)."""
-    results = {}
-    for path in sorted(Path(out).glob("*/thermo/thermo.json")):
-        try:
-            results[path.parent.parent.name] = ThermoResult.model_validate_json(path.read_text())
-        except ValueError:
-            raise ValueError(f"{path} is unreadable; rerun 'alloyflow thermo' to rebuild it from the store") from None
-    return results
-
-
-__all__ = ["plot_thermo_hull", "plot_thermo_voltage", "plot_phonon_bands", "write_thermo_outputs", "load_thermo_results"]
+__all__ = ["plot_thermo_hull", "plot_thermo_voltage", "plot_phonon_bands"]

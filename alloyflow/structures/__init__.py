@@ -2,10 +2,11 @@
 
 from alloyflow.structures.library import (
     Phase,
+    PhaseRecord,
     StructureError,
     StructureLibrary,
     parse_system,
     read_structure,
 )
 
-__all__ = ["Phase", "StructureError", "StructureLibrary", "parse_system", "read_structure"]
+__all__ = ["Phase", "PhaseRecord", "StructureError", "StructureLibrary", "parse_system", "read_structure"]

@@ -245,3 +245,52 @@ def fetch_materials_project(system: str, folder: str | Path, api_key: str | None
         path.write_text(header + doc.structure.to(fmt="cif"))
         written.append(path)
     return written
+
+
+def primitive(structure):
+    """Relax the primitive cell: Li17Sn4's 420-atom conventional cell has 105 atoms."""
+    prim = structure.get_primitive_structure(tolerance=0.01)
+    return prim if len(prim) < len(structure) else structure.copy()
+
+
+@dataclass
+class PhaseRecord:
+    """A phase carried inside a workflow: its structure and provenance, no file path.
+
+    A job that decides at run time which phases to compute (the study's
+    barrier choice) runs on a worker that may not see the submitting
+    machine's structure folders; it receives ``PhaseRecord``s instead of
+    ``Phase``s. ``as_dict``/``from_dict`` make it JSON-serialisable.
+    """
+
+    name: str
+    structure: Structure
+    status: str = ""
+    source: str = ""
+
+    @classmethod
+    def of(cls, phase: "Phase") -> "PhaseRecord":
+        return cls(phase.name, phase.structure, phase.status, phase.source)
+
+    @property
+    def composition(self) -> Composition:
+        return self.structure.composition
+
+    @property
+    def formula(self) -> str:
+        return self.composition.reduced_formula
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return tuple(sorted(el.symbol for el in self.composition.elements))
+
+    def as_dict(self) -> dict:
+        return {"@module": type(self).__module__, "@class": type(self).__name__, "name": self.name,
+                "structure": self.structure.as_dict(), "status": self.status, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PhaseRecord":
+        structure = d["structure"]
+        if isinstance(structure, dict):
+            structure = Structure.from_dict(structure)
+        return cls(d["name"], structure, d.get("status", ""), d.get("source", ""))

@@ -73,8 +73,8 @@ def linear_band():
     energies are the mock potential's.
     """
     from alloyflow.calculators import calculator_info
-    from alloyflow.workflows.labels import LabelMaker
-    from alloyflow.workflows.neb import NebDocument
+    from alloyflow.workflows.jobs.labels import LabelMaker
+    from alloyflow.workflows.jobs.neb import NebDocument
 
     ini, fin = bcc_li_hop()
     images = ini.interpolate(fin, NEB_BAND_IMAGES + 1, interpolate_lattices=False)
@@ -90,9 +90,9 @@ def linear_band():
 
 def vasp_flows(only: str | None = None):
     """(name, Flow) of the hull sub-flows, the NEB flow and the refinement flow, exactly as the tests build them."""
-    from alloyflow.workflows.hull import primitive
-    from alloyflow.workflows.vasp import VaspNebMaker, VaspRelaxMaker
-    from alloyflow.workflows.vasp_refine import VaspRefineMaker
+    from alloyflow.workflows.flows.hull import primitive
+    from alloyflow.workflows.jobs.vasp import VaspNebMaker, VaspRelaxMaker
+    from alloyflow.workflows.jobs.vasp_refine import VaspRefineMaker
 
     flows = [(p.name, VaspRelaxMaker().keyed_job(primitive(p.structure), label=p.name)) for p in hull_phases()]
     ini, fin = bcc_li_hop()
@@ -460,7 +460,7 @@ def build_references(calculator: str = "sevennet", root: Path = HERE, only: str 
     from maggma.stores import MemoryStore
     from pymatgen.io.vasp.sets import VaspInputSet
 
-    import alloyflow.calculators_dft  # noqa: F401  (registers "vasp")
+    import alloyflow.calculators.dft  # noqa: F401  (registers "vasp")
 
     flows = vasp_flows(only)
     paths = reference_paths(flows)

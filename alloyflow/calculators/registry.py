@@ -1,0 +1,156 @@
+"""One registry that turns a calculator name into an ASE calculator.
+
+Every number alloyflow writes carries ``calculator_info(name)``: the registry
+name, the model, the package version and the kind of method (``mlip``, ``dft``
+or ``test``), so an ML barrier can never be mistaken for a DFT one.
+
+Backends are registered lazily: importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Callable
+
+from ase.calculators.calculator import Calculator
+
+DEFAULT_CALCULATOR = "sevennet"
+"""The one place the default potential is set (SevenNet-0: closest offline stand-in for PBE)."""
+
+WORKFLOW_DEFAULTS: dict[str, str] = {
+    "hull": "sevennet",
+    "barriers": "sevennet",
+    "study": "sevennet",
+    "thermo": "sevennet",
+    "search": "sevennet",
+    "refine": "sevennet",
+}
+"""Default potential per workflow, set from ``benchmarks/fidelity.py`` against GPAW (PBE) here.
+
+Measured (README, "Barrier fidelity"): formation energies of 7 small Li-In and
+Li-Sn phases against GPAW//SevenNet-0 (PW 400 eV, k-density 4), MAE in
+meV/atom: SevenNet-0 8.7, 7net-l3i5 6.8, 7net-mf-0 (PBE) 11.2, CHGNet 15.6;
+shortest vacancy hops of LiIn (15 atoms) and Li2Sn5 (27 atoms), ML minus
+DFT//SevenNet-0 in meV: SevenNet-0 +60 / -5, 7net-l3i5 +51 / +45,
+7net-mf-0 +4 / -174, CHGNet -48 / -332. SevenNet-0 stays the default of
+every workflow: it has the smallest barrier error; l3i5's 1.9 meV/atom
+gain on formation energies is below the 7 meV/atom by which the GPAW
+reference itself moves between (400 eV, k4) and (600 eV, k6), at 3.8x the
+cost per force call (480 vs 127 ms, 28 atoms); and one potential per study
+keeps hull distances (metastability corrections) and barriers consistent.
+A fine-tuned potential is specific to the system it was trained on: it is
+chosen per study (``--calculator <name>`` after ``alloyflow refine
+--finetune``), never globally.
+"""
+
+
+def default_calculator(workflow: str | None = None) -> str:
+    """The registry name a workflow uses when none is given."""
+    return WORKFLOW_DEFAULTS.get(workflow or "", DEFAULT_CALCULATOR)
+
+
+class CalculatorError(ValueError):
+    """An unknown calculator, or elements a calculator cannot treat."""
+
+
+@dataclass(frozen=True)
+class CalculatorSpec:
+    name: str
+    model: str
+    kind: str  # "mlip", "dft" or "test"
+    package: str
+    description: str
+    factory: Callable[..., Calculator]
+    supported_elements: Callable[[], frozenset[str]] = field(default=lambda: frozenset())
+    batched: bool = False
+    runner: str = "ase"
+    """How jobs use it: "ase" (an in-process ASE calculator) or "vasp" (atomate2 VASP makers, a batch job)."""
+
+    @property
+    def version(self) -> str:
+        try:
+            return version(self.package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    @property
+    def label(self) -> str:
+        """How a number from this calculator is labelled in tables and plots."""
+        tag = {"mlip": "ML potential", "dft": "DFT", "test": "TEST ONLY"}[self.kind]
+        return f"{self.model} ({tag})"
+
+
+_REGISTRY: dict[str, CalculatorSpec] = {}
+_CACHE: dict[tuple, Calculator] = {}
+
+
+def register_calculator(spec: CalculatorSpec) -> None:
+    _REGISTRY[spec.name] = spec
+
+
+def available_calculators() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str | None = None) -> CalculatorSpec:
+    name = name or DEFAULT_CALCULATOR
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise CalculatorError(
+            f"unknown calculator {name!r}; available: {', '.join(available_calculators())}"
+        ) from None
+
+
+def calculator_info(name: str | None = None) -> dict[str, str]:
+    """Name, model, version and kind: recorded in every stored document."""
+    spec = get_spec(name)
+    return {"name": spec.name, "model": spec.model, "version": spec.version, "kind": spec.kind, "label": spec.label}
+
+
+def set_torch_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads: ``n``, else $ALLOYFLOW_THREADS, else all cores."""
+    n = n or int(os.environ.get("ALLOYFLOW_THREADS", "0")) or os.cpu_count() or 1
+    import torch
+
+    torch.set_num_threads(n)
+    return n
+
+
+def get_calculator(name: str | None = None, **kwargs) -> Calculator:
+    """An ASE calculator for ``name``; ML models are loaded once per process."""
+    spec = get_spec(name)
+    key = (spec.name, tuple(sorted(kwargs.items())))
+    if key not in _CACHE:
+        if spec.kind == "mlip":
+            set_torch_threads()
+        _CACHE[key] = spec.factory(**kwargs)
+    return _CACHE[key]
+
+
+def check_elements(name: str | None, elements, where: str = "") -> None:
+    """Raise a clear error if the calculator cannot treat one of ``elements``."""
+    spec = get_spec(name)
+    supported = spec.supported_elements()
+    if not supported:
+        return
+    missing = sorted(set(map(str, elements)) - supported)
+    if missing:
+        place = f" in {where}" if where else ""
+        raise CalculatorError(
+            f"calculator {spec.name!r} ({spec.model}) does not support element(s) {', '.join(missing)}{place}"
+        )
+
+
+def elements_up_to(z_max: int) -> frozenset[str]:
+    from pymatgen.core.periodic_table import Element
+
+    return frozenset(Element.from_Z(z).symbol for z in range(1, z_max + 1))
+
+
+def forget_cached(name: str) -> None:
+    """Drop every calculator built under ``name`` (its checkpoint changed)."""
+    for key in [k for k in _CACHE if k[0] == name]:
+        del _CACHE[key]

@@ -1,0 +1,42 @@
+"""``alloyflow hull``: the hull flow of a system on the local engine, then its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alloyflow.calculators import DEFAULT_CALCULATOR
+from alloyflow.commands.common import CommandResult, add_predicted, library_for, relaxation_documents
+from alloyflow.engine import ResultStore, run_flow
+from alloyflow.engine.progress import stage
+from alloyflow.io.hull import write_hull_outputs
+from alloyflow.workflows.flows.hull import hull_flow_for
+from alloyflow.workflows.schemas.study import HullDocument
+
+
+def hull_for_system(system, store, calculator, library, phases=None, progress=True, out_dir=None):
+    """Run the hull flow of ``system`` and write its files.
+
+    Returns (hull, voltage, summary, files, relaxation documents).
+    """
+    add_predicted(library, store.out_dir, system)  # structures found by `alloyflow search` join the hull
+    flow = hull_flow_for(system, calculator, library, phases)
+    with stage(f"{system} relaxations", enabled=progress) as bar:
+        summary = run_flow(flow, store, progress=bar)
+    doc = store.document(flow.output.uuid, HullDocument)
+    files = write_hull_outputs(out_dir or store.out_dir / system, doc.hull, doc.voltage)
+    return doc.hull, doc.voltage, summary, files, relaxation_documents(store, doc)
+
+
+def run_hull_command(system, calculator=DEFAULT_CALCULATOR, out=Path("alloyflow-out"), structure_dirs=(),
+                     phases=None, progress=True) -> CommandResult:
+    from alloyflow.analysis.outputs import format_hull_table, format_voltage_table
+
+    library = library_for(structure_dirs)
+    with ResultStore(out) as store:
+        hull, voltage, summary, files, _ = hull_for_system(system, store, calculator, library, phases, progress)
+    text = "\n".join([
+        format_hull_table(hull), "", format_voltage_table(voltage) if voltage else "no voltage curve", "",
+        f"relaxations: {summary.message()}",
+        f"files: {', '.join(str(p) for p in files.values())}",
+    ])
+    return CommandResult(text, files, summary, (hull, voltage))

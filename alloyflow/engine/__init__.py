@@ -1,0 +1,22 @@
+"""Execution: cache keys, the job store, the local runner and the queue adapters.
+
+``keys`` (input-hash uuids), ``store`` (the output folder's job store),
+``local`` (the resumable local runner), ``fireworks`` and ``remote`` (the
+same flows on a FireWorks LaunchPad or a jobflow-remote project). Nothing
+here imports a flow: every adapter takes any ``Flow``.
+"""
+
+from alloyflow.engine.keys import (
+    KeyedStructureMaker,
+    deterministic_uuid,
+    input_hash,
+    keyed,
+    structure_fingerprint,
+)
+from alloyflow.engine.local import DYNAMIC, JobFailed, RunSummary, is_finished, run_cached, run_flow
+from alloyflow.engine.store import ResultStore, StoreError
+
+__all__ = [
+    "DYNAMIC", "JobFailed", "KeyedStructureMaker", "is_finished", "run_flow", "ResultStore", "RunSummary", "StoreError", "deterministic_uuid",
+    "input_hash", "keyed", "run_cached", "structure_fingerprint",
+]

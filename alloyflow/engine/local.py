@@ -1,0 +1,238 @@
+"""The local runner: any jobflow ``Flow`` on a persistent, resumable job store.
+
+Why not plain ``jobflow.run_locally``: it reruns every job of a flow. Here
+each job's uuid is derived from a hash of its inputs (structure, calculator
+name and version, settings; ``alloyflow.engine.keys``), so a job whose uuid is
+already in the store has finished before and is skipped; references to it
+resolve from the store. Jobs run one at a time and each is written to the
+store as soon as it finishes, so a kill (SIGINT or SIGKILL) loses at most the
+job in flight, which is redone from scratch on the next run.
+
+Dynamic flows work as on FireWorks: a job that returns
+``Response(replace=...)`` (or ``addition``/``detour``) has its new jobs run
+next, depth first, before the jobs that depend on it. jobflow gives the
+replacement's output the replaced job's uuid at the next index, so a replaced
+job counts as finished only once that output is stored: a study killed in
+the middle of a phase's NEBs reruns the (cheap) decision job, which makes the
+same keyed NEB jobs again, and only the unfinished ones are computed.
+
+The store is a maggma ``MontyStore`` (sqlite, transactional) in
+``<out>/store``; a lock file refuses a second concurrent run on the same folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from jobflow import Flow, Job
+
+from alloyflow.engine.store import ResultStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    computed: int = 0
+    reused: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    assembled: int = 0
+    """Planning and collecting jobs run (no force calls)."""
+    assembled_reused: int = 0
+    stage_seconds: dict = field(default_factory=dict)
+    """Wall time of the jobs run, by their ``alloyflow_stage`` metadata (planning and collecting included)."""
+
+    def __iadd__(self, other: "RunSummary") -> "RunSummary":
+        self.computed += other.computed
+        self.reused += other.reused
+        self.failed += other.failed
+        self.seconds += other.seconds
+        self.assembled += other.assembled
+        self.assembled_reused += other.assembled_reused
+        for name, seconds in other.stage_seconds.items():
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
+        return self
+
+    def message(self) -> str:
+        return f"{self.computed} job(s) computed, {self.reused} reused from the store"
+
+
+def _jobs_in_order(flow: Flow | Job | Iterable[Job]) -> list[Job]:
+    if isinstance(flow, Job):
+        return [flow]
+    if isinstance(flow, Flow):
+        return [job for job, _ in flow.iterflow()]
+    jobs: list[Job] = []
+    for item in flow:
+        jobs += _jobs_in_order(item)
+    return jobs
+
+
+DYNAMIC = "alloyflow_dynamic"
+"""Metadata flag of a job that answers with ``Response(replace=...)``: finished only when its replacement is."""
+
+
+def is_finished(jobstore, job: Job) -> bool:
+    """Whether ``job``'s result is in ``jobstore`` (for a dynamic job: its replacement's output)."""
+    index = job.index + 1 if (job.metadata or {}).get(DYNAMIC) and job.index == 1 else job.index
+    return jobstore.query_one({"uuid": job.uuid, "index": {"$gte": index}}, properties=["uuid"]) is not None
+
+
+def unfinished(flow: Flow | Job | Iterable[Job], jobstore=None) -> list[Job]:
+    """The jobs of ``flow`` (flattened, in run order) that ``jobstore`` does not hold finished.
+
+    Inside a running job ``jobstore`` defaults to that job's store (jobflow's
+    ``CURRENT_JOB.store``, on the local engine as on a FireWorks or
+    jobflow-remote worker), so a job that answers ``Response(replace=...)``
+    leaves stored work out of its replacement; references to the left-out
+    jobs resolve from the store. The jobs returned are detached from the flows
+    they were built in, so they can join the replacement flow.
+    """
+    if jobstore is None:
+        from jobflow import CURRENT_JOB
+
+        jobstore = CURRENT_JOB.store
+    jobs = _jobs_in_order(flow)
+    if jobstore is not None:
+        jobs = [j for j in jobs if not is_finished(jobstore, j)]
+    return detached(jobs)
+
+
+def detached(jobs: Iterable[Job]) -> list[Job]:
+    """The jobs, free of the flows they were built in (which are discarded), so they can join a new flow."""
+    jobs = list(jobs)
+    for j in jobs:
+        j.hosts = []
+    return jobs
+
+
+def _is_assembly(job: Job) -> bool:
+    return (job.metadata or {}).get("alloyflow_kind") == "assembly" or job.name == "store_inputs"
+
+
+def _label(job: Job) -> str:
+    return (job.metadata or {}).get("alloyflow_label", job.name)
+
+
+def _stage(job: Job) -> str | None:
+    return (job.metadata or {}).get("alloyflow_stage")
+
+
+def _tick(progress, label: str, reused: bool, job: Job) -> None:
+    if getattr(progress, "staged", False):
+        progress(label, reused, _stage(job))
+    else:
+        progress(label, reused)
+
+
+def _job_dir(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"job_{datetime.now().strftime('%Y-%m-%d-%H-%M-%S-%f')}-{os.getpid()}"
+    path.mkdir()
+    return path
+
+
+def run_flow(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None) -> RunSummary:
+    """Run every unfinished job of ``flow`` (and the jobs their responses add), one at a time.
+
+    Parameters
+    ----------
+    flow : Flow, Job or iterable of them
+        Any jobflow flow; keyed jobs (``alloyflow.engine.keys.keyed``) are reused when stored.
+    store : ResultStore
+        The output folder's store; job folders go to ``<out>/jobs`` (empty ones are removed).
+    progress : callable, optional
+        ``(label, reused) -> None`` after each job, or ``(label, reused, stage)`` if it has
+        ``staged = True`` (``stage``: the job's ``alloyflow_stage`` metadata or None); its
+        ``start(n, by_stage)``, if any, is told of every job as it becomes known (new jobs
+        of a response included).
+
+    Returns
+    -------
+    RunSummary
+        Jobs computed and reused, and the wall time.
+    """
+    summary = RunSummary()
+    t0 = time.perf_counter()
+    _run_jobs(_jobs_in_order(flow), store, progress, summary, seen=set())
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary, seen: set) -> None:
+    jobs = [j for j in jobs if (j.uuid, j.index) not in seen]
+    if hasattr(progress, "start"):
+        by_stage: dict = {}
+        for j in jobs:
+            if not _is_assembly(j):
+                by_stage[_stage(j)] = by_stage.get(_stage(j), 0) + 1
+        progress.start(sum(by_stage.values()), by_stage)
+    for job in jobs:
+        if (job.uuid, job.index) in seen:
+            continue
+        seen.add((job.uuid, job.index))
+        label = _label(job)
+        # planning and collecting jobs cost no force calls: counted apart, not shown as progress
+        assembly = _is_assembly(job)
+        if is_finished(store.jobstore, job):
+            if assembly:
+                summary.assembled_reused += 1
+                continue
+            summary.reused += 1
+            if progress:
+                _tick(progress, label, True, job)
+            continue
+        t0 = time.perf_counter()
+        response = _run_one(job, store, label, summary)
+        name = _stage(job) or "other"
+        summary.stage_seconds[name] = summary.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
+        if assembly:
+            summary.assembled += 1
+        else:
+            summary.computed += 1
+            if progress:
+                _tick(progress, label, False, job)
+        for new in (response.replace, response.addition, response.detour):
+            if new is not None:
+                _run_jobs(_jobs_in_order(new), store, progress, summary, seen)
+
+
+def _run_one(job: Job, store: ResultStore, label: str, summary: RunSummary):
+    job_dir = _job_dir(store.out_dir / "jobs")
+    cwd = os.getcwd()
+    try:
+        os.chdir(job_dir)
+        response = job.run(store=store.jobstore, job_dir=job_dir)
+    except Exception as exc:
+        summary.failed.append(label)
+        raise JobFailed(label, store.out_dir, exc) from exc
+    finally:
+        os.chdir(cwd)
+        if job_dir.is_dir() and not any(job_dir.iterdir()):
+            job_dir.rmdir()
+    if store.jobstore.query_one({"uuid": job.uuid, "index": job.index}, properties=["uuid"]) is None:
+        summary.failed.append(label)
+        raise JobFailed(label, store.out_dir, None)
+    return response
+
+
+def run_cached(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None, stage: str = "") -> RunSummary:
+    """``run_flow`` under its earlier name (kept for notebooks and scripts)."""
+    return run_flow(flow, store, progress=progress)
+
+
+class JobFailed(RuntimeError):
+    def __init__(self, label: str, out_dir: Path, cause: BaseException | None):
+        why = f"{type(cause).__name__}: {cause}" if cause else "no output was stored"
+        super().__init__(
+            f"job {label!r} failed ({why}); finished jobs are kept in {out_dir}/store "
+            f"and will be reused on the next run"
+        )
+        self.label = label

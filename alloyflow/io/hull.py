@@ -1,0 +1,66 @@
+"""Hull and voltage results on disk (JSON, CSV, PNG). The readers check, because files get copied and edited."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from alloyflow.analysis.hull import HullResult
+from alloyflow.analysis.outputs import hull_csv_text
+from alloyflow.analysis.voltage import VoltageResult
+from alloyflow.io.files import OutputFileError, atomic_write, write_json_atomic, write_text_atomic
+
+
+HULL_FILES = {"hull_json": "hull.json", "hull_csv": "hull.csv", "hull_png": "hull.png"}
+
+
+VOLTAGE_FILES = {"voltage_json": "voltage.json", "voltage_png": "voltage.png"}
+
+
+def write_hull_outputs(out_dir, hull_result: HullResult, voltage_result: VoltageResult | None = None) -> dict[str, Path]:
+    """Write hull.json/.csv/.png and (if given) voltage.json/.png into ``out_dir``.
+
+    Returns ``{"hull_json": path, "hull_csv": ..., "hull_png": ...,
+    "voltage_json": ..., "voltage_png": ...}``.
+    """
+    from alloyflow.analysis.plots import plot_hull, plot_voltage  # matplotlib only when drawing
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {key: out / name for key, name in HULL_FILES.items()}
+    write_json_atomic(paths["hull_json"], hull_result)
+    write_text_atomic(paths["hull_csv"], hull_csv_text(hull_result))
+    atomic_write(paths["hull_png"], lambda tmp: plot_hull(hull_result, path=tmp))
+    if voltage_result is not None:
+        vpaths = {key: out / name for key, name in VOLTAGE_FILES.items()}
+        write_json_atomic(vpaths["voltage_json"], voltage_result)
+        atomic_write(vpaths["voltage_png"], lambda tmp: plot_voltage(voltage_result, path=tmp))
+        paths.update(vpaths)
+    return paths
+
+
+def _read_model(path, model, what: str):
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file {path} does not exist") from None
+    try:
+        return model.model_validate(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise OutputFileError(f"{what} file {path} is truncated or corrupt (invalid JSON: {exc})") from None
+    except ValidationError as exc:
+        raise OutputFileError(
+            f"{what} file {path} does not hold a valid {model.__name__}: {exc.error_count()} problem(s), "
+            f"first: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def read_hull_json(path) -> HullResult:
+    return _read_model(path, HullResult, "hull")
+
+
+def read_voltage_json(path) -> VoltageResult:
+    return _read_model(path, VoltageResult, "voltage")

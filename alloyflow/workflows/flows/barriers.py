@@ -1,0 +1,375 @@
+"""Li-migration barriers of one phase as a jobflow flow: relax, hops, endpoints, one NEB per hop, collect.
+
+The flow has two jobs at build time:
+
+1. the cell relaxation, the very job the hull flow runs (same maker, same
+   key, so it is reused), and
+2. ``barrier_hops``, which, once the relaxed cell exists, finds the
+   symmetry-distinct Li hops, builds the vacancy (or dilute-Li) supercell and
+   the endpoints, and answers ``Response(replace=...)`` with one keyed NEB job
+   per hop and a ``collect_barriers`` job. So what depends on results is
+   decided inside a job, and the same flow runs on the local engine, on
+   FireWorks (the NEBs become fireworks added at run time) and on
+   jobflow-remote.
+
+NEB jobs already in the job store are left out of the replacement (their
+outputs are read from the store), so a resumed run or a resubmission never
+recomputes one. A number is never reported without its flag: a band that did
+not converge, or endpoints that relaxed to the same minimum (or into a
+different hop), give a hop with ``converged=False`` and a warning, and such
+hops are left out of the percolation analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from jobflow import CURRENT_JOB, Flow, Maker, Response, job
+from pymatgen.core import Composition, Structure
+
+from alloyflow.analysis.coordination import coordination, hop_coordination
+from alloyflow.analysis.migration import (
+    BarrierResult,
+    CoordinationSummary,
+    HopBarrier,
+    SupercellInfo,
+    assign_percolation,
+    hop_cost,
+    reaction_coordinate,
+)
+from alloyflow.calculators import calculator_info, check_elements
+from alloyflow.engine.keys import input_hash, keyed
+from alloyflow.engine.local import DYNAMIC, unfinished
+from alloyflow.engine.store import as_dict
+from alloyflow.structures.library import Phase, primitive
+from alloyflow.structures.migration import (
+    dilute_li_hops,
+    hop_network,
+    vacancy_hop_endpoints,
+    vacancy_supercell_matrix,
+)
+from alloyflow.workflows.jobs.backends import Makers, makers_for
+from alloyflow.workflows.jobs.neb import EndpointError, NebDocument
+from alloyflow.workflows.jobs.relax import RelaxationDocument
+
+SAME_MINIMUM_TOL = 0.3
+"""Å: relaxed endpoints whose atoms all lie closer than this are one minimum."""
+
+FLOW_VERSION = 1
+"""Bump when the planning or collecting logic changes what a stored barrier result means."""
+
+
+@dataclass
+class BarrierSettings:
+    """What decides which hops are computed and in which cell (all of it enters the cache keys).
+
+    Parameters
+    ----------
+    min_image_distance : float
+        Smallest distance (Å) between periodic images of the vacancy (or dilute Li).
+    max_hops : int or None
+        Only the ``max_hops`` shortest distinct hops; None computes all.
+    max_length : float or None
+        Longest hop considered (Å); None takes the shortest cutoff that percolates.
+    dilute : bool
+        The phase is a Li-free host and the hops are those of one Li in it.
+    dilute_mode : str
+        ``"substitution"`` (Li on a host site) or ``"interstitial"``.
+    n_host_sites : int or None
+        Host sites of the dilute cell (36 gives the reference's LiIn35).
+    """
+
+    min_image_distance: float = 10.0
+    max_hops: int | None = None
+    max_length: float | None = None
+    dilute: bool = False
+    dilute_mode: str = "substitution"
+    n_host_sites: int | None = None
+
+    def check(self) -> None:
+        """Refuse settings that would give a meaningless number, before any job exists."""
+        if not self.min_image_distance > 0:
+            raise ValueError(f"min_image_distance must be > 0 Å, got {self.min_image_distance}")
+        if self.max_hops is not None and self.max_hops < 1:
+            raise ValueError(f"max_hops must be >= 1 (or None for all), got {self.max_hops}")
+        if self.max_length is not None and not self.max_length > 0:
+            raise ValueError(f"max_length must be > 0 Å, got {self.max_length}")
+        if self.dilute_mode not in ("substitution", "interstitial"):
+            raise ValueError(f"dilute_mode must be 'substitution' or 'interstitial', got {self.dilute_mode!r}")
+        if self.n_host_sites is not None and self.n_host_sites < 2:
+            raise ValueError(f"n_host_sites must be >= 2, got {self.n_host_sites}")
+
+
+@dataclass
+class HopPlan:
+    """The hops of a relaxed phase and their endpoints (recomputed identically wherever needed)."""
+
+    name: str
+    mode: str
+    network: object
+    entries: list  # (hop, initial, final, info)
+    cns: list  # (cn_initial, cn_final) per entry
+    n_distinct: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _dilute_cn(host: Structure, hop, info, mode: str) -> tuple[dict, dict]:
+    if mode == "substitution":
+        return hop_coordination(host, hop.isite_index, hop.esite_index)
+    sc = host.copy()
+    sc.make_supercell(info["matrix"])
+    inv_m = np.linalg.inv(info["matrix"])
+    out = []
+    for frac in (hop.isite_frac, hop.esite_frac):
+        s = sc.copy()
+        s.append("Li", np.asarray(frac) @ inv_m)
+        c = coordination(s, len(s) - 1)
+        out.append({"cn": c["cn"], "li": c["cn_li"], "m": c["cn_m"]})
+    return out[0], out[1]
+
+
+def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSettings) -> HopPlan:
+    """Distinct hops, supercell and endpoints of ``relaxed`` (a pure, deterministic function)."""
+    elements = sorted(el.symbol for el in relaxed.composition.elements)
+    if settings.dilute:
+        host_sc = (vacancy_supercell_matrix(relaxed, settings.min_image_distance).matrix
+                   if settings.n_host_sites is None else None)
+        network, entries = dilute_li_hops(relaxed, settings.n_host_sites, settings.dilute_mode, matrix=host_sc,
+                                          max_length=settings.max_length)
+        n_host = int(round(abs(np.linalg.det(entries[0][3]["matrix"])))) * len(relaxed)
+        n_m = n_host - 1 if settings.dilute_mode == "substitution" else n_host
+        name = Composition({"Li": 1, formula: n_m}).reduced_formula if len(elements) == 1 else f"Li in {formula}"
+        mode = f"dilute-{settings.dilute_mode}"
+        cns = [_dilute_cn(relaxed, hop, info, settings.dilute_mode) for hop, _, _, info in entries]
+    else:
+        network = hop_network(relaxed, "Li", settings.max_length)
+        choice = vacancy_supercell_matrix(relaxed, settings.min_image_distance)
+        entries = [(hop, *vacancy_hop_endpoints(relaxed, hop, supercell=choice)) for hop in network.hops]
+        name, mode = phase, "vacancy"
+        cns = [hop_coordination(relaxed, hop.isite_index, hop.esite_index) for hop, *_ in entries]
+    warnings = []
+    n_distinct = len(entries)
+    if settings.max_hops is not None and len(entries) > settings.max_hops:
+        warnings.append(
+            f"only the {settings.max_hops} shortest of {len(entries)} distinct hops were computed; "
+            "percolation uses the computed hops only"
+        )
+        entries, cns = entries[: settings.max_hops], cns[: settings.max_hops]
+    return HopPlan(name, mode, network, entries, cns, n_distinct, warnings)
+
+
+def _periodic_disp(a: Structure, b: Structure) -> np.ndarray:
+    return a.lattice.get_all_distances(a.frac_coords, b.frac_coords).diagonal()
+
+
+def endpoint_problem(doc, initial: Structure | None, final: Structure | None,
+                     hop_length: float) -> tuple[str | None, float | None]:
+    """Why the relaxed endpoints of a band do not describe the hop (None if they do), and the largest relaxation.
+
+    The unrelaxed endpoints were checked to differ by one atom. After
+    relaxation that test is too strict: in soft Li alloys the Li around a
+    vacancy can relax most of an Å towards it (a split vacancy), so several
+    atoms differ by > 0.5 Å between the relaxed endpoints although the hop is
+    the intended one. What must not happen is an endpoint leaving its state:
+    an atom relaxing by more than half the hop length (into the vacancy, say).
+    """
+    first, last = doc.images[0], doc.images[-1]
+    if _periodic_disp(first, last).max() <= SAME_MINIMUM_TOL:
+        return "endpoints relaxed to the same minimum", None
+    if initial is None or final is None:
+        return None, None
+    relax = [_periodic_disp(initial, first), _periodic_disp(final, last)]
+    which = int(np.argmax([r.max() for r in relax]))
+    k = int(np.argmax(relax[which]))
+    largest = float(relax[which][k])
+    if largest > hop_length / 2:
+        state = ("initial", "final")[which]
+        return (f"relaxing the {state} endpoint moved atom {k} by {largest:.2f} Å, more than half the hop: "
+                "it left its state"), largest
+    return None, largest
+
+
+def hop_from_neb(hop, doc: NebDocument, cn_initial, cn_final, info, initial=None, final=None) -> HopBarrier:
+    """One row of the barrier table from a NEB document, flagged where it cannot be trusted."""
+    energies = [e - doc.energies[0] for e in doc.energies]
+    warnings = []
+    converged = bool(doc.converged)
+    if not converged:
+        warnings.append(f"hop {hop.id}: band not converged (max force {doc.max_force:.3f} > fmax {doc.fmax} eV/Å "
+                        f"after {doc.n_steps} steps)")
+    if not getattr(doc, "endpoints_converged", True):
+        converged = False
+        warnings.append(f"hop {hop.id}: an endpoint relaxation did not converge")
+    problem, relaxation = endpoint_problem(doc, initial, final, hop.length)
+    if problem:
+        converged = False
+        warnings.append(f"hop {hop.id}: {problem}")
+    return HopBarrier(
+        id=hop.id, length=hop.length, multiplicity=hop.multiplicity,
+        forward_barrier=doc.forward_barrier, reverse_barrier=doc.reverse_barrier,
+        endpoint_asymmetry=doc.endpoint_asymmetry,
+        cn_initial=CoordinationSummary(**cn_initial), cn_final=CoordinationSummary(**cn_final),
+        converged=converged, n_images=doc.n_images, force_calls=doc.force_calls, n_steps=doc.n_steps,
+        max_force=doc.max_force, energies=energies, reaction_coordinate=reaction_coordinate(doc.images),
+        # unconverged bands stay in the table, flagged, but never set a percolation threshold
+        cost=hop_cost(doc.forward_barrier, doc.reverse_barrier) if converged else None,
+        moving_index=info.get("moving_index"), relaxed_hop_distance=getattr(doc, "hop_distance", None),
+        max_endpoint_relaxation=relaxation, neb_key=doc.input_hash, warnings=warnings,
+    )
+
+
+def _failed_hop(hop, cn_i, cn_f, info, why: str) -> HopBarrier:
+    return HopBarrier(
+        id=hop.id, length=hop.length, multiplicity=hop.multiplicity, converged=False,
+        cn_initial=CoordinationSummary(**cn_i), cn_final=CoordinationSummary(**cn_f),
+        moving_index=info.get("moving_index"), warnings=[f"hop {hop.id}: no barrier ({why})"],
+    )
+
+
+@job
+def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_maker, key: str,
+                 relaxation_warning: str | None = None):
+    """Plan the hops of the relaxed phase and replace this job by one NEB per hop and a collect job.
+
+    The replacement holds only NEB jobs the store does not have yet; the
+    collect job references all of them (stored ones resolve from the store).
+    """
+    doc = RelaxationDocument.model_validate(as_dict(relaxed_doc))
+    s = BarrierSettings(**settings)
+    plan = plan_hops(phase, formula, doc.structure, s)
+    warnings = list(plan.warnings)
+    if not doc.converged:
+        warnings.insert(0, f"the cell relaxation of {phase} did not converge (max force {doc.max_force:.3f} eV/Å)")
+    neb_jobs, outputs, failures = [], [], {}
+    me = CURRENT_JOB.job
+    stage = ((me.metadata or {}) if me is not None else {}).get("alloyflow_stage") or f"barriers {plan.name}"
+    for (hop, initial, final, info) in plan.entries:
+        label = f"{plan.name} hop {hop.id}"
+        try:
+            j = neb_maker.keyed_job(initial, final, label=label, metadata={"phase": plan.name, **info})
+        except (EndpointError, ValueError) as exc:
+            failures[hop.id] = f"{type(exc).__name__}: {exc}"
+            outputs.append(None)
+            continue
+        j.metadata["alloyflow_stage"] = stage
+        outputs.append(j.output)
+        neb_jobs += unfinished(j)
+    collect = collect_barriers(doc.model_dump(), outputs, failures, phase, formula, settings,
+                               {"n_images": neb_maker.n_images, "fmax": neb_maker.fmax}, neb_maker.calculator,
+                               warnings)
+    keyed(collect, input_hash("barrier collect", FLOW_VERSION, key, [getattr(o, "uuid", None) for o in outputs],
+                              failures), label=f"collect barriers {plan.name}")
+    collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": stage})
+    return Response(replace=Flow([*neb_jobs, collect], output=collect.output, name=f"barriers {plan.name}"))
+
+
+@job
+def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase: str, formula: str,
+                     settings: dict, band: dict, calculator: str, warnings: list[str]) -> BarrierResult:
+    """The barrier document of a phase from its NEB documents: flags, percolation, coordination."""
+    relaxed = RelaxationDocument.model_validate(as_dict(relaxed_doc)).structure
+    s = BarrierSettings(**settings)
+    plan = plan_hops(phase, formula, relaxed, s)
+    warnings = list(warnings)
+    hops: list[HopBarrier] = []
+    for (hop, initial, final, info), (cn_i, cn_f), output in zip(plan.entries, plan.cns, neb_outputs):
+        why = failures.get(hop.id, failures.get(str(hop.id)))
+        output = as_dict(output) if output is not None else None
+        if why is None and output is not None and "endpoint_error" in output:
+            why = f"EndpointError: {output['endpoint_error']}"
+        if why is not None or output is None:
+            hops.append(_failed_hop(hop, cn_i, cn_f, info, why or "no NEB output"))
+            warnings.append(hops[-1].warnings[0])
+            continue
+        hops.append(hop_from_neb(hop, NebDocument.model_validate(output), cn_i, cn_f, info, initial, final))
+        warnings += hops[-1].warnings
+    first = plan.entries[0][3]
+    result = BarrierResult(
+        phase=plan.name, formula=formula, mode=plan.mode, calculator=calculator_info(calculator),
+        supercell=SupercellInfo(natoms=first["natoms"], min_image_distance=first["min_image_distance"],
+                                matrix=first["matrix"]),
+        hops=hops, max_length=plan.network.max_length,
+        settings={"min_image_distance": s.min_image_distance, "n_images": band["n_images"], "fmax": band["fmax"],
+                  "max_hops": s.max_hops, "max_length": s.max_length, "n_distinct_hops": len(plan.network.hops)},
+        relaxed_structure=relaxed.as_dict(), warnings=warnings,
+    )
+    assign_percolation(result, plan.network)
+    reached = [d for d in ("1d", "2d", "3d") if result.percolation[d] is not None]
+    if not reached:
+        result.warnings.append("the computed hops do not percolate; raise max_length or max_hops")
+    elif len(reached) < 3:
+        result.warnings.append(f"the computed hops percolate in {len(reached)}D only "
+                               f"(within max_length {plan.network.max_length:.2f} Å)")
+    return result
+
+
+@dataclass
+class BarrierFlowMaker(Maker):
+    """The barrier flow of one phase; it receives its makers (``makers_for(calculator)``).
+
+    Parameters
+    ----------
+    name : str
+        Flow name prefix.
+    makers : Makers
+        Relax and NEB makers of one backend (ASE potentials, GPAW, VASP).
+    settings : BarrierSettings
+        Hop and supercell choices.
+    """
+
+    name: str = "barriers"
+    makers: Makers = field(default_factory=lambda: makers_for("sevennet"))
+    settings: BarrierSettings = field(default_factory=BarrierSettings)
+
+    def make(self, phase: Phase) -> Flow:
+        """Relax ``phase`` (the hull's job) and plan its hops once it is relaxed."""
+        self.settings.check()
+        elements = [el.symbol for el in phase.composition.elements]
+        if not self.settings.dilute and "Li" not in elements:
+            raise ValueError(f"phase {phase.name} has no Li: there is no Li vacancy hop to compute "
+                             f"(use dilute=True for one Li in {phase.formula} as a host)")
+        if self.settings.dilute and "Li" in elements:
+            raise ValueError(f"dilute=True needs a Li-free host phase; {phase.name} ({phase.formula}) contains Li")
+        check_elements(self.makers.calculator, sorted({*elements, "Li"}), where=f"phase {phase.name}")
+        meta = {"phase": phase.name, "status": phase.status, "source": phase.source}
+        relax = self.makers.relax.keyed_job(primitive(phase.structure), label=phase.name, metadata=meta)
+        neb = self.makers.neb
+        settings = asdict(self.settings)
+        key = input_hash("barrier hops", FLOW_VERSION, relax.uuid, settings, calculator_info(neb.calculator),
+                         getattr(neb, "key_settings", neb.settings)())
+        hops = barrier_hops(relax.output, phase.name, phase.formula, settings, neb, key)
+        keyed(hops, key, label=f"plan hops {phase.name}{' (dilute Li)' if self.settings.dilute else ''}")
+        hops.metadata[DYNAMIC] = True
+        hops.metadata["alloyflow_kind"] = "assembly"
+        return Flow([relax, hops], output=hops.output, name=f"{self.name} {phase.name}")
+
+
+def barrier_flow(phase: str, calculator: str = "sevennet", system: str | None = None, library=None,
+                 n_images: int = 5, fmax: float = 0.05, neb_maker=None, **settings) -> Flow:
+    """The barrier flow of a library phase (``BarrierSettings`` fields as keywords)."""
+    from alloyflow.structures.library import StructureLibrary
+
+    library = library or StructureLibrary()
+    makers = makers_for(calculator, n_images=n_images, fmax=fmax)
+    if neb_maker is not None:
+        makers = Makers(calculator, makers.relax, makers.static, neb_maker)
+    return BarrierFlowMaker(makers=makers, settings=BarrierSettings(**settings)).make(library.get(phase, system))
+
+
+def run_barriers(phase: str, store, calculator: str = "sevennet", system: str | None = None, library=None,
+                 n_images: int = 5, fmax: float = 0.05, progress=None, e_above_hull: float | None = None,
+                 neb_maker=None, **settings) -> BarrierResult:
+    """Build the barrier flow of ``phase``, run it on the local engine (``store``) and return its result.
+
+    ``e_above_hull`` (eV/atom) adds a labelled metastability correction.
+    """
+    from alloyflow.analysis.migration import apply_metastability_correction
+    from alloyflow.engine.local import run_flow
+
+    flow = barrier_flow(phase, calculator, system, library, n_images, fmax, neb_maker, **settings)
+    run_flow(flow, store, progress=progress)
+    result = store.document(flow.output.uuid, BarrierResult)
+    if e_above_hull is not None:
+        apply_metastability_correction(result, e_above_hull)
+    return result

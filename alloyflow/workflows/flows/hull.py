@@ -1,0 +1,146 @@
+"""The hull flow: relax every candidate phase of a system, then build its hull and voltage curve in a job.
+
+``HullFlowMaker`` receives its relax maker (``makers_for(calculator).relax``)
+and returns a flow of one keyed relaxation per phase and a ``hull_document``
+job that turns their documents into a ``HullDocument``. The same flow runs on
+the local engine (``alloyflow hull``) and on FireWorks (``alloyflow submit
+hull``); the hull document is what ``alloyflow report`` reads back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jobflow import Flow, Maker, job
+
+from alloyflow.analysis.hull import build_hull, entries_from_documents
+from alloyflow.analysis.voltage import voltage_profile
+from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements
+from alloyflow.engine import ResultStore, RunSummary, run_flow
+from alloyflow.engine.keys import input_hash, keyed
+from alloyflow.engine.store import as_dict
+from alloyflow.structures.library import Phase, StructureLibrary, parse_system, primitive
+from alloyflow.workflows.jobs.backends import relax_maker_for
+from alloyflow.workflows.jobs.relax import RelaxationDocument, RelaxMaker
+from alloyflow.workflows.schemas.study import HullDocument
+
+HULL_VERSION = 1
+"""Bump when ``hull_document`` changes what a stored hull document means."""
+
+
+def hull_from_documents(system: str, docs: list[RelaxationDocument]) -> HullDocument:
+    """The hull and voltage curve of ``system`` from relaxation documents (pure)."""
+    entries = entries_from_documents(docs)
+    hull = build_hull(entries, system)
+    host = [e for e in parse_system(system) if e != "Li"][0]
+    try:
+        voltage = voltage_profile(entries, host=host, working_ion="Li")
+    except ValueError as exc:  # no stable Li-M compound: a hull, but no voltage curve
+        hull.warnings.append(str(exc))
+        voltage = None
+    return HullDocument(system=system, calculator=hull.calculator, hull=hull, voltage=voltage,
+                        relaxation_keys=[d.input_hash for d in docs])
+
+
+@job
+def hull_document(relaxations: list, system: str) -> HullDocument:
+    """Collect the relaxation documents of a system into its ``HullDocument``."""
+    docs = [RelaxationDocument.model_validate(as_dict(r)) for r in relaxations]
+    return hull_from_documents(system, docs)
+
+
+def candidate_phases(system: str, calculator: str, library: StructureLibrary,
+                     phases: list[str] | None = None) -> list[Phase]:
+    """The library's phases of ``system`` (``phases`` restricts them; the elements always stay), checked."""
+    check_elements(calculator, parse_system(system), where=f"system {system}")
+    candidates = library.phases(system)
+    if phases:
+        wanted = set(phases)
+        candidates = [p for p in candidates if p.name in wanted or p.formula in wanted or len(p.elements) == 1]
+    for p in candidates:
+        check_elements(calculator, p.elements, where=str(p.path))
+    return candidates
+
+
+def relax_job(relax_maker, phase: Phase):
+    """The keyed relaxation of a library phase: one key per (primitive structure, maker, calculator)."""
+    meta = {"phase": phase.name, "status": phase.status, "source": phase.source}
+    return relax_maker.keyed_job(primitive(phase.structure), label=phase.name, metadata=meta)
+
+
+@dataclass
+class HullMaker(Maker):
+    """A flow of one keyed relaxation per phase (no hull job; see ``HullFlowMaker``)."""
+
+    name: str = "hull"
+    relax_maker: RelaxMaker = field(default_factory=RelaxMaker)
+
+    def make(self, phases: list[Phase]) -> Flow:
+        return Flow([relax_job(self.relax_maker, p) for p in phases], name=self.name)
+
+
+@dataclass
+class HullFlowMaker(Maker):
+    """Relax every phase of a system and build its hull and voltage curve.
+
+    Parameters
+    ----------
+    name : str
+        Flow name prefix.
+    relax_maker : Maker
+        Any keyed relax maker (``makers_for(calculator).relax``).
+    """
+
+    name: str = "hull"
+    relax_maker: RelaxMaker = field(default_factory=RelaxMaker)
+
+    def make(self, system: str, phases: list[Phase], relax_jobs: dict | None = None) -> Flow:
+        """The flow of ``system``; ``relax_jobs`` (uuid -> job) shares relaxations with other systems' flows.
+
+        A job can belong to one flow only: a relaxation already in
+        ``relax_jobs`` (the Li element of Li-In and Li-Sn) is referenced, not added again.
+        """
+        relax_jobs = {} if relax_jobs is None else relax_jobs
+        own, outputs = [], []
+        for phase in phases:
+            j = relax_job(self.relax_maker, phase)
+            if j.uuid not in relax_jobs:
+                relax_jobs[j.uuid] = j
+                own.append(j)
+            outputs.append(relax_jobs[j.uuid].output)
+        doc = hull_document(outputs, system)
+        keyed(doc, input_hash("hull document", HULL_VERSION, system, [o.uuid for o in outputs]),
+              label=f"hull {system}")
+        doc.metadata["alloyflow_kind"] = "assembly"
+        return Flow([*own, doc], output=doc.output, name=f"{self.name} {system}")
+
+
+def hull_flow_for(system: str, calculator: str = DEFAULT_CALCULATOR, library: StructureLibrary | None = None,
+                  phases: list[str] | None = None, relax_maker=None) -> Flow:
+    """The hull flow of a library system on a registry calculator."""
+    library = library or StructureLibrary()
+    candidates = candidate_phases(system, calculator, library, phases)
+    maker = relax_maker or relax_maker_for(calculator)
+    return HullFlowMaker(name=f"alloyflow hull ({calculator})", relax_maker=maker).make(system, candidates)
+
+
+def run_hull_relaxations(
+    system: str,
+    store: ResultStore,
+    calculator: str = DEFAULT_CALCULATOR,
+    library: StructureLibrary | None = None,
+    phases: list[str] | None = None,
+    relax_maker: RelaxMaker | None = None,
+    progress=None,
+) -> tuple[list[RelaxationDocument], RunSummary]:
+    """Relax the system's phases (reusing stored ones) and return their documents."""
+    library = library or StructureLibrary()
+    maker = relax_maker or relax_maker_for(calculator)
+    flow = HullMaker(relax_maker=maker).make(candidate_phases(system, calculator, library, phases))
+    summary = run_flow(flow, store, progress=progress)
+    docs = [store.document(j.uuid, RelaxationDocument) for j in flow.jobs]
+    return docs, summary
+
+
+__all__ = ["HullMaker", "HullFlowMaker", "hull_document", "hull_from_documents", "hull_flow_for",
+           "candidate_phases", "run_hull_relaxations", "entries_from_documents", "calculator_info"]

@@ -1,0 +1,223 @@
+"""The whole study as one jobflow flow: hulls of every system, then the barriers of the phases that matter.
+
+Built by ``StudyFlowMaker(makers, settings).make(systems, library)``:
+
+1. per system, one keyed relaxation per candidate phase (a relaxation two
+   systems share, elemental Li, is one job) and a ``hull_document`` job;
+2. ``choose_barriers``: once the hulls exist it picks the barrier phases
+   (the reference study's, the stable ones, or a list) and answers
+   ``Response(replace=...)`` with one barrier flow per phase (relax, hops,
+   NEBs, collect) and a ``collect_study`` job, leaving out work the store
+   already holds;
+3. ``collect_study`` gathers hulls and barrier results into a
+   ``StudyDocument``, with the labelled metastability correction of phases
+   above the hull.
+
+So every decision that depends on results is taken inside a job: the same
+flow object runs on the local engine (``alloyflow study``), on FireWorks
+(``alloyflow submit study``, the barrier fireworks added at run time) and on
+jobflow-remote. The report is written from the ``StudyDocument``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from jobflow import Flow, Maker, Response, job
+
+from alloyflow.analysis.migration import BarrierResult, apply_metastability_correction
+from alloyflow.analysis.reference_data import REFERENCE_BARRIER_PHASES
+from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info
+from alloyflow.engine.keys import input_hash, keyed
+from alloyflow.engine.local import DYNAMIC, unfinished
+from alloyflow.engine.store import as_dict
+from alloyflow.structures.library import PhaseRecord, StructureLibrary
+from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings
+from alloyflow.workflows.flows.hull import HullFlowMaker, candidate_phases
+from alloyflow.workflows.jobs.backends import Makers, makers_for
+from alloyflow.workflows.schemas.study import BarrierChoice, HullDocument, StudyDocument
+
+STUDY_VERSION = 1
+"""Bump when the choice or the collection changes what a stored study document means."""
+
+DILUTE_HOST_SITES = 36
+"""One Li on 36 In sites: the reference study's LiIn35 proxy for lowly lithiated In."""
+
+
+@dataclass
+class StudySettings:
+    """What the study computes (``alloyflow study`` options).
+
+    ``barriers`` is ``["reference"]`` (the reference study's phases, plus
+    LiIn35 for Li-In), ``["auto"]`` (every stable Li-containing phase),
+    ``["none"]`` or a list of phase names.
+    """
+
+    systems: list[str]
+    calculator: str = DEFAULT_CALCULATOR
+    barriers: list[str] = field(default_factory=lambda: ["reference"])
+    min_image_distance: float = 10.0
+    n_images: int = 5
+    fmax: float = 0.05
+    # Li17Sn4 has 15 distinct hops in a 104-atom cell (about 45 min on 2 cores):
+    # the study takes the 6 shortest per phase; percolation then uses those only
+    # and each result says so. `--max-hops 0` computes all.
+    max_hops: int | None = 6
+    max_length: float | None = None
+    structure_dirs: list[str] = field(default_factory=list)
+    phases: list[str] | None = None
+    # Finite temperature (off unless a temperature is given): phonons, moduli, diffusivities.
+    temperature: float | None = None
+    min_length: float = 11.0
+    elastic: bool = True
+    diffusivity: bool = True
+
+    def check(self) -> None:
+        """Refuse settings that would give meaningless numbers, before any job exists."""
+        if not self.systems:
+            raise ValueError("a study needs at least one system, e.g. Li-In")
+        if self.n_images < 1:
+            raise ValueError(f"n_images must be >= 1, got {self.n_images}")
+        if not self.fmax > 0:
+            raise ValueError(f"fmax must be > 0 eV/Å, got {self.fmax}")
+        BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
+                        max_length=self.max_length).check()
+
+    def barrier_settings(self, dilute: bool = False, n_host_sites: int | None = None) -> BarrierSettings:
+        return BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
+                               max_length=self.max_length, dilute=dilute, n_host_sites=n_host_sites)
+
+
+def choose_phases(choice: list[str], hulls: list[HullDocument]) -> list[BarrierChoice]:
+    """The phases whose barriers the study computes, from the hulls (pure).
+
+    ``reference`` adds, for a Li-In system, the reference study's dilute proxy
+    for lowly lithiated In: one Li on 36 In sites (LiIn35).
+    """
+    if choice == ["none"]:
+        return []
+    out: list[BarrierChoice] = []
+    seen: set[str] = set()
+    for doc in hulls:
+        phases = doc.hull.phases
+        by_name = {p.name: p for p in phases} | {p.formula: p for p in phases}
+        if choice == ["auto"]:
+            wanted = [p.name for p in phases if p.stable and "Li" in p.formula]
+        elif choice == ["reference"]:
+            wanted = [f for f in REFERENCE_BARRIER_PHASES if f in by_name]
+        else:
+            wanted = [f for f in choice if f in by_name]
+        for name in wanted:
+            if name not in seen:
+                seen.add(name)
+                out.append(BarrierChoice(phase=by_name[name].name, system=doc.system,
+                                         e_above_hull=by_name[name].e_above_hull))
+        if choice == ["reference"] and doc.hull.host == "In":
+            out.append(BarrierChoice(phase="In", system=doc.system, dilute=True, n_host_sites=DILUTE_HOST_SITES))
+    return out
+
+
+def barrier_phases(settings: StudySettings, hulls: dict) -> list[tuple[str, str, dict]]:
+    """(phase, system, options) of ``choose_phases`` for ``{system: HullResult}`` (kept for scripts)."""
+    docs = [HullDocument(system=s, calculator=h.calculator, hull=h) for s, h in hulls.items()]
+    return [(c.phase, c.system, {"dilute": True, "n_host_sites": c.n_host_sites} if c.dilute else {})
+            for c in choose_phases(settings.barriers, docs)]
+
+
+def _find_record(records: dict, choice: BarrierChoice) -> PhaseRecord:
+    for name in (choice.phase, f"{choice.system}:{choice.phase}"):
+        if name in records:
+            record = records[name]
+            return record if isinstance(record, PhaseRecord) else PhaseRecord.from_dict(record)
+    raise ValueError(f"phase {choice.phase} of {choice.system} is not among the study's phases")
+
+
+@job
+def choose_barriers(hull_docs: list, records: dict, settings: dict, relax_maker, neb_maker, calculator: str,
+                    key: str):
+    """Pick the barrier phases from the hulls; replace this job by their barrier flows and ``collect_study``."""
+    hulls = [HullDocument.model_validate(as_dict(d)) for d in hull_docs]
+    s = StudySettings(**settings)
+    choices = choose_phases(s.barriers, hulls)
+    makers = Makers(calculator, relax_maker, None, neb_maker)
+    jobs, outputs = [], []
+    for c in choices:
+        flow = BarrierFlowMaker(makers=makers, settings=s.barrier_settings(c.dilute, c.n_host_sites)).make(
+            _find_record(records, c))
+        for j in flow.jobs:
+            j.metadata.setdefault("alloyflow_stage", f"barriers {c.phase}{' (dilute Li)' if c.dilute else ''}")
+        outputs.append(flow.output)
+        jobs += unfinished(flow)
+    collect = collect_study([h.model_dump() for h in hulls], [c.model_dump() for c in choices], outputs, settings,
+                            calculator)
+    keyed(collect, input_hash("study collect", STUDY_VERSION, key, [o.uuid for o in outputs]), label="collect study")
+    collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": "collect study"})
+    return Response(replace=Flow([*jobs, collect], output=collect.output, name="study barriers"))
+
+
+@job
+def collect_study(hull_docs: list, choices: list, barrier_outputs: list, settings: dict,
+                  calculator: str) -> StudyDocument:
+    """The ``StudyDocument``: hulls, choices, barrier results (metastability-corrected where above the hull)."""
+    hulls = [HullDocument.model_validate(as_dict(d)) for d in hull_docs]
+    choices = [BarrierChoice.model_validate(c) for c in choices]
+    barriers = []
+    for c, output in zip(choices, barrier_outputs):
+        result = BarrierResult.model_validate(as_dict(output))
+        if not c.dilute and c.e_above_hull is not None:
+            apply_metastability_correction(result, c.e_above_hull)
+        barriers.append(result)
+    return StudyDocument(systems=[h.system for h in hulls], calculator=calculator_info(calculator), hulls=hulls,
+                         choices=choices, barriers=barriers, settings=settings)
+
+
+@dataclass
+class StudyFlowMaker(Maker):
+    """The study flow; it receives its makers (``makers_for(calculator)``).
+
+    Parameters
+    ----------
+    name : str
+        Flow name prefix.
+    makers : Makers
+        Relax and NEB makers of one backend.
+    settings : StudySettings
+        Systems, barrier choice, NEB and supercell settings.
+    """
+
+    name: str = "alloyflow study"
+    makers: Makers = field(default_factory=lambda: makers_for(DEFAULT_CALCULATOR))
+    settings: StudySettings = field(default_factory=lambda: StudySettings(systems=["Li-In", "Li-Sn"]))
+
+    def make(self, library: StructureLibrary | None = None) -> Flow:
+        """Hull flows of every system and the job that chooses (and adds) the barrier flows."""
+        s = self.settings
+        s.check()
+        library = library or StructureLibrary(user_dirs=s.structure_dirs or ())
+        relax_jobs: dict = {}
+        hull_flows, records = [], {}
+        hull_maker = HullFlowMaker(relax_maker=self.makers.relax)
+        for system in s.systems:
+            phases = candidate_phases(system, self.makers.calculator, library, s.phases)
+            flow = hull_maker.make(system, phases, relax_jobs)
+            for j in flow.jobs:
+                j.metadata.setdefault("alloyflow_stage", f"hull {system}")
+            hull_flows.append(flow)
+            for p in phases:
+                records.setdefault(p.name, PhaseRecord.of(p))
+        settings = asdict(s)
+        key = input_hash("study choose", STUDY_VERSION, [f.output.uuid for f in hull_flows], settings,
+                         calculator_info(self.makers.calculator), self.makers.neb.key_settings()
+                         if hasattr(self.makers.neb, "key_settings") else self.makers.neb.settings(),
+                         {n: r.as_dict() for n, r in sorted(records.items())})
+        choose = choose_barriers([f.output for f in hull_flows], records, settings, self.makers.relax,
+                                 self.makers.neb, self.makers.calculator, key)
+        keyed(choose, key, label="choose barrier phases")
+        choose.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "choose barrier phases"})
+        return Flow([*hull_flows, choose], output=choose.output, name=f"{self.name} {' '.join(s.systems)}")
+
+
+def study_flow(settings: StudySettings, library: StructureLibrary | None = None, makers: Makers | None = None) -> Flow:
+    """The study flow of ``settings`` on its calculator (VASP, GPAW or an ML potential)."""
+    makers = makers or makers_for(settings.calculator, n_images=settings.n_images, fmax=settings.fmax)
+    return StudyFlowMaker(makers=makers, settings=settings).make(library)

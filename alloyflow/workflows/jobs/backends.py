@@ -1,0 +1,102 @@
+"""The one backend switch: a registry name in, the makers every flow uses out.
+
+Flows never test calculator names; they receive a ``Makers`` (relax, static,
+NEB, single point) from ``makers_for`` and call their ``keyed_job``. The
+switch reads the registry spec's ``runner``: ``"ase"`` gives alloyflow's ASE
+makers on that calculator (ML potentials, GPAW, the mock), ``"vasp"`` the
+atomate2 VASP makers. This mirrors atomate2's ``forcefields/utils.py`` (one
+place that maps a name to code) and ``common/flows/elastic.py`` (flows that
+receive their makers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alloyflow.calculators import get_spec
+
+
+@dataclass(frozen=True)
+class Makers:
+    """The makers of one backend. Each has ``keyed_job(...)`` returning a Job or Flow keyed by its inputs.
+
+    Attributes
+    ----------
+    calculator : str
+        Registry name the makers compute with.
+    relax : Maker
+        Cell (and ionic) relaxation; ``keyed_job(structure, label, metadata)``.
+    static : Maker
+        Single point of a structure; same call.
+    neb : Maker
+        CI-NEB between two endpoints; ``keyed_job(initial, final, label, metadata)``.
+    """
+
+    calculator: str
+    relax: Any
+    static: Any
+    neb: Any
+
+    @property
+    def runner(self) -> str:
+        return get_spec(self.calculator).runner
+
+
+def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: dict | None = None,
+               relax: dict | None = None, neb: dict | None = None) -> Makers:
+    """The relax, static and NEB makers for a registry name.
+
+    Parameters
+    ----------
+    calculator : str
+        A registry name (``alloyflow calculators``).
+    n_images, fmax : int, float
+        NEB intermediate images and force tolerance (eV/Å; for VASP, ``EDIFFG = -fmax``).
+    incar : dict, optional
+        VASP INCAR overrides for every maker (ignored by ASE backends).
+    relax, neb : dict, optional
+        Extra keyword arguments for the relax and NEB makers.
+
+    Returns
+    -------
+    Makers
+    """
+    spec = get_spec(calculator)
+    relax, neb = dict(relax or {}), dict(neb or {})
+    if spec.runner == "vasp":
+        from alloyflow.workflows.jobs.vasp import (
+            VaspNebMaker,
+            VaspRelaxMaker,
+            VaspStaticMaker,
+            hull_relax_maker,
+            hull_static_maker,
+        )
+
+        incar = dict(incar or {})
+        if incar:
+            relax.setdefault("relax_maker", hull_relax_maker(incar))
+            relax.setdefault("static_maker", hull_static_maker(incar))
+        relax_maker = VaspRelaxMaker(**relax)
+        static_maker = VaspStaticMaker(static_maker=hull_static_maker(incar) if incar else hull_static_maker())
+        neb_maker = VaspNebMaker(n_images=n_images, incar={**incar, **neb.pop("incar", {}), "EDIFFG": -abs(fmax)},
+                                 **neb)
+        return Makers(calculator, relax_maker, static_maker, neb_maker)
+    if spec.runner != "ase":
+        raise ValueError(f"calculator {calculator!r} has runner {spec.runner!r}; alloyflow knows 'ase' and 'vasp'")
+    from alloyflow.workflows.jobs.neb import NebMaker
+    from alloyflow.workflows.jobs.relax import RelaxMaker, StaticMaker
+
+    return Makers(calculator, RelaxMaker(calculator=calculator, **relax), StaticMaker(calculator=calculator),
+                  NebMaker(calculator=calculator, n_images=n_images, fmax=fmax, **neb))
+
+
+def relax_maker_for(calculator: str, **kwargs):
+    """The hull's relax maker for a registry name (``makers_for(calculator).relax``)."""
+    return makers_for(calculator, relax=kwargs).relax
+
+
+def neb_maker_for(calculator: str, n_images: int = 5, fmax: float = 0.05, **kwargs):
+    """The barrier NEB maker for a registry name (``makers_for(calculator).neb``)."""
+    incar = kwargs.pop("incar", None)
+    return makers_for(calculator, n_images=n_images, fmax=fmax, incar=incar, neb=kwargs).neb

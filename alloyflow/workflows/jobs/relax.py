@@ -1,0 +1,133 @@
+"""Relaxation and single-point Makers on any registered ASE calculator.
+
+The optimisation itself is atomate2's ``AseRelaxer`` (FIRE + FrechetCellFilter,
+optional FixSymmetry). The Maker returns a compact ``RelaxationDocument``
+instead of atomate2's task document: hull and barrier analyses need the final
+structure, energy, convergence and provenance, not the whole trajectory, and
+a small document keeps the file-backed store fast.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from jobflow import Maker, job
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+
+from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
+from alloyflow.engine import KeyedStructureMaker
+
+
+class RelaxationDocument(BaseModel):
+    """Output of a relaxation or single point; energies in eV."""
+
+    label: str = Field(description="phase name or image label")
+    formula: str
+    structure: Structure
+    input_structure: Structure
+    energy: float
+    energy_per_atom: float
+    volume_per_atom: float
+    natoms: int
+    converged: bool
+    max_force: float = Field(description="largest residual atomic force, eV/Å")
+    n_steps: int
+    fmax: float
+    relax_cell: bool
+    calculator: dict
+    input_hash: str
+    elapsed_seconds: float
+    metadata: dict = Field(default_factory=dict)
+
+    model_config = {"arbitrary_types_allowed": True}
+
+
+class UnconvergedRelaxation(RuntimeError):
+    pass
+
+
+@dataclass
+class RelaxMaker(KeyedStructureMaker, Maker):
+    """Relax ions (and, with ``relax_cell``, the cell) with a registry calculator.
+
+    ``steps <= 1`` gives a single point.
+    """
+
+    key_kind: ClassVar[str] = "relax"
+    name: str = "relax"
+    calculator: str = DEFAULT_CALCULATOR
+    fmax: float = 0.02
+    steps: int = 400
+    relax_cell: bool = True
+    fix_symmetry: bool = True
+    symprec: float = 1e-3
+    optimizer: str = "FIRE"
+    calculator_kwargs: dict = field(default_factory=dict)
+
+    @job
+    def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> RelaxationDocument:
+        return self.run(structure, label=label, metadata=metadata)
+
+    def run(self, structure: Structure, label: str = "", metadata: dict | None = None) -> RelaxationDocument:
+        """Relax outside jobflow (used by the job and by notebooks)."""
+        import numpy as np
+        from atomate2.ase.utils import AseRelaxer
+
+        calc = get_calculator(self.calculator, **self.calculator_kwargs)
+        t0 = time.perf_counter()
+        if self.steps > 1:
+            relaxer = AseRelaxer(
+                calc,
+                optimizer=self.optimizer,
+                relax_cell=self.relax_cell,
+                fix_symmetry=self.fix_symmetry,
+                symprec=self.symprec,
+            )
+            result = relaxer.relax(
+                structure, fmax=self.fmax, steps=self.steps, final_atoms_object_file=None, use_emmet_models=False
+            )
+            final = result.final_mol_or_struct
+            n_steps = len(result.trajectory.frame_properties)
+            forces = np.array(result.trajectory.frame_properties[-1]["forces"])
+            energy = float(result.trajectory.frame_properties[-1]["energy"])
+            converged = bool(result.converged)
+        else:
+            from pymatgen.io.ase import AseAtomsAdaptor
+
+            atoms = AseAtomsAdaptor.get_atoms(structure)
+            atoms.calc = calc
+            energy = float(atoms.get_potential_energy())
+            forces = atoms.get_forces()
+            final, n_steps, converged = structure.copy(), 1, True
+        max_force = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
+        return RelaxationDocument(
+            label=label,
+            formula=final.composition.reduced_formula,
+            structure=final,
+            input_structure=structure,
+            energy=energy,
+            energy_per_atom=energy / len(final),
+            volume_per_atom=final.volume / len(final),
+            natoms=len(final),
+            converged=converged,
+            max_force=max_force,
+            n_steps=n_steps,
+            fmax=self.fmax,
+            relax_cell=self.relax_cell,
+            calculator=calculator_info(self.calculator),
+            input_hash=self.key(structure),
+            elapsed_seconds=time.perf_counter() - t0,
+            metadata=metadata or {},
+        )
+
+
+@dataclass
+class StaticMaker(RelaxMaker):
+    """Single point: energy, forces and stress of the given structure."""
+
+    name: str = "static"
+    steps: int = 1
+    relax_cell: bool = False

@@ -1,0 +1,87 @@
+"""DFT//ML on HPC: VASP single points on an ML band's images, through atomate2's ``StaticMaker``.
+
+The HPC twin of ``refine_band``: the same images (endpoints and climbing
+image, or its neighbours, or all), one atomate2 VASP static per image at the
+NEB settings of ``alloyflow.workflows.jobs.vasp`` (PBE, ENCUT 520 eV, MP
+smearing, k-density 4), then one small job that turns the task documents
+into the same ``RefinedBarrier`` the local GPAW path returns. Every job's
+uuid derives from its inputs (image, INCAR, k-points, POTCARs), so
+FireWorks submission (``alloyflow.engine.fireworks.submit_flow``) and the
+local engine skip statics the store already holds, e.g. shared endpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from atomate2.vasp.jobs.core import StaticMaker as _A2StaticMaker
+from jobflow import Flow, Maker, job
+
+import alloyflow.calculators.dft  # noqa: F401  (registers "vasp")
+from alloyflow.calculators import calculator_info, check_elements
+from alloyflow.engine import input_hash, structure_fingerprint
+from alloyflow.workflows.jobs.neb import NebDocument
+from alloyflow.workflows.jobs.refine import RefinedBarrier, RefinedImage, assemble_refined, images_to_refine
+from alloyflow.workflows.jobs.vasp import (
+    NEB_INCAR,
+    NEB_KPT_DENSITY,
+    VASP,
+    AlloyStaticSetGenerator,
+    task_elapsed,
+    task_get,
+    inputs_summary,
+    keyed_step,
+    task_succeeded,
+    vasp_summary,
+)
+
+
+def neb_static_maker(incar: dict | None = None, kpt_density: float = NEB_KPT_DENSITY) -> _A2StaticMaker:
+    """atomate2 VASP static at the NEB's settings, so refined energies compare with a VASP band's."""
+    settings = {**NEB_INCAR, "NSW": 0, "EDIFFG": None, **(incar or {})}
+    return _A2StaticMaker(input_set_generator=AlloyStaticSetGenerator(user_incar_settings=settings,
+                                                                      kpt_density=kpt_density))
+
+
+@job
+def refined_from_vasp(tasks: list, indices: list[int], band: dict, images: str, settings: dict) -> RefinedBarrier:
+    """``RefinedBarrier`` from the VASP static task documents of the refined images."""
+    neb_doc = NebDocument.model_validate(band)
+    refined = []
+    for k, task in zip(indices, tasks):
+        ml = float(neb_doc.energies[k])
+        energy = task_get(task, "output", "energy")
+        if task is None or energy is None or not task_succeeded(task):
+            refined.append(RefinedImage(index=k, ml_energy=ml, dft_energy=None, ok=False, reused=False,
+                                        message=f"VASP static of image {k} did not succeed ({task_get(task, 'dir_name')})"))
+            continue
+        refined.append(RefinedImage(index=k, ml_energy=ml, dft_energy=float(energy), ok=True, reused=False,
+                                    dft_seconds=task_elapsed(task)))
+    vasp = vasp_summary(tasks[0]) if tasks else {}
+    return assemble_refined(neb_doc, refined, {**calculator_info(VASP), "settings": {**settings, "vasp": vasp}}, images)
+
+
+@dataclass
+class VaspRefineMaker(Maker):
+    """Flow of VASP statics on a band's images plus the ``RefinedBarrier`` job (its uuid is the flow's)."""
+
+    name: str = "vasp refine"
+    images: str = "saddle"
+    static_maker: _A2StaticMaker = field(default_factory=neb_static_maker)
+
+    def make(self, neb_doc: NebDocument) -> Flow:
+        check_elements(VASP, [el.symbol for el in neb_doc.images[0].composition.elements], where=neb_doc.label)
+        indices = images_to_refine(neb_doc, self.images)
+        inputs = inputs_summary(self.static_maker)
+        jobs, outputs = [], []
+        for k in indices:
+            key = input_hash("vasp static", structure_fingerprint(neb_doc.images[k]), calculator_info(VASP), inputs)
+            j = self.static_maker.make(neb_doc.images[k])
+            keyed_step(j, key, "", f"vasp static {neb_doc.label} image {k}".replace("/", "-"))
+            jobs.append(j)
+            outputs.append(j.output)
+        band_key = input_hash("vasp refine", neb_doc.input_hash, [structure_fingerprint(neb_doc.images[k]) for k in indices],
+                              calculator_info(VASP), inputs, self.images)
+        final = refined_from_vasp(outputs, indices, neb_doc.model_dump(), self.images, inputs)
+        keyed_step(final, band_key, "", f"vasp refine result {neb_doc.label}")
+        return Flow([*jobs, final], output=final.output, name=f"{self.name} {neb_doc.label}", uuid=final.uuid)

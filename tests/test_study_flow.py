@@ -1,0 +1,85 @@
+"""The study as one jobflow flow: old stores stay valid, decisions happen in jobs, no DFT on a login node."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from alloyflow.cli import main
+
+DATA = Path(__file__).parent / "data" / "stored_study_v0"
+OLD_STUDY = ["study", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--barriers", "reference",
+             "--min-image-distance", "6", "--images", "3", "--max-hops", "2", "--no-progress"]
+
+
+def _computed(stdout: str) -> int:
+    return int(re.search(r"(\d+) job\(s\) computed", stdout).group(1))
+
+
+def test_study_stored_before_the_redesign_reruns_with_nothing_computed(tmp_path, capsys):
+    shutil.copytree(DATA / "store", tmp_path / "store")
+    assert main([*OLD_STUDY, "--out", str(tmp_path)]) == 0
+    assert _computed(capsys.readouterr().out) == 0
+    old_hull = json.loads((DATA / "expected" / "hull.json").read_text())
+    new_hull = json.loads((tmp_path / "Li-In" / "hull.json").read_text())
+    assert {p["name"]: p["energy_per_atom"] for p in new_hull["phases"]} == \
+        {p["name"]: p["energy_per_atom"] for p in old_hull["phases"]}
+    for name in ("Li", "LiIn", "In-dilute-Li"):
+        old = json.loads((DATA / "expected" / f"barriers-{name}.json").read_text())
+        new = json.loads((tmp_path / "barriers" / name / "barriers.json").read_text())
+        assert [(h["id"], h["forward_barrier"]) for h in new["hops"]] == \
+            [(h["id"], h["forward_barrier"]) for h in old["hops"]], name
+        assert new["percolation"] == old["percolation"]
+
+
+def test_study_flow_decides_barriers_inside_a_job():
+    """At build time the flow holds the hull relaxations and the choosing job only: no NEB exists yet."""
+    from alloyflow.engine.local import DYNAMIC
+    from alloyflow.workflows.flows.study import StudySettings, study_flow
+
+    flow = study_flow(StudySettings(systems=["Li-In"], calculator="mock", phases=["LiIn"], barriers=["Li"]))
+    jobs = [j for j, _ in flow.iterflow()]
+    names = [j.name for j in jobs]
+    assert not any("neb" in n.lower() for n in names)
+    assert sum(n.startswith("relax ") for n in names) == 3
+    choose = jobs[-1]
+    assert choose.metadata[DYNAMIC] and flow.output.uuid == choose.uuid
+    # built twice, the same uuids: a resubmission finds the same jobs
+    again = study_flow(StudySettings(systems=["Li-In"], calculator="mock", phases=["LiIn"], barriers=["Li"]))
+    assert [j.uuid for j, _ in again.iterflow()] == [j.uuid for j in jobs]
+
+
+def test_flow_keys_follow_every_maker_field():
+    """A Maker's key is derived from its fields: a new result-changing setting changes it, batching does not."""
+    from alloyflow.workflows.jobs.neb import NebMaker
+    from alloyflow.workflows.jobs.relax import RelaxMaker
+
+    base = NebMaker(calculator="mock")
+    assert base.key_settings() == {k: v for k, v in base.settings().items() if k != "batched"}
+    assert NebMaker(calculator="mock", spring=0.5).key_settings() != base.key_settings()
+    assert NebMaker(calculator="mock", batched=False).key_settings() == base.key_settings()
+    assert set(RelaxMaker().settings()) == {"fmax", "steps", "relax_cell", "fix_symmetry", "symprec", "optimizer",
+                                           "calculator_kwargs"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["barriers", "LiSn", "--calculator", "vasp"],
+    ["study", "Li-Sn", "--calculator", "vasp"],
+    ["hull", "Li-Sn", "--calculator", "vasp"],
+])
+def test_vasp_is_refused_on_the_login_node(tmp_path, capsys, argv):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"alloyflow submit {argv[0]}" in err and "--inside-batch-job" in err
+    assert not (tmp_path / "out").exists()  # refused before any job or store exists
+
+
+def test_inside_batch_job_lifts_the_refusal():
+    from alloyflow.cli import build_parser, refuse_login_node_dft
+
+    args = build_parser().parse_args(["barriers", "LiSn", "--calculator", "vasp", "--inside-batch-job"])
+    refuse_login_node_dft(args)  # no error
+    with pytest.raises(ValueError, match="alloyflow submit refine"):
+        refuse_login_node_dft(build_parser().parse_args(["refine", "LiSn", "--dft", "vasp"]))
