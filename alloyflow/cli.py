@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import warnings
@@ -22,6 +23,40 @@ def _quiet() -> None:
     os.environ.setdefault("TQDM_MININTERVAL", "1")
 
 
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
     default = default_calculator(workflow)
     p.add_argument("--calculator", default=default, choices=available_calculators(),
@@ -29,27 +64,34 @@ def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder, also the job store (default: {DEFAULT_OUT})")
     p.add_argument("--structures", action="append", default=[], metavar="DIR",
                    help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if workflow != "submit":
+        p.add_argument("--potential", metavar="PATH", default=None,
+                       help="use this SevenNet checkpoint file (one you trust) as the ML potential instead of "
+                            "--calculator; it is named after its file (its folder for checkpoint.pth) and loaded "
+                            "with torch.load(weights_only=True). Potentials fine-tuned by this installation are "
+                            "--calculator choices already (recorded in ~/.config/alloyflow/potentials.json); "
+                            "nothing in --out is ever registered")
         p.add_argument("--inside-batch-job", action="store_true",
                        help="run a batch-queue calculator (VASP) in this process: only inside a batch job")
 
 
 def _barrier_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-image-distance", type=float, default=10.0,
+    p.add_argument("--min-image-distance", type=positive_float, default=10.0,
                    help="minimum distance between periodic images of the vacancy, Å (default 10)")
-    p.add_argument("--images", type=int, default=5, help="intermediate NEB images (default 5)")
-    p.add_argument("--fmax", type=float, default=0.05, help="NEB force tolerance, eV/Å (default 0.05)")
-    p.add_argument("--max-hops", type=int, default=None,
-                   help="only the N shortest distinct hops (study default 6; 0 = all)")
-    p.add_argument("--max-length", type=float, default=None, help="longest hop considered, Å")
+    p.add_argument("--images", type=positive_int, default=5, help="intermediate NEB images (default 5)")
+    p.add_argument("--fmax", type=positive_float, default=0.05, help="NEB force tolerance, eV/Å (default 0.05)")
+    p.add_argument("--max-hops", type=non_negative_int, default=None,
+                   help="only the N shortest distinct hops (default: all; a cap makes thresholds upper bounds)")
+    p.add_argument("--max-length", type=positive_float, default=None,
+                   help="longest hop considered, Å (default: the shortest cutoff percolating in 3D, at most 5 Å)")
 
 
 def _thermo_options(p: argparse.ArgumentParser) -> None:
     from alloyflow.workflows.jobs.phonons import DEFAULT_MIN_LENGTH
 
-    p.add_argument("--min-length", type=float, default=DEFAULT_MIN_LENGTH,
+    p.add_argument("--min-length", type=positive_float, default=DEFAULT_MIN_LENGTH,
                    help=f"shortest phonon-supercell lattice vector, Å (default {DEFAULT_MIN_LENGTH:g})")
     p.add_argument("--no-elastic", action="store_true", help="skip the elastic moduli")
     p.add_argument("--no-diffusivity", action="store_true", help="skip attempt frequencies and diffusivities")
@@ -70,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dilute", action="store_true", help="one Li in the host phase (e.g. In): dilute-Li proxy hops")
     p.add_argument("--dilute-mode", choices=["substitution", "interstitial"], default="substitution",
                    help="dilute Li on a host site (hopping into an adjacent host vacancy) or interstitial")
-    p.add_argument("--host-sites", type=int, default=None,
+    p.add_argument("--host-sites", type=positive_int, default=None,
                    help="host sites of the dilute supercell (36 gives the reference's LiIn35; default: smallest "
                         "cell meeting --min-image-distance)")
     p.add_argument("--table", nargs="+", metavar="PHASE", help="print the stored cross-phase table of these phases")
@@ -112,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", action="store_true", help="fine-tune SevenNet-0 on DFT labels (active learning)")
     p.add_argument("--iterations", type=int, default=1, help="fine-tuning iterations (default 1)")
     p.add_argument("--tolerance", type=float, default=0.03, help="|ML - DFT//ML| goal of fine-tuning, eV")
-    p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
+    p.add_argument("--epochs", type=positive_int, default=4, help="fine-tuning epochs (default 4)")
     _common(p, "refine")
 
     p = sub.add_parser("phases", help="list the library's phases of a system with provenance")
@@ -141,9 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study: 'reference' (default), 'auto', 'none' or phase names")
     p.add_argument("--system", help="barriers: chemical system the phase belongs to")
     p.add_argument("--dilute", action="store_true", help="barriers: one Li in the host phase")
-    p.add_argument("--host-sites", type=int, default=None, help="barriers --dilute: host sites of the cell")
+    p.add_argument("--host-sites", type=positive_int, default=None, help="barriers --dilute: host sites of the cell")
     p.add_argument("--jobflow-store", action="store_true", help="results go to jobflow.yaml's JOB_STORE, not <out>/store")
-    p.add_argument("--njobs", type=int, default=1, help="queue jobs to submit with --qadapter")
+    p.add_argument("--njobs", type=positive_int, default=1, help="queue jobs to submit with --qadapter")
     _barrier_options(p)
     _common(p, "submit")
 
@@ -304,15 +346,19 @@ def cmd_calculators(args) -> int:
     return 0
 
 
-def _register_study_potentials(argv) -> None:
-    """Potentials fine-tuned in the --out folder become --calculator choices."""
+def _register_trusted_potentials(argv) -> None:
+    """Potentials this installation fine-tuned (its per-user record) become --calculator choices.
+
+    Nothing in --out is registered: a folder's files could name any checkpoint
+    (a pickle) and any name. --out only picks, among recorded potentials of one
+    name, the one fine-tuned in that folder.
+    """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--out", default=DEFAULT_OUT)
     known, _ = pre.parse_known_args(argv)
-    if (Path(known.out) / "potentials").is_dir():
-        from alloyflow.ml.finetune import register_study_potentials
+    from alloyflow.calculators.user import register_trusted_potentials
 
-        register_study_potentials(known.out)
+    register_trusted_potentials(prefer_dir=known.out)
 
 
 def refuse_login_node_dft(args) -> None:
@@ -332,7 +378,7 @@ def refuse_login_node_dft(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _register_study_potentials(sys.argv[1:] if argv is None else argv)
+    _register_trusted_potentials(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     _quiet()
     if getattr(args, "threads", None):
@@ -345,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
                 "report": cmd_report, "submit": cmd_submit, "search": cmd_search, "calculators": cmd_calculators,
                 "thermo": cmd_thermo, "refine": cmd_refine}
     try:
+        if getattr(args, "potential", None):
+            from alloyflow.calculators.user import register_potential_file
+
+            args.calculator = register_potential_file(args.potential)
         refuse_login_node_dft(args)
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:

@@ -99,7 +99,7 @@ SUBMIT_HULL = """
 def test_submit_rlaunch_and_read_back(fw):
     """alloyflow submit hull -> rlaunch rapidfire -> results in the job store -> hull; resubmission adds nothing."""
     first = json.loads(fw.py(SUBMIT_HULL).strip().splitlines()[-1])
-    assert len(first["fw_ids"]) == 3 and first["after"] == {"READY": 3}
+    assert len(first["fw_ids"]) == 4 and first["after"] == {"READY": 3, "WAITING": 1}  # 3 relaxations, the hull
     fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
 
     from alloyflow.analysis.hull import build_hull
@@ -117,8 +117,11 @@ def test_submit_rlaunch_and_read_back(fw):
     assert sorted(d.energy for d in local) == sorted(d.energy for d in docs)
 
     again = json.loads(fw.py(SUBMIT_HULL).strip().splitlines()[-1])
-    assert again["before"] == {"COMPLETED": 3}  # rlaunch ran every firework
-    assert again["fw_ids"] == [] and len(again["done"]) == 3 and again["after"] == {"COMPLETED": 3}
+    assert again["before"] == {"COMPLETED": 4}  # rlaunch ran every firework
+    assert again["fw_ids"] == [] and len(again["done"]) == 4 and again["after"] == {"COMPLETED": 4}
+    # alloyflow report writes the hull files from the stored hull document
+    assert "collected from the job store: hull Li-In" in fw.cli("alloyflow", "report", "--out", str(fw.out))
+    assert (fw.out / "Li-In" / "hull.csv").read_text().count("\n") >= 4
 
 
 def test_vasp_hull_submits_with_qadapter(fw):
@@ -138,7 +141,7 @@ def test_vasp_hull_submits_with_qadapter(fw):
         print(json.dumps({{"fw_ids": r.fw_ids, "queue_ids": r.queue_ids, "links": links}}))
     """, PATH=f"{stub}:{fw.env['PATH']}")
     result = json.loads(out.strip().splitlines()[-1])
-    assert len(result["fw_ids"]) == 9 and len(result["queue_ids"]) == 1
+    assert len(result["fw_ids"]) == 10 and len(result["queue_ids"]) == 1  # 3 per phase and the hull document
     for phase in ("Li", "In", "LiIn"):
         assert [f"vasp relax {phase}", f"vasp static {phase}"] in result["links"]
         assert [f"vasp static {phase}", f"vasp result {phase}"] in result["links"]
@@ -286,3 +289,42 @@ def test_submit_barriers_adds_one_neb_firework_per_hop(fw):
     fw.cli("alloyflow", "report", "--out", str(fw.out))
     result = json.loads((fw.out / "barriers" / "Li" / "barriers.json").read_text())
     assert result["calculator"]["name"] == "mock" and result["hops"][0]["converged"]
+
+
+def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):
+    """Kill the worker during the second NEB firework; detect_lostruns --rerun; finish: the first NEB is kept."""
+    fw.cli("alloyflow", "submit", "barriers", "Li", "--system", "Li-In", "--calculator", "mock", "--launchpad",
+           str(fw.lp), "--out", str(fw.out), "--min-image-distance", "6", "--images", "3", "--max-hops", "2",
+           "--max-length", "4")
+
+    def nebs() -> dict:
+        try:
+            store = ResultStore(fw.out)  # no lock: the worker may be writing
+        except StoreError:
+            return {}
+        return {d["uuid"]: d["completed_at"]
+                for d in store.jobstore.query({"name": {"$regex": "^neb "}}, properties=["uuid", "completed_at"])}
+
+    code = "import json, sys\n" + f"LP = {str(fw.lp)!r}\n" + textwrap.dedent(KILLABLE_WORKER)
+    worker = subprocess.Popen([sys.executable, "-c", code], env={**fw.env, "ALLOYFLOW_MOCK_DELAY": "0.05"},
+                              cwd=fw.launches, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(nebs()) < 1 and time.time() < deadline and worker.poll() is None:
+        time.sleep(0.3)
+    time.sleep(1.0)  # the second NEB firework is running now
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 137
+    before = nebs()
+    assert len(before) == 1 and fw.states().get("RUNNING") == 1
+
+    time.sleep(1.5)
+    assert "Lost FireWorks: 1" in fw.cli("lpad", "-l", str(fw.lp), "detect_lostruns", "--time", "1", "--rerun")
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    assert list(fw.states()) == ["COMPLETED"]
+    after = nebs()
+    assert len(after) == 2
+    for uuid, completed_at in before.items():  # the NEB finished before the kill was not recomputed
+        assert after[uuid] == completed_at
+    fw.cli("alloyflow", "report", "--out", str(fw.out))
+    result = json.loads((fw.out / "barriers" / "Li" / "barriers.json").read_text())
+    assert len(result["hops"]) == 2 and all(h["forward_barrier"] is not None for h in result["hops"])

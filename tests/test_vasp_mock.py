@@ -1,4 +1,4 @@
-"""VASP flows through atomate2's mocked VASP: inputs of every job, hull and NEB end to end.
+"""VASP flows through atomate2's mocked VASP: inputs of every job, hull, NEB and barrier flows end to end.
 
 atomate2's ``monkeypatch_vasp`` replaces ``run_vasp`` by a copy of reference
 outputs looked up by job name, after checking the job's INCAR, KPOINTS,
@@ -171,3 +171,35 @@ def test_refine_flow_through_mocked_vasp(mock_vasp, tmp_path):
     # the fake VASP is SevenNet-0: a linear (unrelaxed) bcc-Li hop costs far more than the relaxed ~0.14 eV
     assert abs(r.dft_forward_barrier - r.dft_reverse_barrier) < 0.02 and 0.1 < r.dft_forward_barrier < 3.0
     assert "DFT//ML (VASP-PBE" in format_refined(r)
+
+
+def test_barrier_flow_through_mocked_vasp(mock_vasp, tmp_path):
+    """The barrier flow of bcc Li with VASP: relax, plan (NEB jobs made at run time), endpoints, NEB, collect."""
+    from alloyflow.analysis.migration import BarrierResult
+    from alloyflow.engine import ResultStore, run_flow
+
+    flow = fake_vasp.barrier_flow()
+    # the NEB jobs do not exist yet: their references are named after the hops planned in the reference cell
+    paths = fake_vasp.barrier_reference_paths()
+    assert paths["vasp relax Li"] == "vasp_relax_Li" and "vasp neb Li hop 0" in paths  # hull's relax reused
+    mock_vasp(paths)
+    with ResultStore(tmp_path) as store:
+        summary = run_flow(flow, store)
+        r = store.document(flow.output.uuid, BarrierResult)
+        again = run_flow(fake_vasp.barrier_flow(), store)
+    # relax, static, convert; two endpoints, images, NEB, convert (planning and collecting are not counted)
+    assert summary.computed == 8 and not summary.failed
+    # keyed: a rebuilt flow finds its relaxation and its finished planning job (hence every NEB) in the store
+    assert again.computed == 0 and again.assembled == 0 and again.reused == 3
+    assert r.calculator["name"] == "vasp" and r.calculator["kind"] == "dft"
+    assert r.phase == "Li" and r.mode == "vacancy" and r.supercell.natoms == 14 and r.settings["n_images"] == 3
+    assert len(r.hops) == 1
+    hop = r.hops[0]
+    assert hop.converged and hop.n_images == 3 and len(hop.energies) == 5 and 2.9 < hop.length < 3.1
+    # the fake VASP's SevenNet-0 barrier of the nearest-neighbour vacancy hop in this 14-atom cell: ~0.14 eV
+    assert 0.05 < hop.forward_barrier < 0.3 and abs(hop.endpoint_asymmetry) < 0.01
+    assert set(r.percolation) == {"1d", "2d", "3d"}
+    # the nearest-neighbour hops of bcc connect every site in 3D: one threshold, the hop's cost
+    assert all(v is not None and 0.05 < v < 0.3 for v in r.percolation.values())
+    assert r.percolation["3d"] == pytest.approx(hop.cost) and r.percolation_hops["3d"] == hop.id
+    assert not r.hops_left_out and not r.warnings

@@ -30,6 +30,13 @@ from pydantic import BaseModel, Field, field_validator
 
 DIMENSIONS = ("1d", "2d", "3d")
 
+MAX_HOP_LENGTH = 5.0
+"""Å: the longest Li-Li hop taken as one elementary jump when the cutoff is raised towards 3D percolation.
+
+Nearest Li-Li distances in the Li-In and Li-Sn phases are 2.7-3.4 Å and
+bcc Li's second shell is 3.4 Å; a 5 Å hop passes through a neighbour's site.
+"""
+
 
 class CoordinationSummary(BaseModel):
     cn: int
@@ -99,7 +106,15 @@ class BarrierResult(BaseModel):
     metastability_correction: MetastabilityCorrection | None = None
     settings: dict = Field(default_factory=dict)
     relaxed_structure: dict | None = None
+    hops_left_out: list[int] = Field(default_factory=list,
+                                     description="ids of distinct hops within max_length that were not computed")
+    network_dimension: int | None = Field(None, description="dimension reached by every hop within max_length")
     warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def percolation_complete(self) -> bool:
+        """Whether every distinct hop within ``max_length`` was computed (else thresholds are upper bounds)."""
+        return not self.hops_left_out
 
     @field_validator("relaxed_structure", mode="before")
     @classmethod
@@ -190,6 +205,57 @@ def network_dimension(n_sites: int, edges) -> int:
     """Number of independent directions in which ``(i, j, image)`` edges percolate."""
     uf = _WindingUnionFind(n_sites)
     return max([uf.union(e[0], e[1], e[2]) for e in edges], default=0)
+
+
+def geometric_dimension(network) -> int:
+    """Dimension in which all the hops of a ``HopNetwork`` percolate, whatever their barriers."""
+    return network_dimension(network.n_sites, graph_edges(network, {h.id: 0.0 for h in network.hops}))
+
+
+def percolating_cutoff(structure, species: str = "Li", limit: float = MAX_HOP_LENGTH, symprec: float = 0.1):
+    """The shortest hop cutoff (Å) whose hops percolate in 3D, and the hop network at it.
+
+    Candidates are the distinct ``species``-``species`` distances from
+    DistinctPathFinder's choice up to ``limit``; the dimension grows with the
+    cutoff, so a bisection finds the shortest one reaching 3D. Where even
+    ``limit`` does not reach 3D, the network at the longest candidate is
+    returned; its dimension says so.
+
+    Returns
+    -------
+    (float, HopNetwork, int)
+        Cutoff, network and the dimension its hops reach.
+    """
+    from alloyflow.structures.migration import hop_network
+
+    first = hop_network(structure, species, None, symprec=symprec)
+    dim = geometric_dimension(first)
+    if dim == 3 or first.max_length >= limit:
+        return first.max_length, first, dim
+    sites = [i for i, site in enumerate(structure) if site.species_string == species]
+    sub = structure.copy()
+    sub.remove_sites([i for i in range(len(structure)) if i not in set(sites)])
+    dists = sorted({round(float(d), 3) for d in sub.distance_matrix.ravel() if first.max_length + 1e-3 < d <= limit}
+                   | {round(float(n.nn_distance), 3) for nbrs in sub.get_all_neighbors(limit) for n in nbrs
+                      if first.max_length + 1e-3 < n.nn_distance <= limit})
+    if not dists:
+        return first.max_length, first, dim
+    best = (first.max_length, first, dim)
+    lo, hi = 0, len(dists) - 1
+    top = hop_network(structure, species, dists[hi], symprec=symprec)
+    top_dim = geometric_dimension(top)
+    if top_dim < 3:
+        return dists[hi], top, top_dim
+    best = (dists[hi], top, top_dim)
+    while lo < hi:  # the shortest cutoff reaching 3D lies in dists[lo..hi]
+        mid = (lo + hi) // 2
+        net = hop_network(structure, species, dists[mid], symprec=symprec)
+        d = geometric_dimension(net)
+        if d == 3:
+            best, hi = (dists[mid], net, d), mid
+        else:
+            lo = mid + 1
+    return best
 
 
 def hop_cost(forward: float | None, reverse: float | None) -> float | None:
@@ -334,7 +400,8 @@ def format_barrier_table(results: list[BarrierResult]) -> str:
     lines += [line(r) for r in rows]
     lines += ["", "Lowest percolating barrier (meV)"]
     for r in results:
-        perc = " ".join(f"{d.upper()} {_mev(r.percolation.get(d))}" for d in DIMENSIONS)
+        bound = "" if r.percolation_complete else "<="
+        perc = " ".join(f"{d.upper()} {bound}{_mev(r.percolation.get(d))}" for d in DIMENSIONS)
         text = f"{r.phase} [{r.calculator.get('label', r.calculator.get('name', '?'))}, {r.supercell.natoms} atoms, {r.mode}]: {perc}"
         mc = r.metastability_correction
         if mc is not None and mc.correction > 0:

@@ -89,8 +89,12 @@ def barrier_section(barriers) -> str:
                          _fmt(_hop_get(hop, "forward_barrier"), 1000, 0), _fmt(_hop_get(hop, "reverse_barrier"), 1000, 0),
                          "yes" if _hop_get(hop, "converged") else "NO"])
         sc = res.supercell if isinstance(res.supercell, dict) else res.supercell.model_dump()
+        left_out = list(getattr(res, "hops_left_out", None) or [])
+        bound = "≤ " if left_out else ""
         perc_rows.append([res.phase, sc.get("natoms"), _fmt(sc.get("min_image_distance"), digits=1),
-                          *(_fmt(perc.get(d), 1000, 0) for d in ("1d", "2d", "3d"))])
+                          *((bound + _fmt(perc.get(d), 1000, 0)) if perc.get(d) is not None else "–"
+                            for d in ("1d", "2d", "3d")),
+                          ", ".join(map(str, left_out)) or "none"])
     return "\n".join([
         "## Li migration barriers (dilute vacancy, CI-NEB)",
         "",
@@ -98,9 +102,10 @@ def barrier_section(barriers) -> str:
         "",
         table(["phase", "hop", "length (Å)", "CN initial", "CN final", "forward", "reverse", "converged"], rows),
         "",
-        "Lowest barrier at which the hop network percolates (meV):",
+        "Lowest barrier at which the hop network percolates (meV; ≤: an upper bound, some distinct hops "
+        "were not computed):",
         "",
-        table(["phase", "supercell atoms", "min image distance (Å)", "1D", "2D", "3D"], perc_rows),
+        table(["phase", "supercell atoms", "min image distance (Å)", "1D", "2D", "3D", "hops left out"], perc_rows),
     ])
 
 

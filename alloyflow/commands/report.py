@@ -18,10 +18,11 @@ from alloyflow.engine.fireworks import reading_store
 from alloyflow.engine.local import is_finished
 from alloyflow.engine.store import ResultStore, as_dict
 from alloyflow.io.barriers import write_barrier_outputs
+from alloyflow.io.hull import write_hull_outputs
 from alloyflow.io.layout import OutputLayout
 from alloyflow.io.report import rebuild_report
 from alloyflow.io.submissions import read_submissions
-from alloyflow.workflows.schemas.study import StudyDocument
+from alloyflow.workflows.schemas.study import HullDocument, StudyDocument
 
 
 @dataclass
@@ -77,6 +78,9 @@ def _write(entry: dict, output, layout: OutputLayout) -> None:
 
     if entry["kind"] == "study":
         write_study_outputs(layout.root, StudyDocument.model_validate(as_dict(output)))
+    elif entry["kind"] == "hull":
+        doc = HullDocument.model_validate(as_dict(output))
+        write_hull_outputs(layout.system(doc.system), doc.hull, doc.voltage)
     elif entry["kind"] == "barriers":
         s = entry["settings"]
         write_barrier_outputs(layout.barriers(s["phase"], s.get("dilute", False)),
@@ -85,26 +89,11 @@ def _write(entry: dict, output, layout: OutputLayout) -> None:
 
 def collect(out: str | Path) -> Collected:
     """Write the files of every finished submission of ``out``, then ``report.md``."""
-    from alloyflow.commands.submit import hull_documents
-    from alloyflow.io.hull import write_hull_outputs
-    from alloyflow.workflows.flows.hull import hull_from_documents
-
     layout = OutputLayout(out)
     found = Collected()
     for entry in read_submissions(out):
         name = f"{entry['kind']} {entry['name']}"
         reader = reading_store(None if entry["store"] == "jobflow" else ResultStore(out))
-        if entry["kind"] == "hull":
-            s = entry["settings"]
-            docs, missing = hull_documents(s["system"], s["calculator"], out=out if entry["store"] == "out" else None,
-                                           phases=s.get("phases"), structure_dirs=s.get("structure_dirs", ()))
-            if missing:
-                found.missing[name] = missing
-                continue
-            doc = hull_from_documents(s["system"], docs)
-            write_hull_outputs(layout.system(s["system"]), doc.hull, doc.voltage)
-            found.finished.append(name)
-            continue
         done = reader.query_one({"uuid": entry["output_uuid"], "index": {"$gte": entry["output_index"]}},
                                 properties=["uuid"])
         if done is None:

@@ -24,20 +24,11 @@ from alloyflow.workflows.jobs.backends import relax_maker_for
 
 def hull_flow(system: str, calculator: str = DEFAULT_CALCULATOR, phases: list[str] | None = None,
               structure_dirs=(), relax_maker=None) -> Flow:
-    """The keyed hull flow ``alloyflow hull`` runs (same phases, same keys), for any calculator."""
-    import alloyflow.calculators.dft  # noqa: F401  (registers gpaw and vasp)
-    from alloyflow.calculators import check_elements
-    from alloyflow.structures import StructureLibrary, parse_system
-    from alloyflow.workflows.flows.hull import HullMaker
+    """The hull flow ``alloyflow hull`` runs (same phases, same keys: relaxations, then the hull document)."""
+    from alloyflow.commands.common import library_for
+    from alloyflow.workflows.flows.hull import hull_flow_for
 
-    library = StructureLibrary(user_dirs=structure_dirs or ())
-    check_elements(calculator, parse_system(system), where=f"system {system}")
-    candidates = library.phases(system)
-    if phases:
-        wanted = set(phases)
-        candidates = [p for p in candidates if p.name in wanted or p.formula in wanted or len(p.elements) == 1]
-    maker = relax_maker or relax_maker_for(calculator)
-    return HullMaker(name=f"alloyflow hull {system} ({calculator})", relax_maker=maker).make(candidates)
+    return hull_flow_for(system, calculator, library_for(structure_dirs), phases, relax_maker=relax_maker)
 
 
 def submit_hull(system: str, calculator: str = DEFAULT_CALCULATOR, launchpad_file: str | Path = "my_launchpad.yaml",
@@ -50,9 +41,9 @@ def submit_hull(system: str, calculator: str = DEFAULT_CALCULATOR, launchpad_fil
     share), or with ``use_jobflow_store`` to the workers' jobflow JOB_STORE.
     """
     flow = hull_flow(system, calculator, phases=phases, structure_dirs=structure_dirs)
-    store = None if use_jobflow_store else ResultStore(out)
-    return submit_flow(flow, launchpad_file, qadapter_file, store=store, njobs=njobs,
-                       launch_dir=Path(out).resolve() / "launches")
+    record = {"system": system, "calculator": calculator, "phases": phases, "structure_dirs": list(structure_dirs)}
+    return _submit_and_record(flow, "hull", system, record, launchpad_file, qadapter_file, out, use_jobflow_store,
+                              njobs, dynamic=False)
 
 
 def hull_documents(system: str, calculator: str = DEFAULT_CALCULATOR, out: str | Path | None = "alloyflow-out",
@@ -68,6 +59,8 @@ def hull_documents(system: str, calculator: str = DEFAULT_CALCULATOR, out: str |
     reader = reading_store(store if store is not None else out)
     docs, missing = [], []
     for entry in flow.jobs:
+        if (getattr(entry, "metadata", None) or {}).get("alloyflow_kind") == "assembly":
+            continue  # the hull document itself
         label = (entry.metadata or {}).get("alloyflow_label", entry.name) if hasattr(entry, "metadata") else entry.name
         if reader.query_one({"uuid": entry.uuid}, properties=["uuid"]) is None:
             missing.append(label)

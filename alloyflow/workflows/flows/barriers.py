@@ -34,8 +34,11 @@ from alloyflow.analysis.migration import (
     CoordinationSummary,
     HopBarrier,
     SupercellInfo,
+    MAX_HOP_LENGTH,
     assign_percolation,
+    geometric_dimension,
     hop_cost,
+    percolating_cutoff,
     reaction_coordinate,
 )
 from alloyflow.calculators import calculator_info, check_elements
@@ -56,8 +59,11 @@ from alloyflow.workflows.jobs.relax import RelaxationDocument
 SAME_MINIMUM_TOL = 0.3
 """Å: relaxed endpoints whose atoms all lie closer than this are one minimum."""
 
-FLOW_VERSION = 1
-"""Bump when the planning or collecting logic changes what a stored barrier result means."""
+FLOW_VERSION = 2
+"""Bump when the planning or collecting logic changes what a stored barrier result means.
+
+2: the hop cutoff is raised until the hops percolate in 3D; left-out hops are recorded.
+"""
 
 
 @dataclass
@@ -71,7 +77,8 @@ class BarrierSettings:
     max_hops : int or None
         Only the ``max_hops`` shortest distinct hops; None computes all.
     max_length : float or None
-        Longest hop considered (Å); None takes the shortest cutoff that percolates.
+        Longest hop considered (Å); None takes the shortest cutoff whose hops percolate in 3D
+        (at most ``MAX_HOP_LENGTH``), so every hop a percolation threshold can need is computed.
     dilute : bool
         The phase is a Li-free host and the hops are those of one Li in it.
     dilute_mode : str
@@ -112,6 +119,8 @@ class HopPlan:
     cns: list  # (cn_initial, cn_final) per entry
     n_distinct: int
     warnings: list[str] = field(default_factory=list)
+    left_out: list[int] = field(default_factory=list)
+    dimension: int | None = None
 
 
 def _dilute_cn(host: Structure, hop, info, mode: str) -> tuple[dict, dict]:
@@ -141,22 +150,32 @@ def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSet
         n_m = n_host - 1 if settings.dilute_mode == "substitution" else n_host
         name = Composition({"Li": 1, formula: n_m}).reduced_formula if len(elements) == 1 else f"Li in {formula}"
         mode = f"dilute-{settings.dilute_mode}"
+        dim = None
         cns = [_dilute_cn(relaxed, hop, info, settings.dilute_mode) for hop, _, _, info in entries]
     else:
-        network = hop_network(relaxed, "Li", settings.max_length)
+        if settings.max_length is None:
+            _, network, dim = percolating_cutoff(relaxed, "Li")
+        else:
+            network = hop_network(relaxed, "Li", settings.max_length)
+            dim = geometric_dimension(network)
         choice = vacancy_supercell_matrix(relaxed, settings.min_image_distance)
         entries = [(hop, *vacancy_hop_endpoints(relaxed, hop, supercell=choice)) for hop in network.hops]
         name, mode = phase, "vacancy"
         cns = [hop_coordination(relaxed, hop.isite_index, hop.esite_index) for hop, *_ in entries]
     warnings = []
+    if dim is not None and dim < 3:
+        warnings.append(f"the Li hops up to {network.max_length:.2f} Å percolate in {dim}D only"
+                        + ("" if settings.max_length is not None else f" (searched up to {MAX_HOP_LENGTH:g} Å)"))
     n_distinct = len(entries)
+    left_out = []
     if settings.max_hops is not None and len(entries) > settings.max_hops:
+        left_out = [e[0].id for e in entries[settings.max_hops:]]
         warnings.append(
-            f"only the {settings.max_hops} shortest of {len(entries)} distinct hops were computed; "
-            "percolation uses the computed hops only"
+            f"only the {settings.max_hops} shortest of {len(entries)} distinct hops were computed (left out: "
+            f"{', '.join(map(str, left_out))}); the percolation thresholds are upper bounds"
         )
         entries, cns = entries[: settings.max_hops], cns[: settings.max_hops]
-    return HopPlan(name, mode, network, entries, cns, n_distinct, warnings)
+    return HopPlan(name, mode, network, entries, cns, n_distinct, warnings, left_out, dim)
 
 
 def _periodic_disp(a: Structure, b: Structure) -> np.ndarray:
@@ -292,7 +311,8 @@ def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase
         hops=hops, max_length=plan.network.max_length,
         settings={"min_image_distance": s.min_image_distance, "n_images": band["n_images"], "fmax": band["fmax"],
                   "max_hops": s.max_hops, "max_length": s.max_length, "n_distinct_hops": len(plan.network.hops)},
-        relaxed_structure=relaxed.as_dict(), warnings=warnings,
+        relaxed_structure=relaxed.as_dict(), warnings=warnings, hops_left_out=plan.left_out,
+        network_dimension=plan.dimension,
     )
     assign_percolation(result, plan.network)
     reached = [d for d in ("1d", "2d", "3d") if result.percolation[d] is not None]

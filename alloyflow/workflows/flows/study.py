@@ -59,10 +59,9 @@ class StudySettings:
     min_image_distance: float = 10.0
     n_images: int = 5
     fmax: float = 0.05
-    # Li17Sn4 has 15 distinct hops in a 104-atom cell (about 45 min on 2 cores):
-    # the study takes the 6 shortest per phase; percolation then uses those only
-    # and each result says so. `--max-hops 0` computes all.
-    max_hops: int | None = 6
+    # Every distinct hop up to the 3D-percolating cutoff (None): a cap makes the
+    # thresholds upper bounds, which each result then says with the hops left out.
+    max_hops: int | None = None
     max_length: float | None = None
     structure_dirs: list[str] = field(default_factory=list)
     phases: list[str] | None = None

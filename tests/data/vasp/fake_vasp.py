@@ -20,6 +20,15 @@ Regenerate the references (about a minute; commit the result):
 
     python tests/data/vasp/fake_vasp.py [--calculator sevennet] [--only refine]
 
+The barrier flow (``--only barriers``) plans its NEB jobs at run time, so its
+references are recorded from a run of the flow itself on alloyflow's engine:
+its cell relaxation replays the ``Li`` case's references (rebuild ``barriers``
+after ``Li``), the endpoint and NEB jobs it creates run the fake VASP and are
+kept by job name; ``barrier_reference_paths`` finds those names again, before
+a run, by planning the hops of the reference's relaxed cell. Its 14-atom NEB
+is the slow part (about 10 minutes on two busy cores). Rebuild it whenever
+the hop planning or the supercell choice changes what the NEB jobs get.
+
 Why hand-written XML: pymatgen has no vasprun.xml writer.
 """
 
@@ -101,13 +110,56 @@ def vasp_flows(only: str | None = None):
     return [f for f in flows if only is None or f[0] == only]
 
 
+def _runs_vasp(name: str) -> bool:
+    return name.startswith(("vasp relax", "vasp static", "vasp endpoint", "vasp neb ")) and "result" not in name
+
+
 def reference_paths(flows) -> dict[str, str]:
-    """job name -> reference folder, for ``monkeypatch_vasp`` (only jobs that run VASP)."""
+    """job name -> reference folder, for ``monkeypatch_vasp`` (only jobs that run VASP; nested flows too)."""
     paths = {}
     for _, flow in flows:
-        for j in flow.jobs:
-            if j.name.startswith(("vasp relax", "vasp static", "vasp endpoint", "vasp neb ")) and "result" not in j.name:
+        jobs = [j for j, _ in flow.iterflow()] if hasattr(flow, "iterflow") else [flow]
+        for j in jobs:
+            if _runs_vasp(j.name):
                 paths[j.name] = j.name.replace(" ", "_")
+    return paths
+
+
+BARRIER_SETTINGS = {"min_image_distance": 7.0, "max_hops": 1}
+"""bcc Li's barrier case: the shortest hop in a 14-atom vacancy cell (periodic images 7.6 Å apart)."""
+
+
+def barrier_flow():
+    """The barrier flow of bcc Li (library phase ``Li``) with VASP, exactly as the test builds it."""
+    from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings
+    from alloyflow.workflows.jobs.backends import makers_for
+
+    return BarrierFlowMaker(makers=makers_for("vasp", n_images=NEB_BAND_IMAGES),
+                            settings=BarrierSettings(**BARRIER_SETTINGS)).make(hull_phases()[0])
+
+
+def barrier_reference_paths(root: Path = HERE) -> dict[str, str]:
+    """job name -> reference folder for the barrier flow, its run-time NEB jobs included.
+
+    The NEB jobs are named after the hops that ``barrier_hops`` plans in the
+    relaxed cell; that cell is the output of the reference static (what the
+    flow's relaxation document holds), so planning it here gives their names.
+    """
+    from pymatgen.io.vasp import Vasprun
+
+    from alloyflow.workflows.flows.barriers import BarrierSettings, plan_hops
+    from alloyflow.workflows.jobs.backends import makers_for
+
+    flow = barrier_flow()
+    paths = reference_paths([("barriers", flow)])
+    static = next(v for k, v in paths.items() if k.startswith("vasp static"))
+    relaxed = Vasprun(root / static / "outputs" / "vasprun.xml.gz", parse_dos=False,
+                      parse_eigen=False, parse_potcar_file=False).final_structure
+    phase = hull_phases()[0]
+    plan = plan_hops(phase.name, phase.formula, relaxed, BarrierSettings(**BARRIER_SETTINGS))
+    neb = makers_for("vasp", n_images=NEB_BAND_IMAGES).neb
+    for hop, initial, final, _ in plan.entries:  # the label barrier_hops gives each hop
+        paths |= reference_paths([("hop", neb.keyed_job(initial, final, label=f"{plan.name} hop {hop.id}"))])
     return paths
 
 
@@ -450,25 +502,40 @@ def _copy(src: Path, dst: Path, names) -> None:
 
 
 def build_references(calculator: str = "sevennet", root: Path = HERE, only: str | None = None) -> None:
-    """Run every VASP job of the test flows through the fake VASP and keep inputs/outputs by job name."""
+    """Run every VASP job of the test flows through the fake VASP and keep inputs/outputs by job name.
+
+    ``only``: one case of ``vasp_flows`` (``Li``, ``In``, ``LiIn``, ``Li hop``,
+    ``refine``) or ``barriers`` (the barrier flow of bcc Li, whose relaxation
+    replays the ``Li`` references).
+    """
     import tempfile
 
     import atomate2.vasp.jobs.base
     import atomate2.vasp.jobs.neb
     import atomate2.vasp.run
+    from atomate2.utils.testing.vasp import fake_run_vasp as replay_vasp
     from jobflow import CURRENT_JOB, Flow, JobStore, run_locally
     from maggma.stores import MemoryStore
     from pymatgen.io.vasp.sets import VaspInputSet
 
     import alloyflow.calculators.dft  # noqa: F401  (registers "vasp")
+    from alloyflow.engine import ResultStore, run_flow
 
     flows = vasp_flows(only)
     paths = reference_paths(flows)
+    replay: dict[str, str] = {}  # jobs served from existing references (the barrier flow's relaxation)
+    recorded: dict[str, str] = {}
     inputs = ("INCAR", "KPOINTS", "POSCAR", "POTCAR.spec")
     outputs = ("vasprun.xml", "OUTCAR", "CONTCAR")
 
     def fake_run_vasp(*args, **kwargs):
-        ref = root / paths[CURRENT_JOB.job.name]
+        name = CURRENT_JOB.job.name
+        if name in replay:
+            replay_vasp(root / replay[name])  # checks the inputs against the reference, copies its outputs
+            return
+        # the barrier flow's NEB jobs exist only at run time: named as reference_paths names them
+        recorded[name] = paths.get(name, name.replace(" ", "_"))
+        ref = root / recorded[name]
         shutil.rmtree(ref, ignore_errors=True)
         cwd = Path.cwd()
         _copy(cwd, ref / "inputs", inputs)
@@ -489,11 +556,20 @@ def build_references(calculator: str = "sevennet", root: Path = HERE, only: str 
         mod.run_vasp = fake_run_vasp
     VaspInputSet.get_input_set = spec_input_set
     VaspInputSet.nelect = property(lambda self: 12)
-    store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
-    with tempfile.TemporaryDirectory() as tmp:
-        run_locally(Flow([f for _, f in flows]), store=store, create_folders=True, root_dir=tmp,
-                    ensure_success=True, log=False, raise_immediately=True)
-    print(f"wrote {len(paths)} reference folders under {root}")
+    if flows:
+        store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+        with tempfile.TemporaryDirectory() as tmp:
+            run_locally(Flow([f for _, f in flows]), store=store, create_folders=True, root_dir=tmp,
+                        ensure_success=True, log=False, raise_immediately=True)
+    if only in (None, "barriers"):
+        flow = barrier_flow()
+        replay.update(reference_paths([("barriers", flow)]))  # the Li case's relax and static
+        with tempfile.TemporaryDirectory() as tmp, ResultStore(tmp) as store:
+            run_flow(flow, store)
+        expected = {k: v for k, v in barrier_reference_paths(root).items() if k not in replay}
+        if recorded != expected:
+            raise RuntimeError(f"barrier references {sorted(recorded)} != planned {sorted(expected)}")
+    print(f"wrote {len(recorded)} reference folders under {root}: {', '.join(sorted(recorded.values()))}")
 
 
 if __name__ == "__main__":
