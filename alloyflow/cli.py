@@ -86,6 +86,8 @@ def _barrier_options(p: argparse.ArgumentParser) -> None:
                    help="only the N shortest distinct hops (default: all; a cap makes thresholds upper bounds)")
     p.add_argument("--max-length", type=positive_float, default=None,
                    help="longest hop considered, Å (default: the shortest cutoff percolating in 3D, at most 5 Å)")
+    p.add_argument("--endpoint-trials", type=positive_int, default=3,
+                   help="relaxations per NEB endpoint from seeded starts, lowest kept (default 3; 1 = as before)")
 
 
 def _thermo_options(p: argparse.ArgumentParser) -> None:
@@ -221,6 +223,7 @@ def cmd_barriers(args) -> int:
         structure_dirs=args.structures, min_image_distance=args.min_image_distance, n_images=args.images,
         fmax=args.fmax, max_hops=args.max_hops or None, max_length=args.max_length, dilute=args.dilute,
         dilute_mode=args.dilute_mode, n_host_sites=args.host_sites, progress=not args.no_progress,
+        endpoint_trials=args.endpoint_trials,
     )
     print(result.text)
     return 0
@@ -236,6 +239,7 @@ def _study_settings(args, systems):
         max_hops=max_hops, max_length=args.max_length, structure_dirs=args.structures, phases=args.phases,
         temperature=getattr(args, "temperature", None), min_length=getattr(args, "min_length", StudySettings.min_length),
         elastic=not getattr(args, "no_elastic", False), diffusivity=not getattr(args, "no_diffusivity", False),
+        endpoint_trials=args.endpoint_trials,
     )
 
 
@@ -313,6 +317,7 @@ def cmd_submit(args) -> int:
         result = submit.submit_barriers(
             args.targets[0], calculator=args.calculator, system=args.system, structure_dirs=args.structures,
             use_jobflow_store=args.jobflow_store, n_images=args.images, fmax=args.fmax, njobs=args.njobs,
+            endpoint_trials=args.endpoint_trials,
             min_image_distance=args.min_image_distance, max_hops=args.max_hops or None,
             max_length=args.max_length, dilute=args.dilute, n_host_sites=args.host_sites, **common)
     elif args.what == "study":

@@ -23,3 +23,9 @@ def sevennet_bcc_li_band():
     fin = ini.copy()
     fin.replace(j, "Li", coords=[0, 0, 0], coords_are_cartesian=True)
     return NebMaker(calculator="sevennet", n_images=3, fmax=0.05).run(ini, fin, label="bcc Li hop")
+
+
+@pytest.fixture(autouse=True)
+def _private_user_config(tmp_path_factory, monkeypatch):
+    """Each test gets its own $XDG_CONFIG_HOME: the trusted-potential record (alloyflow.calculators.user) is per user."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))

@@ -131,7 +131,8 @@ def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
     assert result.percolation["1d"] == result.percolation["3d"]  # bcc: the nn hop alone is a 3D net
     mc = result.metastability_correction
     assert mc.correction == pytest.approx(0.001 * result.supercell.natoms)
-    assert len(seen) == 3 and not any(reused for _, reused in seen)  # relax + two bands
+    assert len(seen) == 4 and not any(reused for _, reused in seen)  # relax + two bands + the host's elastic tensor
+    assert result.host_stability.stable is True
 
     seen.clear()
     with ResultStore(tmp_path) as store:

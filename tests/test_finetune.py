@@ -5,6 +5,8 @@ fine-tuning step visibly moves predictions) to keep the test under ~90 s;
 the workflow's default labeller is GPAW.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -80,12 +82,22 @@ def test_finetune_registers_and_changes_predictions(tmp_path, monkeypatch):
     e_base = probe.get_potential_energy()
     assert abs(e_ft - e_base) > 1e-4  # the fine-tuned model predicts differently
 
-    # a new command line sees the study's potentials as --calculator choices
-    from alloyflow.cli import _register_study_potentials, build_parser
+    # fine-tuning recorded the checkpoint and its digest in the per-user trusted record (not only in the folder)
+    from alloyflow.calculators import registry
+    from alloyflow.calculators.user import trusted_record, trusted_registry_path
 
-    _register_study_potentials(["hull", "Li-In", "--out", str(tmp_path)])
+    assert trusted_registry_path().is_relative_to(os.environ["XDG_CONFIG_HOME"])
+    record = trusted_record(folder / "checkpoint.pth")
+    assert record is not None and record["name"] == "li-ft" and record["sha256"] == result.sha256
+
+    # a new command line sees this installation's potentials as --calculator choices
+    from alloyflow.cli import _register_trusted_potentials, build_parser
+
+    registry._REGISTRY.pop("li-ft")  # as in a new process
+    _register_trusted_potentials(["hull", "Li-In", "--out", str(tmp_path)])
     args = build_parser().parse_args(["hull", "Li-In", "--calculator", "li-ft", "--out", str(tmp_path)])
     assert args.calculator == "li-ft"
+    assert result.sha256[:12] in calculator_info("li-ft")["model"]
 
     # A broken file is a clear error and leaves the registry (and the default) usable.
     bad = tmp_path / "broken.pth"

@@ -10,7 +10,7 @@ import pytest
 from alloyflow.cli import main
 
 DATA = Path(__file__).parent / "data" / "stored_study_v0"
-OLD_STUDY = ["study", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--barriers", "reference",
+OLD_STUDY = ["study", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--barriers", "reference", "--endpoint-trials", "1",
              "--min-image-distance", "6", "--images", "3", "--max-hops", "2", "--no-progress"]
 
 
@@ -18,10 +18,28 @@ def _computed(stdout: str) -> int:
     return int(re.search(r"(\d+) job\(s\) computed", stdout).group(1))
 
 
-def test_study_stored_before_the_redesign_reruns_with_nothing_computed(tmp_path, capsys):
+def _documents(out: Path) -> dict:
+    from alloyflow.engine import ResultStore
+
+    store = ResultStore(out)
+    return {(d["uuid"], d["index"]): (d["name"], d["completed_at"])
+            for d in store.jobstore.query({}, properties=["uuid", "index", "name", "completed_at"])}
+
+
+def test_study_stored_before_the_redesign_reruns_with_nothing_recomputed(tmp_path, capsys):
+    """The same command (endpoints relaxed once, as then: ``--endpoint-trials 1``) finds every stored job.
+
+    What the redesign added since (the host-stability check) is computed; no
+    relaxation or NEB stored before is computed again.
+    """
     shutil.copytree(DATA / "store", tmp_path / "store")
+    before = _documents(tmp_path)
     assert main([*OLD_STUDY, "--out", str(tmp_path)]) == 0
-    assert _computed(capsys.readouterr().out) == 0
+    after = _documents(tmp_path)
+    assert all(after[k] == v for k, v in before.items())  # untouched: same completion times
+    new = [name for k, (name, _) in after.items() if k not in before]
+    assert not [n for n in new if n.startswith(("relax ", "neb "))], new
+    assert _computed(capsys.readouterr().out) == sum(n.startswith("elastic ") for n in new)
     old_hull = json.loads((DATA / "expected" / "hull.json").read_text())
     new_hull = json.loads((tmp_path / "Li-In" / "hull.json").read_text())
     assert {p["name"]: p["energy_per_atom"] for p in new_hull["phases"]} == \

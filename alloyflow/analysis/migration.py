@@ -75,6 +75,9 @@ class HopBarrier(BaseModel):
     relaxed_hop_distance: float | None = Field(None, description="largest single-atom displacement between the relaxed endpoints, Å")
     max_endpoint_relaxation: float | None = Field(None, description="largest atomic relaxation of an endpoint, Å")
     neb_key: str | None = None
+    endpoint_energies: list[list[float]] = Field(
+        default_factory=list, description="relaxed energies (eV) of the seeded endpoint trials: [initial, final]")
+    endpoint_spread: list[float] = Field(default_factory=list, description="max - min trial energy, eV: [initial, final]")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -90,6 +93,15 @@ class MetastabilityCorrection(BaseModel):
         "a correction, not a computed barrier: the endpoints belong to a phase above the hull, which lowers "
         "the 0 K barrier; hull distance x atoms in the supercell is a crude estimate of that lowering"
     )
+
+
+class HostStability(BaseModel):
+    """Whether the host phase is mechanically stable, checked before its barriers are trusted."""
+
+    method: str = Field(description="how it was checked, with the calculator that produced the numbers")
+    stable: bool | None = Field(None, description="None: not checked (see note)")
+    min_eigenvalue_gpa: float | None = Field(None, description="smallest eigenvalue of the 6x6 Voigt C, GPa")
+    note: str = ""
 
 
 class BarrierResult(BaseModel):
@@ -109,6 +121,7 @@ class BarrierResult(BaseModel):
     hops_left_out: list[int] = Field(default_factory=list,
                                      description="ids of distinct hops within max_length that were not computed")
     network_dimension: int | None = Field(None, description="dimension reached by every hop within max_length")
+    host_stability: HostStability | None = None
     warnings: list[str] = Field(default_factory=list)
 
     @property

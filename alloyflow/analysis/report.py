@@ -79,6 +79,16 @@ def _hop_get(hop, key, default=None):
     return hop.get(key, default) if isinstance(hop, dict) else getattr(hop, key, default)
 
 
+def _host(hs) -> str:
+    """The host-stability cell of the barrier table: yes, NO (with the smallest C eigenvalue), or why unchecked."""
+    if hs is None:
+        return "–"
+    hs = hs if isinstance(hs, dict) else hs.model_dump()
+    if hs.get("stable") is None:
+        return "not checked"
+    return "yes" if hs["stable"] else f"NO (min eig C {hs['min_eigenvalue_gpa']:.1f} GPa): metastable host"
+
+
 def barrier_section(barriers) -> str:
     rows, perc_rows = [], []
     for res in barriers:
@@ -94,7 +104,7 @@ def barrier_section(barriers) -> str:
         perc_rows.append([res.phase, sc.get("natoms"), _fmt(sc.get("min_image_distance"), digits=1),
                           *((bound + _fmt(perc.get(d), 1000, 0)) if perc.get(d) is not None else "–"
                             for d in ("1d", "2d", "3d")),
-                          ", ".join(map(str, left_out)) or "none"])
+                          ", ".join(map(str, left_out)) or "none", _host(getattr(res, "host_stability", None))])
     return "\n".join([
         "## Li migration barriers (dilute vacancy, CI-NEB)",
         "",
@@ -105,7 +115,8 @@ def barrier_section(barriers) -> str:
         "Lowest barrier at which the hop network percolates (meV; ≤: an upper bound, some distinct hops "
         "were not computed):",
         "",
-        table(["phase", "supercell atoms", "min image distance (Å)", "1D", "2D", "3D", "hops left out"], perc_rows),
+        table(["phase", "supercell atoms", "min image distance (Å)", "1D", "2D", "3D", "hops left out",
+               "host stable (Born)"], perc_rows),
     ])
 
 

@@ -19,6 +19,7 @@ from alloyflow.calculators.registry import (
     elements_up_to,
     get_calculator,
     get_spec,
+    is_builtin,
     register_calculator,
     set_torch_threads,
 )
@@ -26,5 +27,5 @@ from alloyflow.calculators.registry import (
 __all__ = [
     "DEFAULT_CALCULATOR", "WORKFLOW_DEFAULTS", "CalculatorError", "CalculatorSpec", "available_calculators",
     "calculator_info", "check_elements", "default_calculator", "elements_up_to", "get_calculator", "get_spec",
-    "register_calculator", "set_torch_threads",
+    "is_builtin", "register_calculator", "set_torch_threads",
 ]

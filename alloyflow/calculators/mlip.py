@@ -7,11 +7,20 @@ that only reads stored results stay light.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from functools import partial
+from pathlib import Path
 
 from ase.calculators.calculator import Calculator
 
-from alloyflow.calculators.registry import CalculatorSpec, elements_up_to, get_calculator, register_calculator
+from alloyflow.calculators.registry import (
+    CalculatorError,
+    CalculatorSpec,
+    elements_up_to,
+    get_calculator,
+    register_calculator,
+)
 
 
 def _sevennet_factory(model: str = "7net-0", modal: str | None = None, device: str = "cpu") -> Calculator:
@@ -21,6 +30,108 @@ def _sevennet_factory(model: str = "7net-0", modal: str | None = None, device: s
     if modal:
         kwargs["modal"] = modal
     return SevenNetCalculator(**kwargs)
+
+
+def _numpy_globals() -> list:
+    """The numpy names a SevenNet checkpoint pickles (its config holds arrays), allowed by ``weights_only``."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    reconstruct = core.multiarray._reconstruct
+    # numpy 1 pickles the function as numpy.core..., numpy 2 as numpy._core...: the same function.
+    # numeric dtype classes only: an object array could carry arbitrary Python objects
+    dtypes = [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
+    return [(reconstruct, "numpy.core.multiarray._reconstruct"), (reconstruct, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, *dict.fromkeys(dtypes)]
+
+
+def _refusal(exc: Exception) -> str:
+    """What torch's long weights_only message says was refused, in a few words."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"but got (<[^>]+>)", text)
+    if found:
+        return f"it pickles {found.group(1)}, which is not plain data"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:160]
+
+
+def load_checkpoint_weights_only(data: bytes, where: str = "checkpoint") -> dict:
+    """A torch checkpoint read with ``torch.load(weights_only=True)``: tensors, arrays and plain containers only.
+
+    The restricted unpickler refuses any other global (a class, ``os.system``,
+    ...), so a hostile file raises ``CalculatorError`` instead of running code.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, AttributeError, TypeError) as exc:
+        raise CalculatorError(f"{where} does not load as plain weights (torch.load weights_only=True refused it: "
+                              f"{_refusal(exc)}); it was not used") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) \
+            or not isinstance(payload.get("model_state_dict"), dict):
+        raise CalculatorError(f"{where} is not a SevenNet checkpoint (no config and model_state_dict)")
+    return payload
+
+
+def sevennet_from_checkpoint(checkpoint, sha256: str | None = None, device: str = "cpu",
+                             modal: str | None = None) -> Calculator:
+    """A SevenNet calculator from a checkpoint file, never unpickling anything but weights.
+
+    The file is read once; its sha256 is checked against ``sha256`` (the
+    digest recorded when alloyflow wrote it, or the one the user was shown)
+    before anything is unpickled, and the bytes are then loaded with
+    ``torch.load(weights_only=True)`` (numpy arrays allowed, nothing else).
+    sevenn's own loader (``SevenNetCalculator(model=path)``, sevenn 0.13)
+    calls ``torch.load(weights_only=False)``, which runs any code a pickle
+    carries; it is bypassed: the model is built from the already-loaded
+    dictionary. The shipped models (``7net-0`` ...) still go through sevenn's
+    loader: they come with the installed package.
+    """
+    from sevenn.calculator import SevenNetCalculator
+    from sevenn.checkpoint import SevenNetCheckpoint
+
+    path = Path(checkpoint).resolve()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CalculatorError(f"checkpoint {path} cannot be read ({exc.strerror or exc})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 and digest != sha256:
+        raise CalculatorError(f"checkpoint {path} changed since it was registered (sha256 {digest[:12]} != "
+                              f"{sha256[:12]}); it was not loaded")
+    payload = load_checkpoint_weights_only(data, where=f"checkpoint {path}")
+
+    class _LoadedCheckpoint(SevenNetCheckpoint):
+        """sevenn's checkpoint tool box on the dictionary read above (its ``_load`` would unpickle the file)."""
+
+        def _load(self) -> None:
+            import sevenn.checkpoint as sc
+
+            self._config_original = payload["config"]
+            self._model_state_dict = payload["model_state_dict"]
+            self._optimizer_state_dict = payload.get("optimizer_state_dict", {})
+            self._scheduler_state_dict = payload.get("scheduler_state_dict", {})
+            self._epoch = payload.get("epoch")
+            self._time = payload.get("time", "Not found")
+            self._hash = payload.get("hash", "Not found")
+            self._config = sc._config_cp_routine(self._config_original)
+            self._loaded = True
+
+    cp = _LoadedCheckpoint(path)
+    try:
+        model = cp.build_model()
+    except Exception as exc:  # a config or state dict that does not fit: one line, no traceback
+        raise CalculatorError(f"checkpoint {path} does not build a SevenNet model ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+    kwargs = {"modal": modal} if modal else {}
+    return SevenNetCalculator(model=model, file_type="model_instance", device=device, sevennet_config=cp.config,
+                              **kwargs)
 
 
 def sevennet_elements() -> frozenset[str]:

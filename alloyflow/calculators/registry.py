@@ -84,10 +84,28 @@ class CalculatorSpec:
 
 _REGISTRY: dict[str, CalculatorSpec] = {}
 _CACHE: dict[tuple, Calculator] = {}
+_BUILTIN: set[str] = set()
 
 
-def register_calculator(spec: CalculatorSpec) -> None:
+def register_calculator(spec: CalculatorSpec, user: bool = False) -> None:
+    """Add ``spec`` to the registry.
+
+    ``user=True`` marks a potential the user brought (a fine-tuned checkpoint):
+    it may replace an earlier user entry of the same name, never a built-in
+    one (``sevennet``, ``sevennet-mf0``, ``gpaw``, ...), so a name seen in a
+    command line or a stored result always means what alloyflow ships.
+    """
+    if user:
+        if spec.name in _BUILTIN:
+            raise CalculatorError(f"{spec.name!r} is a built-in calculator; a user potential cannot take its name")
+    else:
+        _BUILTIN.add(spec.name)
     _REGISTRY[spec.name] = spec
+
+
+def is_builtin(name: str) -> bool:
+    """True for a calculator alloyflow itself registers (a name no user potential may take)."""
+    return name in _BUILTIN
 
 
 def available_calculators() -> list[str]:

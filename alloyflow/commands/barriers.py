@@ -26,11 +26,25 @@ def barriers_for_phase(phase, store, calculator, library, system=None, dilute=Fa
     return result, files, RunSummary(computed=bar.computed, reused=bar.reused)
 
 
+def check_barrier_cell(library, phase, system=None, dilute=False, min_image_distance: float = 10.0,
+                       n_host_sites: int | None = None, dilute_mode: str = "substitution", **_) -> None:
+    """Refuse a supercell too small for the hops or too large for the machine, before any job or store exists.
+
+    On the library's (unrelaxed) cell; the flow checks the relaxed cell again, hop by hop.
+    """
+    from alloyflow.structures.library import primitive
+    from alloyflow.structures.migration import check_barrier_supercell
+
+    structure = primitive(library.get(phase, system).structure)
+    check_barrier_supercell(structure, min_image_distance, dilute=dilute, n_host_sites=n_host_sites, mode=dilute_mode)
+
+
 def run_barriers_command(phase, system=None, calculator=DEFAULT_CALCULATOR, out=Path("alloyflow-out"),
                          structure_dirs=(), progress=True, dilute=False, **neb_options) -> CommandResult:
     from alloyflow.analysis.migration import format_barrier_table
 
     library = library_for(structure_dirs)
+    check_barrier_cell(library, phase, system, dilute, **neb_options)
     with ResultStore(out) as store:
         result, files, summary = barriers_for_phase(phase, store, calculator, library, system=system,
                                                     dilute=dilute, progress=progress, **neb_options)

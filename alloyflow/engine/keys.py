@@ -19,6 +19,7 @@ from jobflow import Job
 from monty.json import jsanitize
 
 from alloyflow.calculators import calculator_info, check_elements
+from alloyflow.structures.limits import check_cell_size
 
 
 def input_hash(*parts: Any) -> str:
@@ -40,16 +41,23 @@ NOT_IN_KEY = ("name", "calculator")
 """Maker fields never in a settings dict: the job's name, and the calculator (keyed by ``calculator_info``)."""
 
 
-def maker_settings(maker, exclude: Iterable[str] = (), extra: dict | None = None) -> dict:
+def maker_settings(maker, exclude: Iterable[str] = (), extra: dict | None = None,
+                   legacy: dict | None = None) -> dict:
     """Every dataclass field of ``maker`` that can change its result, for its cache key.
 
     Derived from the fields, so a new field enters the key unless it is
     listed in ``exclude`` (fields that change speed only, such as batching);
     ``name`` and ``calculator`` never enter (the calculator is keyed by its
     ``calculator_info``). ``extra`` adds module constants a result depends on.
+    ``legacy`` maps fields added after stores existed to the value that
+    reproduces the earlier results exactly: at that value the field is left
+    out, so results stored before it existed keep their keys (never change
+    these values).
     """
     skip = {*NOT_IN_KEY, *exclude}
-    out = {f.name: getattr(maker, f.name) for f in fields(maker) if f.name not in skip}
+    legacy = legacy or {}
+    out = {f.name: getattr(maker, f.name) for f in fields(maker)
+           if f.name not in skip and not (f.name in legacy and getattr(maker, f.name) == legacy[f.name])}
     return {**out, **(extra or {})}
 
 
@@ -89,8 +97,13 @@ class KeyedStructureMaker:
         """Refuse bad input before a job exists (default: elements the calculator cannot treat)."""
         check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
 
+    def check_size(self, structure, label: str) -> None:
+        """Refuse a cell of more atoms than the limit ($ALLOYFLOW_MAX_ATOMS, default 600), with its memory estimate."""
+        check_cell_size(len(structure), f"{label} ({structure.composition.reduced_formula})")
+
     def keyed_job(self, structure, label: str, metadata: dict | None = None) -> Job:
         """A job whose uuid is the input hash, so a finished one is reused."""
+        self.check_size(structure, label)  # every maker, also those that override ``check``
         self.check(structure, label)
         j = self.make(structure, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"

@@ -9,6 +9,12 @@ the shipped file is only read), ``register_finetuned`` (a registry entry
 whose model string carries the checkpoint's sha256, so cache keys change
 whenever the weights do).
 
+Trust (``alloyflow.calculators.user``): ``finetune_sevennet`` records the
+checkpoint and the sha256 it computed in the per-user trusted record; only
+recorded checkpoints (or one the user names with ``--potential PATH``) become
+``--calculator`` choices, never a ``<out>/potentials/*/finetune.json``; every
+load checks that digest and uses ``torch.load(weights_only=True)``.
+
 Why the Python trainer and not the ``sevenn`` CLI: the CLI needs a full
 input.yaml and writes into the working directory; the programmatic
 ``Trainer.args_from_checkpoint("7net-0")`` gives the same model, losses
@@ -26,8 +32,17 @@ import numpy as np
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from alloyflow.calculators.mlip import sevennet_elements
-from alloyflow.calculators.registry import CalculatorError, CalculatorSpec, forget_cached, register_calculator
+from alloyflow.calculators.mlip import sevennet_from_checkpoint
+from alloyflow.calculators.registry import CalculatorError, is_builtin
+from alloyflow.calculators.user import (  # noqa: F401  (register_finetuned ... re-exported)
+    register_finetuned,
+    register_potential_file,
+    register_trusted_potentials,
+    sha256_of,
+    trust_potential,
+    trusted_record,
+    trusted_registry_path,
+)
 from alloyflow.workflows.jobs.labels import LabelMaker, label_structures  # noqa: F401  (re-exported)
 
 BASE_MODEL = "7net-0"
@@ -144,22 +159,20 @@ def _training_key(frames, **settings) -> str:
 
 
 def _previous(folder: Path, key: str) -> "FineTuneResult | None":
-    """The stored fine-tuning of the same labels and settings, if its checkpoint is intact."""
+    """The stored fine-tuning of the same labels and settings, if this installation made it and it is intact."""
     meta = folder / "finetune.json"
-    if not meta.is_file():
+    ckpt = folder / "checkpoint.pth"
+    record = trusted_record(ckpt)
+    if not meta.is_file() or record is None:
         return None
     try:
         old = FineTuneResult.model_validate_json(meta.read_text())
     except ValueError:
         return None
-    ckpt = Path(old.checkpoint)
-    if old.input_hash != key or not ckpt.is_file() or _sha256(ckpt) != old.sha256:
+    if (old.input_hash != key or Path(old.checkpoint).resolve() != ckpt.resolve() or not ckpt.is_file()
+            or old.sha256 != record["sha256"] or sha256_of(ckpt) != record["sha256"]):
         return None
     return old
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def finetune_sevennet(frames, out_dir, name: str, label_calculator: dict, val_fraction: float = 0.25,
@@ -179,6 +192,8 @@ def finetune_sevennet(frames, out_dir, name: str, label_calculator: dict, val_fr
 
     if len(frames) < 2:
         raise ValueError(f"need at least 2 labelled structures to train and validate, got {len(frames)}")
+    if is_builtin(name):
+        raise CalculatorError(f"{name!r} is a built-in calculator; choose another name for a fine-tuned potential")
     folder = Path(out_dir).resolve() / "potentials" / name
     key = _training_key(frames, val_fraction=val_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                         align=align, base=BASE_MODEL, sevenn=_sevenn_version())
@@ -215,14 +230,17 @@ def finetune_sevennet(frames, out_dir, name: str, label_calculator: dict, val_fr
     config = {**base.config, "version": sevenn.__version__}
     trainer.write_checkpoint(str(checkpoint), config=config, epoch=epochs)
     train_seconds = time.perf_counter() - t0
+    digest = sha256_of(checkpoint)
+    trust_potential(name, checkpoint, digest)  # this installation made it: a calculator choice from now on
 
     from sevenn.calculator import SevenNetCalculator
 
     errors = {}
-    for tag, model in (("base", BASE_MODEL), ("finetuned", str(checkpoint))):
-        calc = SevenNetCalculator(model=model, device="cpu")  # building a model costs seconds: once per model
+    # building a model costs seconds: once per model
+    for tag, calc in (("base", SevenNetCalculator(model=BASE_MODEL, device="cpu")),
+                      ("finetuned", sevennet_from_checkpoint(checkpoint, digest))):
         errors[tag] = {"train": _errors(calc, train), "val": _errors(calc, val)}
-    result = FineTuneResult(name=name, registry_name=name, checkpoint=str(checkpoint), sha256=_sha256(checkpoint),
+    result = FineTuneResult(name=name, registry_name=name, checkpoint=str(checkpoint), sha256=digest,
                             base_model=BASE_MODEL, label_calculator=label_calculator, n_train=len(train),
                             n_val=len(val), epochs=epochs, lr=lr, reference_shifts=shifts, errors=errors,
                             train_seconds=train_seconds, input_hash=key)
@@ -230,76 +248,26 @@ def finetune_sevennet(frames, out_dir, name: str, label_calculator: dict, val_fr
     return result
 
 
-def register_finetuned(name: str, checkpoint, sha256: str | None = None, verify: bool = True) -> CalculatorSpec:
-    """Register ``checkpoint`` as calculator ``name``; a file that does not load raises ``CalculatorError``.
-
-    The model string carries the checkpoint's sha256 (first 12 digits), which enters every cache key.
-    ``verify=False`` (with the recorded ``sha256``) neither hashes nor loads the
-    checkpoint now (the command line registers a study's potentials at
-    start-up); a changed or bad file then fails on first use, with the same errors.
-    """
-    path = Path(checkpoint).resolve()
-    if name in ("sevennet", "chgnet", "mock", "gpaw", "vasp"):
-        raise CalculatorError(f"{name!r} is a built-in calculator; choose another name for a fine-tuned potential")
-    if not path.is_file():
-        raise CalculatorError(f"fine-tuned potential {name!r}: checkpoint {path} not found")
-
-    def check_digest() -> str:
-        digest = _sha256(path)
-        if sha256 and digest != sha256:
-            raise CalculatorError(f"fine-tuned potential {name!r}: {path} changed since training (sha256 "
-                                  f"{digest[:12]} != {sha256[:12]})")
-        return digest
-
-    def factory(device: str = "cpu"):
-        from sevenn.calculator import SevenNetCalculator
-
-        if not verify:
-            check_digest()  # deferred from registration: the file is read once, when the model is built
-        try:
-            return SevenNetCalculator(model=str(path), device=device)
-        except Exception as exc:  # a truncated or foreign file: say so, leave the registry as it was
-            raise CalculatorError(f"fine-tuned potential {name!r}: {path} does not load as a SevenNet checkpoint "
-                                  f"({type(exc).__name__}: {exc}); the default potential is unaffected") from None
-
-    # Without verification the recorded digest names the model, so start-up reads no checkpoint.
-    digest = check_digest() if verify or not sha256 else sha256
-    if verify:
-        factory()
-
-    spec = CalculatorSpec(
-        name=name,
-        model=f"SevenNet-0 fine-tuned {name} ({digest[:12]})",
-        kind="mlip",
-        package="sevenn",
-        description=f"SevenNet-0 fine-tuned on DFT labels; checkpoint {path}",
-        factory=factory,
-        supported_elements=sevennet_elements,
-    )
-    register_calculator(spec)
-    # A model cached under this name would be the previous checkpoint's: drop it.
-    forget_cached(name)
-    return spec
-
-
-def register_study_potentials(out_dir) -> list[str]:
-    """Register every potential fine-tuned in study ``out_dir`` (cheap: models load on first use)."""
-    names = []
-    for meta in sorted(Path(out_dir).glob("potentials/*/finetune.json")):
-        try:
-            result = FineTuneResult.model_validate_json(meta.read_text())
-            register_finetuned(result.registry_name, result.checkpoint, result.sha256, verify=False)
-        except (ValueError, CalculatorError):
-            continue  # a broken or moved potential: the others, and the built-in ones, stay usable
-        names.append(result.registry_name)
-    return names
-
-
 def load_finetuned(out_dir, name: str) -> FineTuneResult:
-    """Register a potential fine-tuned earlier in study ``out_dir`` (e.g. from a new process)."""
-    meta = Path(out_dir).resolve() / "potentials" / name / "finetune.json"
-    if not meta.is_file():
-        raise CalculatorError(f"no fine-tuned potential {name!r} in {meta.parent}")
-    result = FineTuneResult.model_validate_json(meta.read_text())
-    register_finetuned(name, result.checkpoint, result.sha256)
+    """Register a potential fine-tuned earlier by this installation in study ``out_dir`` (e.g. from a new process).
+
+    The checkpoint's digest comes from the per-user trusted record; a
+    ``finetune.json`` the installation did not write (or one that disagrees
+    with the record) is refused.
+    """
+    folder = Path(out_dir).resolve() / "potentials" / name
+    checkpoint = folder / "checkpoint.pth"
+    record = trusted_record(checkpoint)
+    if record is None:
+        raise CalculatorError(f"no fine-tuned potential {name!r} of this installation in {folder} (none recorded in "
+                              f"{trusted_registry_path()}); if you trust the file, name it: --potential {checkpoint}")
+    meta = folder / "finetune.json"
+    try:
+        result = FineTuneResult.model_validate_json(meta.read_text())
+    except (OSError, ValueError):
+        raise CalculatorError(f"fine-tuned potential {name!r}: {meta} is missing or unreadable") from None
+    if result.sha256 != record["sha256"] or Path(result.checkpoint).resolve() != checkpoint:
+        raise CalculatorError(f"fine-tuned potential {name!r}: {meta} does not match the trusted record "
+                              f"(sha256 {result.sha256[:12]} != {record['sha256'][:12]})")
+    register_finetuned(name, checkpoint, record["sha256"])
     return result

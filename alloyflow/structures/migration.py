@@ -26,8 +26,46 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from scipy.optimize import linear_sum_assignment
 
+from alloyflow.structures.limits import MAX_ATOMS_ENV, check_cell_size, estimated_memory_gb
+from alloyflow.structures.limits import max_atoms as atom_limit
+
 MOVE_TOLERANCE = 0.5
 """Å: an atom displaced by more than this between endpoints counts as moving."""
+
+IMAGE_MARGIN = 1.5
+"""Å: the periodic images of the vacancy (or of the dilute Li) must lie at least the hop length plus this apart.
+
+At the saddle the moving atom is half a hop from the vacancy it fills and at
+least ``L - hop/2`` from that vacancy's nearest image (``L`` the image
+distance), so ``L >= hop + IMAGE_MARGIN`` keeps every image at least
+``IMAGE_MARGIN`` farther from the saddle than the vacancy itself. Closer than
+the hop length, site B of a hop is (next to) an image of site A: in a 2-atom
+bcc-Li cell the "hop" moves the one remaining atom onto its own periodic image
+and the band is flat (0 meV, converged). 1.5 Å is about half a Li-Li
+neighbour distance; the default 10 Å cells clear it for every hop up to 5 Å
+(``MAX_HOP_LENGTH``), the 6 Å cells of the tests for the 4.15 Å LiSn hop.
+"""
+
+
+def shortest_distance(structure: Structure) -> float:
+    """The shortest distance between two atoms of the periodic ``structure`` (its own images included), Å."""
+    shortest = min(structure.lattice.get_niggli_reduced_lattice().abc)
+    if len(structure) > 1:
+        d = structure.distance_matrix
+        shortest = min(shortest, float(d[~np.eye(len(structure), dtype=bool)].min()))
+    return float(shortest)
+
+
+def check_image_distance(image_distance: float, hop_length: float, what: str = "vacancy",
+                         hop_what: str = "hop", remedy: str = "--min-image-distance") -> None:
+    """Refuse a supercell whose periodic images are closer than ``hop_length + IMAGE_MARGIN`` (one-line ``ValueError``)."""
+    need = hop_length + IMAGE_MARGIN
+    if image_distance < need - 1e-6:
+        raise ValueError(
+            f"the {what} supercell's periodic images are {image_distance:.2f} Å apart, closer than the "
+            f"{hop_length:.2f} Å {hop_what} plus a {IMAGE_MARGIN:g} Å margin ({need:.2f} Å): the hop would meet its "
+            f"own images and its barrier would mean nothing; use a larger cell ({remedy}, at least {need:.2f} Å apart)"
+        )
 
 
 class HopEndpointError(ValueError):
@@ -219,11 +257,24 @@ def _smallest(structure: Structure, d: float, max_atoms: int, diagonal_only: boo
         if mins.max() >= d - 1e-6:
             return _pick(structure, hnfs, mins, diagonal_only)
         n += 1
-    raise ValueError(f"no supercell of {structure.composition.reduced_formula} with <= {max_atoms} atoms keeps images {d} Å apart")
+    need = n * len(structure)  # a lower bound: no smaller cell keeps the images d apart
+    raise ValueError(
+        f"a supercell of {structure.composition.reduced_formula} keeping images {d:g} Å apart needs at least {need} "
+        f"atoms (about {estimated_memory_gb(need):.1f} GB per force call with SevenNet-0), more than the limit of "
+        f"{max_atoms}; lower --min-image-distance or set {MAX_ATOMS_ENV}"
+    )
 
 
-def vacancy_supercell_matrix(structure: Structure, min_image_distance: float = 10.0, max_atoms: int = 600) -> SupercellChoice:
+def vacancy_supercell_matrix(structure: Structure, min_image_distance: float = 10.0, max_atoms: int | None = None,
+                             hop_length: float | None = None) -> SupercellChoice:
     """The supercell with the fewest atoms whose shortest lattice vector is ≥ ``min_image_distance``.
+
+    Refused (``ValueError``, one line, before any job needs the cell): a cell
+    of more than ``max_atoms`` atoms (default ``alloyflow.structures.limits.max_atoms()``,
+    i.e. ``$ALLOYFLOW_MAX_ATOMS`` or 600), and one whose images are closer than
+    ``hop_length + IMAGE_MARGIN``; without ``hop_length`` the structure's
+    shortest interatomic distance stands in (no hop is shorter), and
+    ``vacancy_hop_endpoints`` checks each hop's own length.
 
     All sublattices of each index are searched exhaustively (Hermite normal
     forms), so non-diagonal cells are found; the smallest *diagonal* cell is
@@ -235,13 +286,36 @@ def vacancy_supercell_matrix(structure: Structure, min_image_distance: float = 1
     above ``min_atoms`` (80 by default) and samples few shapes, while NEB cost
     grows with the atom count and only the image distance matters here.
     """
+    if not min_image_distance > 0:
+        raise ValueError(f"min_image_distance must be > 0 Å, got {min_image_distance}")
+    max_atoms = atom_limit() if max_atoms is None else max_atoms
     matrix, dmin = _smallest(structure, min_image_distance, max_atoms, diagonal_only=False)
+    if hop_length is None:
+        check_image_distance(dmin, shortest_distance(structure), hop_what="nearest-neighbour distance (the shortest hop)")
+    else:
+        check_image_distance(dmin, hop_length)
     try:
         diag, _ = _smallest(structure, min_image_distance, max_atoms, diagonal_only=True)
     except ValueError:
         diag = matrix
     natoms = lambda m: round(abs(np.linalg.det(m))) * len(structure)  # noqa: E731
     return SupercellChoice(matrix.tolist(), natoms(matrix), round(dmin, 4), np.asarray(diag).tolist(), natoms(diag))
+
+
+def check_barrier_supercell(structure: Structure, min_image_distance: float = 10.0, dilute: bool = False,
+                            n_host_sites: int | None = None, mode: str = "substitution") -> None:
+    """Refuse, before any job exists, a barrier cell of ``structure`` that is too small or too large.
+
+    The same choices as the barrier flow makes on the relaxed cell (which
+    checks again, hop by hop): the vacancy (or dilute host) supercell for
+    ``min_image_distance``, or the host cell of ``n_host_sites`` sites.
+    """
+    if dilute and n_host_sites is not None:
+        _, dmin = _host_supercell(structure, n_host_sites, None, extra=int(mode == "interstitial"))
+        check_image_distance(dmin, shortest_distance(structure), what="dilute-Li",
+                             hop_what="nearest-neighbour distance (the shortest hop)", remedy="more --host-sites")
+    else:
+        vacancy_supercell_matrix(structure, min_image_distance)
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -340,7 +414,15 @@ def vacancy_hop_endpoints(
     two endpoints share one site order; ``info['moving_index']`` is the moving
     Li in both.
     """
-    supercell = supercell or vacancy_supercell_matrix(structure, min_image_distance)
+    supercell = supercell or vacancy_supercell_matrix(structure, min_image_distance, hop_length=hop.length)
+    if isinstance(supercell, SupercellChoice):
+        image_distance, natoms = supercell.min_image_distance, supercell.natoms
+    else:
+        m = np.asarray(supercell, dtype=int)
+        image_distance = min(Lattice(m @ structure.lattice.matrix).get_niggli_reduced_lattice().abc)
+        natoms = round(abs(np.linalg.det(m))) * len(structure)
+    check_image_distance(image_distance, hop.length)
+    check_cell_size(natoms, f"the vacancy supercell of {structure.composition.reduced_formula}")
     sc, inv_m = _supercell(structure, supercell)
     initial, final, a = _hop_structures(sc, inv_m, hop)
     mover = _checked(initial, final, a)
@@ -351,12 +433,19 @@ def vacancy_hop_endpoints(
 # --------------------------------------------------------------------------- dilute Li in a host
 
 
-def _host_supercell(host: Structure, n_host_sites: int | None, matrix) -> tuple[np.ndarray, float]:
+def _host_supercell(host: Structure, n_host_sites: int | None, matrix, extra: int = 0) -> tuple[np.ndarray, float]:
+    """The host supercell (``matrix``, or the best of ``n_host_sites`` sites) and its image distance.
+
+    A cell of more than the atom limit (``extra`` atoms added) is refused before it is searched for.
+    """
+    what = f"the dilute-Li supercell of {host.composition.reduced_formula}"
     if matrix is not None:
         m = np.asarray(matrix, dtype=int)
+        check_cell_size(round(abs(np.linalg.det(m))) * len(host) + extra, what)
         return m, float(min(Lattice(m @ host.lattice.matrix).get_niggli_reduced_lattice().abc))
     if n_host_sites is None or n_host_sites % len(host):
         raise ValueError(f"n_host_sites={n_host_sites} is not a multiple of the {len(host)} sites of the host cell")
+    check_cell_size(n_host_sites + extra, what)
     return best_supercell_of_size(host, n_host_sites // len(host))
 
 
@@ -383,7 +472,7 @@ def _interstitial_network(host: Structure, max_length: float | None) -> HopNetwo
 
 def dilute_li_supercell(host_structure: Structure, n_host_sites: int | None = 36, mode: str = "substitution", matrix=None) -> tuple[Structure, dict]:
     """One Li in a host supercell: on a host site (``substitution``) or in the largest void (``interstitial``)."""
-    m, dmin = _host_supercell(host_structure, n_host_sites, matrix)
+    m, dmin = _host_supercell(host_structure, n_host_sites, matrix, extra=int(mode == "interstitial"))
     sc, inv_m = _supercell(host_structure, m)
     if mode == "substitution":
         sc.replace(0, "Li")
@@ -418,7 +507,10 @@ def dilute_li_hops(
         network = _interstitial_network(host_structure, max_length)
     else:
         raise ValueError(f"mode must be 'substitution' or 'interstitial', not {mode!r}")
-    m, dmin = _host_supercell(host_structure, n_host_sites, matrix)
+    m, dmin = _host_supercell(host_structure, n_host_sites, matrix, extra=int(mode == "interstitial"))
+    remedy = "--min-image-distance" if n_host_sites is None else "more --host-sites"
+    for hop in network.hops:
+        check_image_distance(dmin, hop.length, what="dilute-Li", remedy=remedy)
     out = []
     for hop in network.hops:
         sc, inv_m = _supercell(host_structure, m)

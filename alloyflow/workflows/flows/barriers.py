@@ -33,6 +33,7 @@ from alloyflow.analysis.migration import (
     BarrierResult,
     CoordinationSummary,
     HopBarrier,
+    HostStability,
     SupercellInfo,
     MAX_HOP_LENGTH,
     assign_percolation,
@@ -53,17 +54,21 @@ from alloyflow.structures.migration import (
     vacancy_supercell_matrix,
 )
 from alloyflow.workflows.jobs.backends import Makers, makers_for
-from alloyflow.workflows.jobs.neb import EndpointError, NebDocument
+from alloyflow.workflows.jobs.neb import ENDPOINT_TOL, EndpointError, NebDocument
 from alloyflow.workflows.jobs.relax import RelaxationDocument
 
 SAME_MINIMUM_TOL = 0.3
 """Å: relaxed endpoints whose atoms all lie closer than this are one minimum."""
 
-FLOW_VERSION = 2
+FLOW_VERSION = 3
 """Bump when the planning or collecting logic changes what a stored barrier result means.
 
 2: the hop cutoff is raised until the hops percolate in 3D; left-out hops are recorded.
+3: the host's mechanical stability (Born criteria) is checked and recorded.
 """
+
+HOST_CHECK_MAX_ATOMS = 40
+"""Hosts up to this many atoms per cell get the elastic-tensor stability check (24 strained cells, ions relaxed)."""
 
 
 @dataclass
@@ -85,6 +90,8 @@ class BarrierSettings:
         ``"substitution"`` (Li on a host site) or ``"interstitial"``.
     n_host_sites : int or None
         Host sites of the dilute cell (36 gives the reference's LiIn35).
+    host_check : bool
+        Check the host's mechanical stability (Born criteria) beside the barriers.
     """
 
     min_image_distance: float = 10.0
@@ -93,6 +100,7 @@ class BarrierSettings:
     dilute: bool = False
     dilute_mode: str = "substitution"
     n_host_sites: int | None = None
+    host_check: bool = True
 
     def check(self) -> None:
         """Refuse settings that would give a meaningless number, before any job exists."""
@@ -220,6 +228,12 @@ def hop_from_neb(hop, doc: NebDocument, cn_initial, cn_final, info, initial=None
     if not getattr(doc, "endpoints_converged", True):
         converged = False
         warnings.append(f"hop {hop.id}: an endpoint relaxation did not converge")
+    spread = list(getattr(doc, "endpoint_spread", None) or [])
+    if spread and max(spread) > ENDPOINT_TOL:
+        which = " and ".join(f"{k} {1000 * v:.0f} meV" for k, v in zip(("initial", "final"), spread) if v > ENDPOINT_TOL)
+        warnings.append(f"hop {hop.id}: endpoint relaxations from {len(doc.endpoint_energies[0])} seeded starts reach "
+                        f"different minima ({which} apart; energies in barriers.json); the lowest was used and the "
+                        "barrier may depend on which minimum the host prefers")
     problem, relaxation = endpoint_problem(doc, initial, final, hop.length)
     if problem:
         converged = False
@@ -235,7 +249,18 @@ def hop_from_neb(hop, doc: NebDocument, cn_initial, cn_final, info, initial=None
         cost=hop_cost(doc.forward_barrier, doc.reverse_barrier) if converged else None,
         moving_index=info.get("moving_index"), relaxed_hop_distance=getattr(doc, "hop_distance", None),
         max_endpoint_relaxation=relaxation, neb_key=doc.input_hash, warnings=warnings,
+        endpoint_energies=list(getattr(doc, "endpoint_energies", None) or []), endpoint_spread=spread,
     )
+
+
+def host_stability(elastic_output, calculator: str, note: str = "") -> HostStability:
+    """The host-stability record of a barrier result from the host's elastic document (or why there is none)."""
+    method = f"Born criteria from the relaxed-ion elastic tensor ({calculator_info(calculator)['label']})"
+    if elastic_output is None:
+        return HostStability(method=method, note=note or "not checked")
+    doc = as_dict(elastic_output)
+    return HostStability(method=method, stable=bool(doc["mechanically_stable"]),
+                         min_eigenvalue_gpa=float(min(doc["eigenvalues"])), note=note)
 
 
 def _failed_hop(hop, cn_i, cn_f, info, why: str) -> HopBarrier:
@@ -248,7 +273,7 @@ def _failed_hop(hop, cn_i, cn_f, info, why: str) -> HopBarrier:
 
 @job
 def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_maker, key: str,
-                 relaxation_warning: str | None = None):
+                 relaxation_warning: str | None = None, host_maker=None):
     """Plan the hops of the relaxed phase and replace this job by one NEB per hop and a collect job.
 
     The replacement holds only NEB jobs the store does not have yet; the
@@ -274,18 +299,29 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
         j.metadata["alloyflow_stage"] = stage
         outputs.append(j.output)
         neb_jobs += unfinished(j)
+    host, host_note = None, ""
+    if host_maker is None:
+        host_note = "not checked: the backend has no elastic maker"
+    elif len(doc.structure) > HOST_CHECK_MAX_ATOMS:
+        host_note = f"not checked: {len(doc.structure)} atoms in the cell > {HOST_CHECK_MAX_ATOMS} (cost)"
+    else:
+        hj = host_maker.keyed_job(doc.structure, label=f"{phase} host", metadata={"phase": phase})
+        hj.metadata["alloyflow_stage"] = stage
+        host = hj.output
+        neb_jobs += unfinished(hj)
     collect = collect_barriers(doc.model_dump(), outputs, failures, phase, formula, settings,
                                {"n_images": neb_maker.n_images, "fmax": neb_maker.fmax}, neb_maker.calculator,
-                               warnings)
+                               warnings, host, host_note)
     keyed(collect, input_hash("barrier collect", FLOW_VERSION, key, [getattr(o, "uuid", None) for o in outputs],
-                              failures), label=f"collect barriers {plan.name}")
+                              failures, getattr(host, "uuid", None)), label=f"collect barriers {plan.name}")
     collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": stage})
     return Response(replace=Flow([*neb_jobs, collect], output=collect.output, name=f"barriers {plan.name}"))
 
 
 @job
 def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase: str, formula: str,
-                     settings: dict, band: dict, calculator: str, warnings: list[str]) -> BarrierResult:
+                     settings: dict, band: dict, calculator: str, warnings: list[str], host=None,
+                     host_note: str = "") -> BarrierResult:
     """The barrier document of a phase from its NEB documents: flags, percolation, coordination."""
     relaxed = RelaxationDocument.model_validate(as_dict(relaxed_doc)).structure
     s = BarrierSettings(**settings)
@@ -312,8 +348,13 @@ def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase
         settings={"min_image_distance": s.min_image_distance, "n_images": band["n_images"], "fmax": band["fmax"],
                   "max_hops": s.max_hops, "max_length": s.max_length, "n_distinct_hops": len(plan.network.hops)},
         relaxed_structure=relaxed.as_dict(), warnings=warnings, hops_left_out=plan.left_out,
-        network_dimension=plan.dimension,
+        network_dimension=plan.dimension, host_stability=host_stability(host, calculator, host_note),
     )
+    if result.host_stability.stable is False:
+        result.warnings.insert(0, f"the host {phase} is mechanically unstable on {calculator_info(calculator)['label']} "
+                                  f"(Born criteria: smallest eigenvalue of C "
+                                  f"{result.host_stability.min_eigenvalue_gpa:.1f} GPa): its barriers describe a "
+                                  "metastable host and may be artificially low")
     assign_percolation(result, plan.network)
     reached = [d for d in ("1d", "2d", "3d") if result.percolation[d] is not None]
     if not reached:
@@ -358,7 +399,8 @@ class BarrierFlowMaker(Maker):
         settings = asdict(self.settings)
         key = input_hash("barrier hops", FLOW_VERSION, relax.uuid, settings, calculator_info(neb.calculator),
                          getattr(neb, "key_settings", neb.settings)())
-        hops = barrier_hops(relax.output, phase.name, phase.formula, settings, neb, key)
+        hops = barrier_hops(relax.output, phase.name, phase.formula, settings, neb, key,
+                            host_maker=self.makers.elastic if self.settings.host_check else None)
         keyed(hops, key, label=f"plan hops {phase.name}{' (dilute Li)' if self.settings.dilute else ''}")
         hops.metadata[DYNAMIC] = True
         hops.metadata["alloyflow_kind"] = "assembly"
@@ -366,12 +408,13 @@ class BarrierFlowMaker(Maker):
 
 
 def barrier_flow(phase: str, calculator: str = "sevennet", system: str | None = None, library=None,
-                 n_images: int = 5, fmax: float = 0.05, neb_maker=None, **settings) -> Flow:
+                 n_images: int = 5, fmax: float = 0.05, neb_maker=None, endpoint_trials: int | None = None,
+                 **settings) -> Flow:
     """The barrier flow of a library phase (``BarrierSettings`` fields as keywords)."""
     from alloyflow.structures.library import StructureLibrary
 
     library = library or StructureLibrary()
-    makers = makers_for(calculator, n_images=n_images, fmax=fmax)
+    makers = makers_for(calculator, n_images=n_images, fmax=fmax, endpoint_trials=endpoint_trials)
     if neb_maker is not None:
         makers = Makers(calculator, makers.relax, makers.static, neb_maker)
     return BarrierFlowMaker(makers=makers, settings=BarrierSettings(**settings)).make(library.get(phase, system))

@@ -59,6 +59,7 @@ class StudySettings:
     min_image_distance: float = 10.0
     n_images: int = 5
     fmax: float = 0.05
+    endpoint_trials: int = 3
     # Every distinct hop up to the 3D-percolating cutoff (None): a cap makes the
     # thresholds upper bounds, which each result then says with the hops left out.
     max_hops: int | None = None
@@ -79,6 +80,8 @@ class StudySettings:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
         if not self.fmax > 0:
             raise ValueError(f"fmax must be > 0 eV/Å, got {self.fmax}")
+        if self.endpoint_trials < 1:
+            raise ValueError(f"endpoint_trials must be >= 1, got {self.endpoint_trials}")
         BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
                         max_length=self.max_length).check()
 
@@ -133,12 +136,12 @@ def _find_record(records: dict, choice: BarrierChoice) -> PhaseRecord:
 
 @job
 def choose_barriers(hull_docs: list, records: dict, settings: dict, relax_maker, neb_maker, calculator: str,
-                    key: str):
+                    key: str, elastic_maker=None):
     """Pick the barrier phases from the hulls; replace this job by their barrier flows and ``collect_study``."""
     hulls = [HullDocument.model_validate(as_dict(d)) for d in hull_docs]
     s = StudySettings(**settings)
     choices = choose_phases(s.barriers, hulls)
-    makers = Makers(calculator, relax_maker, None, neb_maker)
+    makers = Makers(calculator, relax_maker, None, neb_maker, elastic_maker)
     jobs, outputs = [], []
     for c in choices:
         flow = BarrierFlowMaker(makers=makers, settings=s.barrier_settings(c.dilute, c.n_host_sites)).make(
@@ -210,7 +213,7 @@ class StudyFlowMaker(Maker):
                          if hasattr(self.makers.neb, "key_settings") else self.makers.neb.settings(),
                          {n: r.as_dict() for n, r in sorted(records.items())})
         choose = choose_barriers([f.output for f in hull_flows], records, settings, self.makers.relax,
-                                 self.makers.neb, self.makers.calculator, key)
+                                 self.makers.neb, self.makers.calculator, key, self.makers.elastic)
         keyed(choose, key, label="choose barrier phases")
         choose.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "choose barrier phases"})
         return Flow([*hull_flows, choose], output=choose.output, name=f"{self.name} {' '.join(s.systems)}")
@@ -218,5 +221,6 @@ class StudyFlowMaker(Maker):
 
 def study_flow(settings: StudySettings, library: StructureLibrary | None = None, makers: Makers | None = None) -> Flow:
     """The study flow of ``settings`` on its calculator (VASP, GPAW or an ML potential)."""
-    makers = makers or makers_for(settings.calculator, n_images=settings.n_images, fmax=settings.fmax)
+    makers = makers or makers_for(settings.calculator, n_images=settings.n_images, fmax=settings.fmax,
+                                  endpoint_trials=settings.endpoint_trials)
     return StudyFlowMaker(makers=makers, settings=settings).make(library)

@@ -37,6 +37,8 @@ class Makers:
     relax: Any
     static: Any
     neb: Any
+    elastic: Any = None
+    """Elastic-tensor maker for the host-stability check (None where the backend has none: VASP)."""
 
     @property
     def runner(self) -> str:
@@ -44,7 +46,7 @@ class Makers:
 
 
 def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: dict | None = None,
-               relax: dict | None = None, neb: dict | None = None) -> Makers:
+               relax: dict | None = None, neb: dict | None = None, endpoint_trials: int | None = None) -> Makers:
     """The relax, static and NEB makers for a registry name.
 
     Parameters
@@ -57,6 +59,9 @@ def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: di
         VASP INCAR overrides for every maker (ignored by ASE backends).
     relax, neb : dict, optional
         Extra keyword arguments for the relax and NEB makers.
+    endpoint_trials : int, optional
+        Relaxations per NEB endpoint from seeded starts, the lowest kept (ASE backends; default
+        ``NebMaker``'s). VASP endpoints are relaxed once.
 
     Returns
     -------
@@ -84,11 +89,14 @@ def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: di
         return Makers(calculator, relax_maker, static_maker, neb_maker)
     if spec.runner != "ase":
         raise ValueError(f"calculator {calculator!r} has runner {spec.runner!r}; alloyflow knows 'ase' and 'vasp'")
+    from alloyflow.workflows.jobs.elastic import ElasticMaker
     from alloyflow.workflows.jobs.neb import NebMaker
     from alloyflow.workflows.jobs.relax import RelaxMaker, StaticMaker
 
     return Makers(calculator, RelaxMaker(calculator=calculator, **relax), StaticMaker(calculator=calculator),
-                  NebMaker(calculator=calculator, n_images=n_images, fmax=fmax, **neb))
+                  NebMaker(calculator=calculator, n_images=n_images, fmax=fmax,
+                           **({"endpoint_trials": endpoint_trials} if endpoint_trials is not None else {}), **neb),
+                  ElasticMaker(calculator=calculator))
 
 
 def relax_maker_for(calculator: str, **kwargs):

@@ -51,6 +51,15 @@ IDPP_FMAX = 0.001
 
 IDPP_STEPS = 1000
 
+ENDPOINT_RATTLE = 0.05
+"""Å: standard deviation of the seeded Gaussian displacements of the extra endpoint relaxations."""
+
+ENDPOINT_TOL = 0.005
+"""eV: endpoint minima closer in energy than this are one (the barrier tolerance the study states)."""
+
+LEGACY = {"endpoint_trials": 1}
+"""Fields at the value that reproduces NEB results stored before they existed (left out of the key)."""
+
 OPTIMIZERS = ("FIRE", "FIRE2", "MDMin", "LBFGS", "BFGS", "ODE")
 """Band optimizers; "ODE" is ASE's adaptive ``NEBOptimizer`` (Makri et al. 2019)."""
 
@@ -87,6 +96,10 @@ class NebDocument(BaseModel):
     fmax: float
     hop_distance: float = Field(description="largest displacement of one atom between the endpoints, Å")
     endpoints_converged: bool = True
+    endpoint_energies: list[list[float]] = Field(
+        default_factory=list, description="relaxed energies (eV) of every endpoint trial: [initial trials, final trials]")
+    endpoint_spread: list[float] = Field(
+        default_factory=list, description="max - min relaxed energy over the trials, eV: [initial, final]")
     settings: dict = Field(default_factory=dict)
     elapsed_seconds: float
     evaluation_seconds: float = Field(description="time spent inside the potential")
@@ -164,6 +177,30 @@ class _ClimbingODE(NEBOptimizer):
         return float(np.linalg.norm(np.reshape(F, (-1, 3)), axis=1).max())
 
 
+def endpoint_trials(structure: Structure, n: int, rattle: float = ENDPOINT_RATTLE) -> list[Structure]:
+    """``structure`` and ``n - 1`` copies with seeded Gaussian displacements (seeds 1..n-1: reproducible)."""
+    if n < 1:
+        raise ValueError(f"endpoint_trials must be >= 1, got {n}")
+    out = [structure]
+    for seed in range(1, n):
+        rng = np.random.default_rng(seed)
+        cart = structure.cart_coords + rng.normal(0.0, rattle, size=(len(structure), 3))
+        out.append(Structure(structure.lattice, structure.species, cart, coords_are_cartesian=True))
+    return out
+
+
+def lowest_minimum(docs):
+    """The trial relaxation with the lowest energy; near-ties (within 1 meV) go to the earliest trial.
+
+    The tie rule makes the choice independent of floating-point noise: two
+    runs on different thread counts pick the same trial unless its minimum
+    is more than 1 meV above another.
+    """
+    converged = [d for d in docs if d.converged] or list(docs)
+    e_min = min(d.energy for d in converged)
+    return next(d for d in converged if d.energy <= e_min + 1e-3)
+
+
 def interpolate_band(images: list[Atoms], method: str = "idpp", neb_method: str = "improvedtangent") -> None:
     """Fill the intermediate images: linear (minimum image), then IDPP unless ``method="linear"``.
 
@@ -205,7 +242,11 @@ class NebMaker(Maker):
     mock potential). ``optimizer`` one of ``OPTIMIZERS``, default "ODE" (see
     the module docstring). ``batched`` changes speed, not numbers, so it is
     not part of the cache key. Endpoints are relaxed at fixed cell unless
-    ``relax_endpoints=False``. A band not converged within ``max_steps`` is
+    ``relax_endpoints=False``; ``endpoint_trials`` relaxations per endpoint
+    (the given structure, then seeded rattles of ``ENDPOINT_RATTLE`` Å) keep
+    the lowest minimum, so soft vacancy cages (B32 LiIn) do not fall into a
+    minimum chosen by floating-point noise (thread count); the spread of the
+    trial energies is recorded and flagged above ``ENDPOINT_TOL``. A band not converged within ``max_steps`` is
     returned with ``converged=False``.
     """
 
@@ -220,17 +261,18 @@ class NebMaker(Maker):
     spring: float = 0.1
     relax_endpoints: bool = True
     endpoint_fmax: float = 0.02
+    endpoint_trials: int = 3
     batched: bool = True
     optimizer: str = "ODE"
     calculator_kwargs: dict = field(default_factory=dict)
 
     def settings(self) -> dict:
         """Every field but name and calculator (``batched`` included), and the IDPP tolerance."""
-        return maker_settings(self, extra={"idpp_fmax": IDPP_FMAX})
+        return maker_settings(self, extra={"idpp_fmax": IDPP_FMAX}, legacy=LEGACY)
 
     def key_settings(self) -> dict:
         """The settings that change results (``batched`` changes speed only)."""
-        return maker_settings(self, exclude=("batched",), extra={"idpp_fmax": IDPP_FMAX})
+        return maker_settings(self, exclude=("batched",), extra={"idpp_fmax": IDPP_FMAX}, legacy=LEGACY)
 
     def key(self, initial: Structure, final: Structure) -> str:
         return input_hash(
@@ -258,9 +300,10 @@ class NebMaker(Maker):
         except EndpointError as exc:
             return {"endpoint_error": str(exc), "label": label}
 
-    def _relaxed_endpoints(self, initial: Structure, final: Structure) -> tuple[Structure, Structure, int, bool]:
+    def _relaxed_endpoints(self, initial: Structure, final: Structure):
+        """Relaxed (initial, final), force calls, all converged, trial energies per endpoint."""
         if not self.relax_endpoints:
-            return initial, final, 0, True
+            return initial, final, 0, True, []
         relax = RelaxMaker(
             calculator=self.calculator,
             relax_cell=False,
@@ -268,8 +311,16 @@ class NebMaker(Maker):
             fmax=self.endpoint_fmax,
             calculator_kwargs=self.calculator_kwargs,
         )
-        docs = [relax.run(s, label=f"endpoint {k}") for k, s in (("initial", initial), ("final", final))]
-        return docs[0].structure, docs[1].structure, sum(d.n_steps for d in docs), all(d.converged for d in docs)
+        chosen, steps, ok, energies = [], 0, True, []
+        for k, s in (("initial", initial), ("final", final)):
+            docs = [relax.run(t, label=f"endpoint {k} trial {i}")
+                    for i, t in enumerate(endpoint_trials(s, self.endpoint_trials))]
+            steps += sum(d.n_steps for d in docs)
+            best = lowest_minimum(docs)
+            ok = ok and best.converged
+            chosen.append(best.structure)
+            energies.append([d.energy for d in docs])
+        return chosen[0], chosen[1], steps, ok, energies
 
     def run(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None) -> NebDocument:
         """Relax the endpoints, interpolate, and optimise the band (outside jobflow too)."""
@@ -278,7 +329,7 @@ class NebMaker(Maker):
             raise ValueError(f"unknown NEB optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         validate_endpoints(initial, final)
         check_elements(self.calculator, [el.symbol for el in initial.composition.elements], where=label)
-        ini_s, fin_s, endpoint_steps, endpoints_ok = self._relaxed_endpoints(initial, final)
+        ini_s, fin_s, endpoint_steps, endpoints_ok, trial_energies = self._relaxed_endpoints(initial, final)
 
         ini = AseAtomsAdaptor.get_atoms(ini_s)
         fin = ini.copy()
@@ -292,8 +343,11 @@ class NebMaker(Maker):
             )
 
         images = [ini] + [ini.copy() for _ in range(self.n_images)] + [fin]
-        return self._optimise(images, True, self.key(initial, final), label, metadata, endpoint_steps, endpoints_ok,
-                              float(moved.max()), t0)
+        doc = self._optimise(images, True, self.key(initial, final), label, metadata, endpoint_steps, endpoints_ok,
+                             float(moved.max()), t0)
+        doc.endpoint_energies = trial_energies
+        doc.endpoint_spread = [max(e) - min(e) for e in trial_energies]
+        return doc
 
     def _optimise(self, images: list[Atoms], interpolate: bool, key: str, label: str, metadata: dict | None,
                   endpoint_steps: int, endpoints_ok: bool, hop_distance: float, t0: float) -> NebDocument:

@@ -1,0 +1,70 @@
+"""Reproducible barriers: seeded endpoint trials, the lowest minimum, thread-count independence, host stability."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from alloyflow.workflows.jobs.neb import ENDPOINT_TOL, NebMaker, endpoint_trials, lowest_minimum
+
+TOLERANCE = 0.005  # eV: the barrier tolerance the study states
+
+
+def test_endpoint_trials_are_seeded_and_start_from_the_given_structure():
+    s = Structure(Lattice.cubic(3.44), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    a, b = endpoint_trials(s, 3), endpoint_trials(s, 3)
+    assert a[0] is s and len(a) == 3
+    assert np.allclose(a[1].cart_coords, b[1].cart_coords) and np.allclose(a[2].cart_coords, b[2].cart_coords)
+    assert not np.allclose(a[1].cart_coords, a[2].cart_coords)
+    with pytest.raises(ValueError, match="endpoint_trials"):
+        endpoint_trials(s, 0)
+
+
+def test_lowest_minimum_breaks_near_ties_by_trial_order():
+    doc = lambda e, ok=True: type("D", (), {"energy": e, "converged": ok})()  # noqa: E731
+    docs = [doc(-10.0000), doc(-10.0008), doc(-10.0030, ok=False)]
+    assert lowest_minimum(docs) is docs[0]  # within 1 meV of the lowest converged: the first trial
+    docs = [doc(-10.0000), doc(-10.0020)]
+    assert lowest_minimum(docs) is docs[1]
+
+
+def test_single_trial_keeps_the_keys_of_bands_stored_before_trials_existed():
+    one, three = NebMaker(calculator="mock", endpoint_trials=1), NebMaker(calculator="mock")
+    assert "endpoint_trials" not in one.key_settings() and three.key_settings()["endpoint_trials"] == 3
+    assert ENDPOINT_TOL == TOLERANCE
+
+
+def test_host_stability_is_recorded_and_an_unstable_host_is_flagged(tmp_path):
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.flows.barriers import host_stability, run_barriers
+
+    with ResultStore(tmp_path) as store:
+        result = run_barriers("Li", store, calculator="mock", system="Li-In", n_images=3, min_image_distance=6,
+                              max_hops=1)
+    hs = result.host_stability
+    assert hs.stable is True and hs.min_eigenvalue_gpa > 0 and "Born" in hs.method and "mock" in hs.method
+    unstable = host_stability({"mechanically_stable": False, "eigenvalues": [-3.2, 10.0]}, "mock")
+    assert unstable.stable is False and unstable.min_eigenvalue_gpa == -3.2
+    assert "not checked" in host_stability(None, "mock", "").note
+
+
+@pytest.mark.timeout(1200)
+def test_liin_barrier_does_not_depend_on_thread_count(tmp_path):
+    """B32 LiIn's soft vacancy cage: 1 and 2 torch threads give barriers within the stated tolerance."""
+    barriers = {}
+    for threads in (1, 2):
+        out = tmp_path / f"threads{threads}"
+        cmd = [sys.executable, "-m", "alloyflow.cli", "barriers", "LiIn", "--system", "Li-In", "--calculator",
+               "sevennet", "--min-image-distance", "8", "--images", "3", "--max-hops", "1", "--threads",
+               str(threads), "--out", str(out), "--no-progress"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=1100,
+                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        assert res.returncode == 0, res.stderr[-2000:]
+        result = json.loads((out / "barriers" / "LiIn" / "barriers.json").read_text())
+        barriers[threads] = result["hops"][0]["forward_barrier"]
+        assert len(result["hops"][0]["endpoint_energies"][0]) == 3  # three seeded endpoint trials each
+    assert abs(barriers[1] - barriers[2]) <= TOLERANCE, barriers
