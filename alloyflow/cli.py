@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     _barrier_options(p)
     _common(p, "study")
 
+    p.add_argument("--no-search", action="store_true",
+                   help="skip the tie-line search that adds predicted phases (e.g. Li13In3) to the hulls")
+    p.add_argument("--search-budget", type=positive_float, default=5.0, metavar="MINUTES",
+                   help="wall-time budget of the tie-line search per system (default 5; a rerun resumes it)")
     p.add_argument("--temperature", type=float, default=None,
                    help="also compute phonons, moduli and diffusivities and add a thermo section at this T (K)")
     _thermo_options(p)
@@ -188,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-sites", type=positive_int, default=None, help="barriers --dilute: host sites of the cell")
     p.add_argument("--jobflow-store", action="store_true", help="results go to jobflow.yaml's JOB_STORE, not <out>/store")
     p.add_argument("--njobs", type=positive_int, default=1, help="queue jobs to submit with --qadapter")
+    p.add_argument("--incar", action="append", default=[], metavar="KEY=VALUE",
+                   help="VASP INCAR override for every VASP job (repeatable; e.g. --incar ENCUT=700 --incar NCORE=8); "
+                        "values typed (int, float, .TRUE./.FALSE., None drops a tag), recorded in the documents; "
+                        "parallelisation tags (NCORE, KPAR, NPAR, NSIM...) leave the cache keys unchanged")
+    p.add_argument("--no-climb", action="store_true",
+                   help="VASP's own NEB (no climbing image, no VTST tags): for a VASP built without VTST")
     _barrier_options(p)
     _common(p, "submit")
 
@@ -239,7 +249,8 @@ def _study_settings(args, systems):
         max_hops=max_hops, max_length=args.max_length, structure_dirs=args.structures, phases=args.phases,
         temperature=getattr(args, "temperature", None), min_length=getattr(args, "min_length", StudySettings.min_length),
         elastic=not getattr(args, "no_elastic", False), diffusivity=not getattr(args, "no_diffusivity", False),
-        endpoint_trials=args.endpoint_trials,
+        endpoint_trials=args.endpoint_trials, search=not getattr(args, "no_search", True),
+        search_budget_minutes=getattr(args, "search_budget", 5.0),
     )
 
 
@@ -306,7 +317,14 @@ def cmd_search(args) -> int:
 def cmd_submit(args) -> int:
     from alloyflow.commands import submit
 
+    from alloyflow.calculators import get_spec
+    from alloyflow.workflows.jobs.backends import parse_incar
+
     common = dict(launchpad_file=args.launchpad, qadapter_file=args.qadapter, out=args.out)
+    incar, climb = parse_incar(args.incar), (False if args.no_climb else None)
+    if (incar or args.no_climb) and (args.what == "refine" or get_spec(args.calculator).runner != "vasp"):
+        raise ValueError("--incar and --no-climb are for VASP hull, barriers and study submissions")
+    vasp = {**({"incar": incar} if incar else {}), **({"climb": climb} if climb is not None else {})}
     single = args.what in ("barriers", "refine")
     if single and len(args.targets) != 1:
         print(f"alloyflow submit {args.what}: give one phase, not {' '.join(args.targets)}", file=sys.stderr)
@@ -319,13 +337,14 @@ def cmd_submit(args) -> int:
             use_jobflow_store=args.jobflow_store, n_images=args.images, fmax=args.fmax, njobs=args.njobs,
             endpoint_trials=args.endpoint_trials,
             min_image_distance=args.min_image_distance, max_hops=args.max_hops or None,
-            max_length=args.max_length, dilute=args.dilute, n_host_sites=args.host_sites, **common)
+            max_length=args.max_length, dilute=args.dilute, n_host_sites=args.host_sites, **vasp, **common)
     elif args.what == "study":
         result = submit.submit_study(_study_settings(args, args.targets), use_jobflow_store=args.jobflow_store,
-                                     njobs=args.njobs, **common)
+                                     njobs=args.njobs, **vasp, **common)
     else:
         results = [submit.submit_hull(system, args.calculator, use_jobflow_store=args.jobflow_store,
-                                      phases=args.phases, structure_dirs=args.structures, njobs=args.njobs, **common)
+                                      phases=args.phases, structure_dirs=args.structures, njobs=args.njobs,
+                                      **{k: v for k, v in vasp.items() if k == "incar"}, **common)
                    for system in args.targets]
         print("\n".join(r.message() for r in results))
         return 0

@@ -269,7 +269,7 @@ def test_submit_study_runs_to_the_end_and_reports_as_the_local_run(fw, tmp_path)
     assert "collected from the job store: study Li-In" in collected
 
     local = tmp_path / "local"
-    assert main(["study", "Li-In", *STUDY_OPTIONS, "--out", str(local), "--no-progress"]) == 0
+    assert main(["study", "Li-In", *STUDY_OPTIONS, "--no-search", "--out", str(local), "--no-progress"]) == 0
     for rel in ("Li-In/hull.csv", "barriers/Li/barriers.csv", "barriers/LiIn/barriers.csv"):
         assert (fw.out / rel).read_text() == (local / rel).read_text(), rel
     assert "Li migration barriers" in (fw.out / "report.md").read_text()

@@ -55,7 +55,8 @@ def test_hostile_finetune_json_in_out_neither_registers_nor_executes(tmp_path):
     out, marker = tmp_path / "out", tmp_path / "pwned"
     ckpt = _hostile_checkpoint(out / "potentials" / "sevennet-mf0" / "checkpoint.pth", marker)
     meta = FineTuneResult(name="sevennet-mf0", registry_name="sevennet-mf0", checkpoint=str(ckpt),
-                          sha256=hashlib.sha256(ckpt.read_bytes()).hexdigest(), base_model="7net-0", label_calculator={}, n_train=1, n_val=1,
+                          sha256=hashlib.sha256(ckpt.read_bytes()).hexdigest(), base_model="7net-0",
+                          label_calculator={}, n_train=1, n_val=1,
                           epochs=1, lr=1e-4, errors={}, train_seconds=0.0)
     (ckpt.parent / "finetune.json").write_text(meta.model_dump_json())
     builtin = get_spec("sevennet-mf0")

@@ -106,7 +106,7 @@ def test_thermo_unknown_phase(tmp_path, capsys):
 
 
 def test_study_with_temperature(tmp_path):
-    args = ["study", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--barriers", "Li", "--min-image-distance",
+    args = ["study", "Li-In", "--calculator", "mock", "--no-search", "--phases", "LiIn", "--barriers", "Li", "--min-image-distance",
             "6", "--images", "3", "--no-progress", "--temperature", "300", "--min-length", "6", "--out", str(tmp_path)]
     assert main(args) == 0
     report = (tmp_path / "report.md").read_text()

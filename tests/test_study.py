@@ -14,7 +14,7 @@ import pytest
 
 from alloyflow.cli import main
 
-STUDY = ["study", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--barriers", "Li",
+STUDY = ["study", "Li-In", "--calculator", "mock", "--no-search", "--phases", "LiIn", "--barriers", "Li",
          "--min-image-distance", "6", "--images", "3", "--no-progress"]
 
 
@@ -152,3 +152,18 @@ def test_report_rebuilds_from_stored_files(tmp_path, capsys):
     (tmp_path / "report.md").unlink()
     assert main(["report", "--out", str(tmp_path)]) == 0
     assert "Comparison with the reference study" in (tmp_path / "report.md").read_text()
+
+
+def test_study_runs_the_search_and_labels_predicted_phases(tmp_path, capsys):
+    """Without --no-search the study adds the tie-line search's structures to the hull, marked predicted."""
+    argv = ["study", "Li-In", "--calculator", "mock", "--barriers", "none", "--search-budget", "0.3",
+            "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    predicted = sorted((tmp_path / "Li-In" / "predicted").glob("*.cif"))
+    assert predicted, "the search wrote no predicted structure"
+    hull = json.loads((tmp_path / "Li-In" / "hull.json").read_text())
+    statuses = {p["name"]: p["status"] for p in hull["phases"]}
+    assert {p.stem for p in predicted} <= set(statuses)
+    assert all(statuses[p.stem] == "predicted" for p in predicted)
+    assert "predicted" in (tmp_path / "report.md").read_text()
+    assert "search Li-In" in json.loads((tmp_path / "study.json").read_text())["timings_seconds"]

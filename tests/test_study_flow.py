@@ -10,7 +10,8 @@ import pytest
 from alloyflow.cli import main
 
 DATA = Path(__file__).parent / "data" / "stored_study_v0"
-OLD_STUDY = ["study", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--barriers", "reference", "--endpoint-trials", "1",
+OLD_STUDY = ["study", "Li-In", "--calculator", "mock", "--no-search", "--phases", "LiIn", "--barriers", "reference",
+             "--endpoint-trials", "1",
              "--min-image-distance", "6", "--images", "3", "--max-hops", "2", "--no-progress"]
 
 

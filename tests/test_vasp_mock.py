@@ -203,3 +203,119 @@ def test_barrier_flow_through_mocked_vasp(mock_vasp, tmp_path):
     assert all(v is not None and 0.05 < v < 0.3 for v in r.percolation.values())
     assert r.percolation["3d"] == pytest.approx(hop.cost) and r.percolation_hops["3d"] == hop.id
     assert not r.hops_left_out and not r.warnings
+
+
+def test_result_neutral_incar_tags_stay_out_of_keys():
+    """Parallelisation and output-file tags change how VASP runs, not its numbers: same keys, same stored results."""
+    from alloyflow.workflows.jobs.vasp_refine import neb_static_maker
+
+    s, fin = fake_vasp.bcc_li_hop()
+    neutral = {"NCORE": 8, "KPAR": 2, "NPAR": 4, "NSIM": 8, "LWAVE": True, "LCHARG": True, "LPLANE": False}
+    base = V.VaspRelaxMaker().key(s)
+    assert V.VaspRelaxMaker(relax_maker=V.hull_relax_maker(neutral), static_maker=V.hull_static_maker(neutral)).key(s) == base
+    assert V.VaspStaticMaker(static_maker=V.hull_static_maker(neutral)).key(s) == V.VaspStaticMaker().key(s)
+    assert V.VaspNebMaker(incar=neutral).key(s, fin) == V.VaspNebMaker().key(s, fin)
+    assert V.inputs_summary(neb_static_maker(neutral)) == V.inputs_summary(neb_static_maker())
+    for tag, value in {"ENCUT": 700, "LREAL": "Auto", "PREC": "Normal", "ALGO": "Fast", "ISYM": 0, "SIGMA": 0.05}.items():
+        assert V.VaspRelaxMaker(relax_maker=V.hull_relax_maker({tag: value})).key(s) != base, tag
+        assert V.VaspNebMaker(incar={tag: value}).key(s, fin) != V.VaspNebMaker().key(s, fin), tag
+    # the INCAR written still carries them
+    incar = V.hull_relax_maker(neutral).input_set_generator.get_input_set(s, potcar_spec=True).incar
+    assert incar["NCORE"] == 8 and incar["KPAR"] == 2 and incar["LWAVE"] is True
+
+
+def test_incar_overrides_run_and_are_recorded(mock_vasp, tmp_path):
+    """makers_for("vasp", incar=...) reaches the INCAR; a result-neutral one keeps the stored result's key."""
+    from alloyflow.engine import ResultStore, run_cached
+    from alloyflow.workflows.flows.hull import primitive
+    from alloyflow.workflows.jobs.backends import makers_for
+    from alloyflow.workflows.jobs.relax import RelaxationDocument
+
+    li = fake_vasp.hull_phases()[0]
+    flow = makers_for("vasp", incar={"NCORE": 4}).relax.keyed_job(primitive(li.structure), "Li")
+    assert flow.uuid == V.VaspRelaxMaker().keyed_job(primitive(li.structure), "Li").uuid
+    paths = fake_vasp.reference_paths([("Li", flow)])
+    mock_vasp(paths, {name: {"incar_exclude": ["NCORE"]} for name in paths})
+    with ResultStore(tmp_path) as store:
+        run_cached(flow, store)
+        doc = store.document(flow.uuid, RelaxationDocument)
+    relax = next(j for j, _ in flow.iterflow() if j.name == "vasp relax Li")
+    assert relax.maker.input_set_generator.get_input_set(primitive(li.structure), potcar_spec=True).incar["NCORE"] == 4
+    assert doc.metadata["vasp"]["incar_overrides"] == {"relax": {"NCORE": 4}, "static": {"NCORE": 4}}
+    assert doc.metadata["vasp"]["versions"]["atomate2"]
+
+
+def test_makers_for_incar_and_climb():
+    from alloyflow.workflows.jobs.backends import makers_for
+
+    m = makers_for("vasp", incar={"ENCUT": 700, "NSW": 150}, climb=False, fmax=0.03)
+    assert m.relax.relax_maker.input_set_generator.user_incar_settings["ENCUT"] == 700
+    assert m.relax.relax_maker.input_set_generator.user_incar_settings["NSW"] == 150
+    static = m.relax.static_maker.input_set_generator.user_incar_settings
+    assert static["ENCUT"] == 700 and static["NSW"] == 0  # a static never takes ionic steps
+    assert m.static.static_maker.input_set_generator.user_incar_settings["NSW"] == 0
+    assert not m.neb.climb and m.neb.incar["ENCUT"] == 700 and m.neb.fmax == 0.03
+    ini, _ = fake_vasp.bcc_li_hop()
+    gen = m.neb.makers()[1].input_set_generator
+    gen.num_images = 3
+    incar = gen.get_input_set(ini, potcar_spec=True).incar
+    assert not {"LCLIMB", "IOPT"} & set(incar) and incar["IBRION"] == 1 and incar["ENCUT"] == 700
+    assert makers_for("vasp").neb.climb and makers_for("mock", climb=False).neb.climb is False
+
+
+def test_parse_incar_types_values():
+    from alloyflow.workflows.jobs.backends import parse_incar
+
+    got = parse_incar(["ENCUT=700", "ediff=1e-7", "LREAL=.FALSE.", "LWAVE=T", "ALGO=Fast", "SIGMA=0.05",
+                       "KSPACING=None", "EDIFFG=-1.0D-2"])
+    assert got == {"ENCUT": 700, "EDIFF": 1e-7, "LREAL": False, "LWAVE": True, "ALGO": "Fast", "SIGMA": 0.05,
+                   "KSPACING": None, "EDIFFG": -0.01}
+    assert type(got["ENCUT"]) is int and type(got["SIGMA"]) is float
+    for bad in ("ENCUT", "=700", "ENCUT=", "EN CUT=1"):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            parse_incar([bad])
+
+
+def test_submit_cli_passes_incar_and_no_climb(monkeypatch, capsys):
+    """alloyflow submit {hull,barriers,study} --incar K=V (repeatable) --no-climb reach the submit functions."""
+    from alloyflow import cli
+    from alloyflow.commands import submit
+
+    seen = {}
+
+    class Done:
+        def message(self):
+            return "submitted"
+
+    def fake(kind):
+        def record(*args, **kwargs):
+            seen[kind] = kwargs
+            return Done()
+        return record
+
+    for kind in ("hull", "barriers", "study"):
+        monkeypatch.setattr(submit, f"submit_{kind}", fake(kind))
+    base = ["--launchpad", "lp.yaml", "--calculator", "vasp", "--incar", "ENCUT=700", "--incar", "NCORE=8"]
+    assert cli.main(["submit", "hull", "Li-In", *base]) == 0
+    assert cli.main(["submit", "barriers", "LiIn", "--system", "Li-In", *base, "--no-climb"]) == 0
+    assert cli.main(["submit", "study", "Li-In", *base, "--no-climb"]) == 0
+    assert seen["hull"]["incar"] == {"ENCUT": 700, "NCORE": 8} and "climb" not in seen["hull"]
+    assert seen["barriers"]["incar"] == {"ENCUT": 700, "NCORE": 8} and seen["barriers"]["climb"] is False
+    assert seen["study"]["incar"] == {"ENCUT": 700, "NCORE": 8} and seen["study"]["climb"] is False
+    assert cli.main(["submit", "hull", "Li-In", "--launchpad", "lp.yaml", "--calculator", "mock",
+                     "--incar", "ENCUT=700"]) == 1
+    assert "--incar and --no-climb are for VASP" in capsys.readouterr().err
+    assert cli.main(["submit", "hull", "Li-In", "--launchpad", "lp.yaml", "--calculator", "vasp",
+                     "--incar", "ENCUT"]) == 1
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_submit_hull_flow_carries_incar():
+    """The flow submit_hull sends: its VASP relaxations carry the override, and hull_documents finds them again."""
+    from alloyflow.commands.submit import hull_flow, incar_relax_maker
+
+    flow = hull_flow("Li-In", "vasp", phases=["LiIn"], relax_maker=incar_relax_maker("vasp", {"ENCUT": 700}))
+    default = hull_flow("Li-In", "vasp", phases=["LiIn"])
+    relax = [j for j, _ in flow.iterflow() if j.name.startswith("vasp relax")]
+    assert relax and all(j.maker.input_set_generator.user_incar_settings["ENCUT"] == 700 for j in relax)
+    assert {j.uuid for j in flow.jobs} != {j.uuid for j in default.jobs}  # ENCUT is in the key

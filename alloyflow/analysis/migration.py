@@ -122,6 +122,13 @@ class BarrierResult(BaseModel):
                                      description="ids of distinct hops within max_length that were not computed")
     network_dimension: int | None = Field(None, description="dimension reached by every hop within max_length")
     host_stability: HostStability | None = None
+    phase_status: str = Field("", description="the library status of the phase: verified, predicted, ...")
+    phase_source: str = Field("", description="where its structure came from (CIF provenance or the search)")
+
+    @property
+    def display_name(self) -> str:
+        """The phase name, marked when the structure is predicted rather than observed."""
+        return f"{self.phase} (predicted)" if self.phase_status == "predicted" else self.phase
     warnings: list[str] = Field(default_factory=list)
 
     @property
@@ -415,7 +422,7 @@ def format_barrier_table(results: list[BarrierResult]) -> str:
     for r in results:
         bound = "" if r.percolation_complete else "<="
         perc = " ".join(f"{d.upper()} {bound}{_mev(r.percolation.get(d))}" for d in DIMENSIONS)
-        text = f"{r.phase} [{r.calculator.get('label', r.calculator.get('name', '?'))}, {r.supercell.natoms} atoms, {r.mode}]: {perc}"
+        text = f"{r.display_name} [{r.calculator.get('label', r.calculator.get('name', '?'))}, {r.supercell.natoms} atoms, {r.mode}]: {perc}"
         mc = r.metastability_correction
         if mc is not None and mc.correction > 0:
             text += (f"; with metastability correction +{_mev(mc.correction)} "

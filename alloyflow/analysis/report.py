@@ -101,7 +101,8 @@ def barrier_section(barriers) -> str:
         sc = res.supercell if isinstance(res.supercell, dict) else res.supercell.model_dump()
         left_out = list(getattr(res, "hops_left_out", None) or [])
         bound = "≤ " if left_out else ""
-        perc_rows.append([res.phase, sc.get("natoms"), _fmt(sc.get("min_image_distance"), digits=1),
+        name = res.display_name if hasattr(res, "display_name") else res.phase
+        perc_rows.append([name, sc.get("natoms"), _fmt(sc.get("min_image_distance"), digits=1),
                           *((bound + _fmt(perc.get(d), 1000, 0)) if perc.get(d) is not None else "–"
                             for d in ("1d", "2d", "3d")),
                           ", ".join(map(str, left_out)) or "none", _host(getattr(res, "host_stability", None))])

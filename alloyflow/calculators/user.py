@@ -54,7 +54,7 @@ def trusted_registry_path() -> Path:
 
 
 def trusted_potentials() -> list[dict]:
-    """Every record (``name``, ``checkpoint``, ``sha256``, ``created``), oldest first; none if the file is unreadable."""
+    """Every record (``name``, ``checkpoint``, ``sha256``, ``created``), oldest first; none if unreadable."""
     path = trusted_registry_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

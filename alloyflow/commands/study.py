@@ -16,7 +16,7 @@ from pathlib import Path
 
 from alloyflow.calculators import calculator_info
 from alloyflow.commands.common import add_predicted, library_for, relaxation_documents
-from alloyflow.engine import ResultStore, run_flow
+from alloyflow.engine import ResultStore, RunSummary, run_flow
 from alloyflow.engine.progress import stages
 from alloyflow.io.barriers import write_barrier_outputs
 from alloyflow.io.hull import write_hull_outputs
@@ -44,22 +44,47 @@ def write_study_outputs(out: Path, doc: StudyDocument) -> tuple[dict, dict, list
     return hulls, voltages, list(doc.barriers)
 
 
+def search_predicted(settings: StudySettings, store: ResultStore, library, progress: bool, timings: dict) -> RunSummary:
+    """The tie-line search of every system (budgeted; its keyed jobs resume), written to ``<out>/<system>/predicted``.
+
+    Predicted structures then join the hulls as phases of status ``predicted``
+    (``add_predicted``), labelled so in every table. A search that fails is a
+    warning, not a lost study: the hulls are built from the library alone.
+    """
+    from alloyflow.workflows.flows.search import run_search, write_search_outputs
+
+    total = RunSummary()
+    for system in settings.systems:
+        ts = time.perf_counter()
+        result = run_search(system, store, calculator=settings.calculator, library=library,
+                            budget_minutes=settings.search_budget_minutes, progress=progress)
+        write_search_outputs(store.out_dir, result)
+        total.computed += result.jobs_computed
+        total.reused += result.jobs_reused
+        timings[f"search {system}"] = time.perf_counter() - ts
+    return total
+
+
 def run_study(settings: StudySettings, out: Path, progress: bool = True) -> StudyReport:
     """Build the study flow, run it on the local engine in ``out`` and write the files and report."""
     from alloyflow.io.report import write_report
 
     out = Path(out)
+    settings.check()  # bad settings are refused here, before any job exists
     library = library_for(settings.structure_dirs)
-    for system in settings.systems:
-        add_predicted(library, out, system)
-    flow = study_flow(settings, library)  # bad settings are refused here, before any job exists
     t0 = time.perf_counter()
     with ResultStore(out) as store:
+        total, timings = RunSummary(), {}
+        if settings.search:
+            total += search_predicted(settings, store, library, progress, timings)
+        for system in settings.systems:
+            add_predicted(library, out, system)
+        flow = study_flow(settings, library)
         with stages(enabled=progress) as bars:
-            total = run_flow(flow, store, progress=bars)
+            total += run_flow(flow, store, progress=bars)
         doc = store.document(flow.output.uuid, StudyDocument)
         hulls, voltages, barriers = write_study_outputs(out, doc)
-        timings = dict(total.stage_seconds)
+        timings.update(total.stage_seconds)
         thermo = {}
         if settings.temperature is not None:
             from alloyflow.commands.thermo import thermo_for_system

@@ -19,7 +19,7 @@ from alloyflow.calculators import DEFAULT_CALCULATOR
 from alloyflow.engine import ResultStore
 from alloyflow.engine.fireworks import SubmitResult, reading_store, submit_flow
 from alloyflow.io.submissions import record_submission
-from alloyflow.workflows.jobs.backends import relax_maker_for
+from alloyflow.workflows.jobs.backends import makers_for, relax_maker_for
 
 
 def hull_flow(system: str, calculator: str = DEFAULT_CALCULATOR, phases: list[str] | None = None,
@@ -31,31 +31,40 @@ def hull_flow(system: str, calculator: str = DEFAULT_CALCULATOR, phases: list[st
     return hull_flow_for(system, calculator, library_for(structure_dirs), phases, relax_maker=relax_maker)
 
 
+def incar_relax_maker(calculator: str, incar: dict | None):
+    """The hull's relax maker with ``--incar`` overrides (None: the flow's default maker)."""
+    return makers_for(calculator, incar=incar).relax if incar else None
+
+
 def submit_hull(system: str, calculator: str = DEFAULT_CALCULATOR, launchpad_file: str | Path = "my_launchpad.yaml",
                 qadapter_file: str | Path | None = None, out: str | Path = "alloyflow-out",
                 use_jobflow_store: bool = False, phases: list[str] | None = None, structure_dirs=(),
-                njobs: int = 1) -> SubmitResult:
+                njobs: int = 1, incar: dict | None = None) -> SubmitResult:
     """``alloyflow submit hull SYSTEM --launchpad LP [--qadapter QA]``: the hull flow to FireWorks.
 
     Results go to ``<out>/store`` (must be on a filesystem the compute nodes
     share), or with ``use_jobflow_store`` to the workers' jobflow JOB_STORE.
+    ``incar``: VASP INCAR overrides (``--incar KEY=VALUE``), recorded in the documents' ``metadata["vasp"]``.
     """
-    flow = hull_flow(system, calculator, phases=phases, structure_dirs=structure_dirs)
-    record = {"system": system, "calculator": calculator, "phases": phases, "structure_dirs": list(structure_dirs)}
+    flow = hull_flow(system, calculator, phases=phases, structure_dirs=structure_dirs,
+                     relax_maker=incar_relax_maker(calculator, incar))
+    record = {"system": system, "calculator": calculator, "phases": phases, "structure_dirs": list(structure_dirs),
+              **({"incar": incar} if incar else {})}
     return _submit_and_record(flow, "hull", system, record, launchpad_file, qadapter_file, out, use_jobflow_store,
                               njobs, dynamic=False)
 
 
 def hull_documents(system: str, calculator: str = DEFAULT_CALCULATOR, out: str | Path | None = "alloyflow-out",
-                   phases: list[str] | None = None, structure_dirs=(), store=None):
+                   phases: list[str] | None = None, structure_dirs=(), store=None, incar: dict | None = None):
     """The hull's ``RelaxationDocument``s that workers have stored, and the labels still missing.
 
     ``store`` (a ``JobStore``) overrides ``out``; ``out=None`` and no store
-    reads the jobflow settings' JOB_STORE.
+    reads the jobflow settings' JOB_STORE; ``incar``: the submission's ``--incar`` (part of the keys).
     """
     from alloyflow.workflows.jobs.relax import RelaxationDocument
 
-    flow = hull_flow(system, calculator, phases=phases, structure_dirs=structure_dirs)
+    flow = hull_flow(system, calculator, phases=phases, structure_dirs=structure_dirs,
+                     relax_maker=incar_relax_maker(calculator, incar))
     reader = reading_store(store if store is not None else out)
     docs, missing = [], []
     for entry in flow.jobs:
@@ -109,7 +118,8 @@ def _submit_and_record(flow: Flow, kind: str, name: str, settings: dict, launchp
 
 
 def submit_study(settings, launchpad_file: str | Path, qadapter_file: str | Path | None = None,
-                 out: str | Path = "alloyflow-out", use_jobflow_store: bool = False, njobs: int = 1) -> SubmitResult:
+                 out: str | Path = "alloyflow-out", use_jobflow_store: bool = False, njobs: int = 1,
+                 incar: dict | None = None, climb: bool | None = None) -> SubmitResult:
     """``alloyflow submit study SYSTEM... --launchpad LP``: the whole study flow to FireWorks.
 
     Parameters
@@ -120,6 +130,8 @@ def submit_study(settings, launchpad_file: str | Path, qadapter_file: str | Path
         FireWorks LaunchPad YAML; with a queue adapter, ``njobs`` queue jobs are submitted too.
     out : path
         Output folder: its store receives results (unless ``use_jobflow_store``) and it keeps the record.
+    incar, climb : dict, bool, optional
+        VASP INCAR overrides (``--incar``) and ``climb=False`` for a VASP without VTST (``--no-climb``).
     """
     from dataclasses import asdict
 
@@ -129,7 +141,11 @@ def submit_study(settings, launchpad_file: str | Path, qadapter_file: str | Path
     library = library_for(settings.structure_dirs)
     for system in settings.systems:
         add_predicted(library, Path(out), system)
-    flow = study_flow(settings, library)
+    makers = None
+    if incar or climb is not None:
+        makers = makers_for(settings.calculator, n_images=settings.n_images, fmax=settings.fmax,
+                            endpoint_trials=settings.endpoint_trials, incar=incar, climb=climb)
+    flow = study_flow(settings, library, makers=makers)
     return _submit_and_record(flow, "study", " ".join(settings.systems), asdict(settings), launchpad_file,
                               qadapter_file, out, use_jobflow_store, njobs, dynamic=True)
 
@@ -137,15 +153,24 @@ def submit_study(settings, launchpad_file: str | Path, qadapter_file: str | Path
 def submit_barriers(phase: str, launchpad_file: str | Path, qadapter_file: str | Path | None = None,
                     out: str | Path = "alloyflow-out", calculator: str = DEFAULT_CALCULATOR,
                     system: str | None = None, structure_dirs=(), use_jobflow_store: bool = False,
-                    n_images: int = 5, fmax: float = 0.05, njobs: int = 1, **settings) -> SubmitResult:
+                    n_images: int = 5, fmax: float = 0.05, njobs: int = 1, incar: dict | None = None,
+                    climb: bool | None = None, **settings) -> SubmitResult:
     """``alloyflow submit barriers PHASE --launchpad LP``: one phase's barrier flow to FireWorks.
 
-    ``settings`` are ``BarrierSettings`` fields (``min_image_distance``, ``max_hops``, ``dilute``, ...).
+    ``settings`` are ``BarrierSettings`` fields (``min_image_distance``, ``max_hops``, ``dilute``, ...);
+    ``incar``, ``climb``: VASP INCAR overrides (``--incar``), ``climb=False`` (``--no-climb``).
     """
     from alloyflow.commands.common import library_for
-    from alloyflow.workflows.flows.barriers import barrier_flow
+    from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings, barrier_flow
 
-    flow = barrier_flow(phase, calculator, system, library_for(structure_dirs), n_images, fmax, **settings)
+    if incar or climb is not None:  # barrier_flow's flow, with these makers
+        makers = makers_for(calculator, n_images=n_images, fmax=fmax, incar=incar, climb=climb,
+                            endpoint_trials=settings.get("endpoint_trials"))
+        rest = {k: v for k, v in settings.items() if k != "endpoint_trials"}
+        library = library_for(structure_dirs)
+        flow = BarrierFlowMaker(makers=makers, settings=BarrierSettings(**rest)).make(library.get(phase, system))
+    else:
+        flow = barrier_flow(phase, calculator, system, library_for(structure_dirs), n_images, fmax, **settings)
     record = {"phase": phase, "system": system, "calculator": calculator, "structure_dirs": list(structure_dirs),
               "n_images": n_images, "fmax": fmax, **settings}
     return _submit_and_record(flow, "barriers", phase, record, launchpad_file, qadapter_file, out,

@@ -111,7 +111,9 @@ def check_overlaps(structure: Structure, fraction: float = OVERLAP_FRACTION, whe
     ratio = dist / limit
     i, j = np.unravel_index(int(np.argmin(ratio)), ratio.shape)
     if ratio[i, j] < 1:
-        at = lambda n: f"{n} ({structure[n].species_string} at {' '.join(f'{x:.3f}' for x in structure[n].frac_coords)})"  # noqa: E731
+        def at(n: int) -> str:
+            return f"{n} ({structure[n].species_string} at {' '.join(f'{x:.3f}' for x in structure[n].frac_coords)})"
+
         raise StructureError(
             f"{where}: sites {at(i)} and {at(j)} are "
             f"{dist[i, j]:.2f} Å apart, less than {fraction:g} x their covalent radii sum ({limit[i, j]:.2f} Å): "
@@ -122,7 +124,8 @@ def check_overlaps(structure: Structure, fraction: float = OVERLAP_FRACTION, whe
     if shortest < fraction * 2 * radii[k]:
         raise StructureError(
             f"{where}: site {k} ({structure[k].species_string}) is {shortest:.2f} Å from its own periodic image, "
-            f"less than {fraction:g} x twice its covalent radius ({fraction * 2 * radii[k]:.2f} Å): the cell is too small"
+            f"less than {fraction:g} x twice its covalent radius ({fraction * 2 * radii[k]:.2f} Å): "
+            "the cell is too small"
         )
 
 

@@ -58,7 +58,7 @@ def shortest_distance(structure: Structure) -> float:
 
 def check_image_distance(image_distance: float, hop_length: float, what: str = "vacancy",
                          hop_what: str = "hop", remedy: str = "--min-image-distance") -> None:
-    """Refuse a supercell whose periodic images are closer than ``hop_length + IMAGE_MARGIN`` (one-line ``ValueError``)."""
+    """Refuse a supercell whose images are closer than ``hop_length + IMAGE_MARGIN`` (one-line ``ValueError``)."""
     need = hop_length + IMAGE_MARGIN
     if image_distance < need - 1e-6:
         raise ValueError(

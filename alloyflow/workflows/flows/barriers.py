@@ -323,7 +323,8 @@ def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase
                      settings: dict, band: dict, calculator: str, warnings: list[str], host=None,
                      host_note: str = "") -> BarrierResult:
     """The barrier document of a phase from its NEB documents: flags, percolation, coordination."""
-    relaxed = RelaxationDocument.model_validate(as_dict(relaxed_doc)).structure
+    relaxed_doc = RelaxationDocument.model_validate(as_dict(relaxed_doc))
+    relaxed = relaxed_doc.structure
     s = BarrierSettings(**settings)
     plan = plan_hops(phase, formula, relaxed, s)
     warnings = list(warnings)
@@ -349,6 +350,7 @@ def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase
                   "max_hops": s.max_hops, "max_length": s.max_length, "n_distinct_hops": len(plan.network.hops)},
         relaxed_structure=relaxed.as_dict(), warnings=warnings, hops_left_out=plan.left_out,
         network_dimension=plan.dimension, host_stability=host_stability(host, calculator, host_note),
+        phase_status=str(relaxed_doc.metadata.get("status", "")), phase_source=str(relaxed_doc.metadata.get("source", "")),
     )
     if result.host_stability.stable is False:
         result.warnings.insert(0, f"the host {phase} is mechanically unstable on {calculator_info(calculator)['label']} "

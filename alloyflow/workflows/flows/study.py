@@ -66,6 +66,10 @@ class StudySettings:
     max_length: float | None = None
     structure_dirs: list[str] = field(default_factory=list)
     phases: list[str] | None = None
+    # The tie-line search (local engine only; its keyed jobs resume) adds predicted phases such as
+    # Li13In3 to the hulls before they are built; wall-time budget per system, in minutes.
+    search: bool = True
+    search_budget_minutes: float = 5.0
     # Finite temperature (off unless a temperature is given): phonons, moduli, diffusivities.
     temperature: float | None = None
     min_length: float = 11.0
@@ -80,6 +84,8 @@ class StudySettings:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
         if not self.fmax > 0:
             raise ValueError(f"fmax must be > 0 eV/Å, got {self.fmax}")
+        if self.search and not self.search_budget_minutes > 0:
+            raise ValueError(f"search_budget_minutes must be > 0, got {self.search_budget_minutes}")
         if self.endpoint_trials < 1:
             raise ValueError(f"endpoint_trials must be >= 1, got {self.endpoint_trials}")
         BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,

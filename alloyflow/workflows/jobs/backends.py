@@ -45,8 +45,40 @@ class Makers:
         return get_spec(self.calculator).runner
 
 
+def parse_incar(items) -> dict:
+    """``["ENCUT=700", "NCORE=4", "LREAL=.FALSE.", "ALGO=Fast"]`` (``--incar KEY=VALUE``) as typed INCAR settings.
+
+    Values become bool (``.TRUE.``, ``T``, ``true``; ``.FALSE.``, ``F``,
+    ``false``), int, float (``1e-6``, ``1.0D-6``), None (``None``: drop the
+    tag from alloyflow's set) or stay strings (``Fast``, ``Auto``).
+    """
+    out = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        key, value = key.strip().upper(), value.strip()
+        if not sep or not key or not key.replace("_", "").isalnum() or not value:
+            raise ValueError(f"--incar expects KEY=VALUE (e.g. ENCUT=700), got {item!r}")
+        low = value.lower().strip(".")
+        if low in ("true", "t"):
+            out[key] = True
+        elif low in ("false", "f"):
+            out[key] = False
+        elif low == "none":
+            out[key] = None
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                try:
+                    out[key] = float(value.replace("D", "E").replace("d", "e"))
+                except ValueError:
+                    out[key] = value
+    return out
+
+
 def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: dict | None = None,
-               relax: dict | None = None, neb: dict | None = None, endpoint_trials: int | None = None) -> Makers:
+               relax: dict | None = None, neb: dict | None = None, endpoint_trials: int | None = None,
+               climb: bool | None = None) -> Makers:
     """The relax, static and NEB makers for a registry name.
 
     Parameters
@@ -62,6 +94,9 @@ def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: di
     endpoint_trials : int, optional
         Relaxations per NEB endpoint from seeded starts, the lowest kept (ASE backends; default
         ``NebMaker``'s). VASP endpoints are relaxed once.
+    climb : bool, optional
+        Climbing-image NEB (default: the NEB maker's, True). For VASP ``climb=False`` is VASP's
+        own NEB, for a VASP built without VTST (``True`` writes VTST's LCLIMB, IOPT).
 
     Returns
     -------
@@ -69,6 +104,8 @@ def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: di
     """
     spec = get_spec(calculator)
     relax, neb = dict(relax or {}), dict(neb or {})
+    if climb is not None:
+        neb.setdefault("climb", bool(climb))
     if spec.runner == "vasp":
         from alloyflow.workflows.jobs.vasp import (
             VaspNebMaker,

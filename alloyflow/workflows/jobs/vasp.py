@@ -845,6 +845,7 @@ class VaspNebMaker(Maker):
         keyed_step(images, key, "images", f"vasp images {label}")
         neb = keyed_step(images_maker.make(images.output), key, "neb", f"vasp neb {label}")
         doc = neb_document(e_i.output, e_f.output, neb.output, label, key, order, self.n_images, self.fmax,
-                           self.settings(), metadata or {}, {"incar_overrides": dict(self.incar)})
+                           self.settings(), metadata or {},
+                           {"incar_overrides": {k: v for k, v in sorted(self.incar.items()) if NEB_INCAR.get(k) != v}})
         keyed_step(doc, key, "", f"vasp neb result {label}")
         return Flow([e_i, e_f, images, neb, doc], output=doc.output, name=f"vasp neb {label}", uuid=doc.uuid)

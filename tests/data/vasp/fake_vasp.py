@@ -10,8 +10,11 @@ name works, e.g. ``gpaw``) and writes the ``vasprun.xml``, ``OUTCAR`` and
 - NSW = 0: single point; ISIF = 3: FIRE on a FrechetCellFilter; ISIF = 2:
   FIRE on positions; IMAGES > 0: ASE NEB of the intermediate images
   (climbing image when LCLIMB), fmax = |EDIFFG|, at most NSW - 1 steps.
-- Energies, forces, stress and structures are the calculator's (NEB images:
-  the NEB forces, spring and climbing terms included, as VTST reports). Only the
+- Energies, forces, stress and structures are the calculator's. NEB images,
+  as a VTST-patched VASP writes them: the DFT (calculator) forces in
+  vasprun.xml, VTST's banner (``VTST: version``, ``NEB: SPRING``, ``NEB:
+  LCLIMB``) and each step's NEB force (improved tangent, spring |SPRING|
+  eV/Å², climbing term) as ``FORCES: max atom, RMS`` in the OUTCAR. Only the
   electronic structure is a placeholder (one k-point, a few metallic bands
   at the Fermi level 0 eV), marked as such in the files; trajectories are
   decimated to ``MAX_FRAMES`` ionic steps to keep the folders small.
@@ -208,20 +211,25 @@ def _relax(atoms, calc, isif: int, fmax: float, steps: int) -> list[dict]:
     return traj
 
 
-def _neb(images, calc, climb: bool, fmax: float, steps: int) -> list[list[dict]]:
-    """ASE NEB of the intermediate images; forces recorded are the NEB forces, as VTST writes them."""
+def _neb(images, calc, climb: bool, fmax: float, steps: int, spring: float = 5.0) -> list[list[dict]]:
+    """ASE NEB of the intermediate images (improved tangent, VTST's spring constant).
+
+    As VTST: the recorded forces are the calculator's, and each step's NEB
+    force (max over atoms, RMS) goes to the OUTCAR's ``FORCES`` line.
+    """
     from ase.mep import NEB
     from ase.optimize import FIRE
 
     for a in images:
         a.calc = calc
-    neb = NEB(images, climb=climb, method="improvedtangent", allow_shared_calculator=True, k=0.5)
+    neb = NEB(images, climb=climb, method="improvedtangent", allow_shared_calculator=True, k=spring)
     trajs = [[] for _ in images[1:-1]]
     opt = FIRE(neb, logfile=None)
     for _ in opt.irun(fmax=fmax, steps=steps - 2):
         band = neb.get_forces().reshape(len(trajs), -1, 3)
         for t, a, f in zip(trajs, images[1:-1], band):
-            t.append({**_record(a), "forces": f.copy()})
+            t.append({**_record(a), "neb_force": (float(np.linalg.norm(f, axis=1).max()),
+                                                  float(np.linalg.norm(f) / np.sqrt(len(f))))})
     return trajs
 
 
@@ -241,7 +249,8 @@ def run_fake_vasp(directory: Path, calculator: str = "sevennet") -> None:
     if int(incar.get("IMAGES", 0)):
         dirs = sorted(p for p in directory.glob("[0-9][0-9]") if p.is_dir())
         structures = [Poscar.from_file(d / "POSCAR").structure for d in dirs]
-        trajs = _neb([_atoms(s) for s in structures], calc, bool(incar.get("LCLIMB", False)), fmax, nsw)
+        trajs = _neb([_atoms(s) for s in structures], calc, bool(incar.get("LCLIMB", False)), fmax, nsw,
+                     abs(float(incar.get("SPRING", -5))))
         dt = (time.perf_counter() - t0) / max(1, len(trajs))
         for d, s, traj in zip(dirs[1:-1], structures[1:-1], trajs):
             _write_outputs(d, incar, kpoints, potcars, s, _frames(traj), dt, calculator)
@@ -442,6 +451,10 @@ def _outcar(incar, potcars, traj, nelect: float, nbands: int, natoms: int, secon
     lines += [f"   {key:<6} = {incar.get(key, default)!s:>8}" for key, default in
               (("NSW", 0), ("IBRION", -1), ("ISIF", 2), ("ISPIN", 1), ("ENCUT", 400), ("EDIFFG", 0))]
     lines += ["", f"   NELECT =  {nelect:12.4f}    total number of electrons", ""]
+    if int(incar.get("IMAGES", 0)) and ("LCLIMB" in incar or "IOPT" in incar):  # a VTST-patched VASP
+        lines += [" VTST: version 4.1, (fake: alloyflow tests)", "", " CHAIN: Running the NEB",
+                  f" NEB:          SPRING     {float(incar.get('SPRING', -5)):9.6f}",
+                  f" NEB:          LCLIMB      {'T' if incar.get('LCLIMB', True) else 'F'}", ""]
     for f in traj:
         e = f["energy"]
         drift = np.asarray(f["forces"]).sum(axis=0)
@@ -455,6 +468,8 @@ def _outcar(incar, potcars, traj, nelect: float, nbands: int, natoms: int, secon
             f"  energy  without entropy= {e:18.8f}  energy(sigma->0) = {e:18.8f}",
             "",
         ]
+        if "neb_force" in f:
+            lines += [f"  FORCES: max atom, RMS {f['neb_force'][0]:12.6f}{f['neb_force'][1]:12.6f}", ""]
     lines += [
         " E-fermi :   0.0000     XC(G=0): -10.0000     alpha+bet : -10.0000",
         "",
