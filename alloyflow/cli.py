@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     _barrier_options(p)
     _common(p, "study")
 
+    p.add_argument("--no-interstitial", action="store_true",
+                   help="vacancy hops only (default: Li2Sn5, LiSn and dilute Li in In also get the interstitial mechanism)")
     p.add_argument("--no-search", action="store_true",
                    help="skip the tie-line search that adds predicted phases (e.g. Li13In3) to the hulls")
     p.add_argument("--search-budget", type=positive_float, default=5.0, metavar="MINUTES",
@@ -251,6 +253,7 @@ def _study_settings(args, systems):
         elastic=not getattr(args, "no_elastic", False), diffusivity=not getattr(args, "no_diffusivity", False),
         endpoint_trials=args.endpoint_trials, search=not getattr(args, "no_search", True),
         search_budget_minutes=getattr(args, "search_budget", 5.0),
+        interstitial=not getattr(args, "no_interstitial", False),
     )
 
 

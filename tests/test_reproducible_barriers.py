@@ -68,3 +68,38 @@ def test_liin_barrier_does_not_depend_on_thread_count(tmp_path):
         barriers[threads] = result["hops"][0]["forward_barrier"]
         assert len(result["hops"][0]["endpoint_energies"][0]) == 3  # three seeded endpoint trials each
     assert abs(barriers[1] - barriers[2]) <= TOLERANCE, barriers
+
+
+def test_interstitial_mechanism_of_a_li_poor_phase_runs_and_is_labelled(tmp_path):
+    """One extra Li hopping between the largest voids of LiSn: endpoints share the site order, one atom moves."""
+    from alloyflow.engine import ResultStore
+    from alloyflow.structures import StructureLibrary
+    from alloyflow.structures.library import primitive
+    from alloyflow.workflows.flows.barriers import BarrierSettings, plan_hops, run_barriers
+
+    s = primitive(StructureLibrary().get("LiSn", "Li-Sn").structure)
+    plan = plan_hops("LiSn", "LiSn", s, BarrierSettings(min_image_distance=7, mechanism="interstitial"))
+    assert plan.mode == "interstitial" and plan.entries
+    hop, initial, final, info = plan.entries[0]
+    assert len(initial) == len(final) == info["natoms"] == len(s) * round(abs(np.linalg.det(info["matrix"]))) + 1
+    moved = initial.lattice.get_all_distances(initial.frac_coords, final.frac_coords).diagonal()
+    assert (moved > 0.5).sum() == 1 and moved[info["moving_index"]] == pytest.approx(hop.length, abs=0.05)
+    with ResultStore(tmp_path) as store:
+        result = run_barriers("LiSn", store, calculator="mock", system="Li-Sn", n_images=3, min_image_distance=7,
+                              max_hops=1, mechanism="interstitial", endpoint_trials=1, host_check=False)
+    assert result.mode == "interstitial" and len(result.hops) == 1 and result.hops[0].forward_barrier is not None
+    with pytest.raises(ValueError, match="mechanism"):
+        BarrierSettings(mechanism="kick-out").check()
+
+
+def test_study_chooses_both_mechanisms_for_li_poor_reference_phases():
+    from types import SimpleNamespace as NS
+
+    from alloyflow.workflows.flows.study import choose_phases
+
+    phases = [NS(name=n, formula=n, e_above_hull=0.0, stable=True) for n in ("LiSn", "Li17Sn4", "Li")]
+    docs = [NS(system="Li-Sn", hull=NS(phases=phases, host="Sn"))]
+    pairs = [(c.phase, c.mechanism) for c in choose_phases(["reference"], docs)]
+    assert ("LiSn", "vacancy") in pairs and ("LiSn", "interstitial") in pairs
+    assert ("Li17Sn4", "interstitial") not in pairs and ("Li17Sn4", "vacancy") in pairs
+    assert not any(c.mechanism == "interstitial" for c in choose_phases(["reference"], docs, interstitial=False))

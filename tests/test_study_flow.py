@@ -11,7 +11,7 @@ from alloyflow.cli import main
 
 DATA = Path(__file__).parent / "data" / "stored_study_v0"
 OLD_STUDY = ["study", "Li-In", "--calculator", "mock", "--no-search", "--phases", "LiIn", "--barriers", "reference",
-             "--endpoint-trials", "1",
+             "--endpoint-trials", "1", "--no-interstitial",
              "--min-image-distance", "6", "--images", "3", "--max-hops", "2", "--no-progress"]
 
 
@@ -28,7 +28,7 @@ def _documents(out: Path) -> dict:
 
 
 def test_study_stored_before_the_redesign_reruns_with_nothing_recomputed(tmp_path, capsys):
-    """The same command (endpoints relaxed once, as then: ``--endpoint-trials 1``) finds every stored job.
+    """The same command (as then: endpoints relaxed once, vacancy hops only) finds every stored job.
 
     What the redesign added since (the host-stability check) is computed; no
     relaxation or NEB stored before is computed again.

@@ -40,7 +40,7 @@ def write_study_outputs(out: Path, doc: StudyDocument) -> tuple[dict, dict, list
         write_hull_outputs(layout.system(h.system), h.hull, h.voltage)
         hulls[h.system], voltages[h.system] = h.hull, h.voltage
     for choice, result in zip(doc.choices, doc.barriers):
-        write_barrier_outputs(layout.barriers(choice.phase, choice.dilute), result)
+        write_barrier_outputs(layout.barriers(choice.phase, choice.dilute, choice.mechanism), result)
     return hulls, voltages, list(doc.barriers)
 
 

@@ -44,8 +44,9 @@ class OutputLayout:
     def thermo(self, system: str) -> Path:
         return self.system(system) / "thermo"
 
-    def barriers(self, phase: str, dilute: bool = False) -> Path:
-        return self.root / "barriers" / (f"{phase}-dilute-Li" if dilute else phase)
+    def barriers(self, phase: str, dilute: bool = False, mechanism: str = "vacancy") -> Path:
+        name = f"{phase}-dilute-Li" if dilute else phase
+        return self.root / "barriers" / (f"{name}-interstitial" if mechanism == "interstitial" else name)
 
     @property
     def report(self) -> Path:

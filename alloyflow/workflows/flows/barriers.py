@@ -46,6 +46,7 @@ from alloyflow.calculators import calculator_info, check_elements
 from alloyflow.engine.keys import input_hash, keyed
 from alloyflow.engine.local import DYNAMIC, unfinished
 from alloyflow.engine.store import as_dict
+from alloyflow.structures.interstitial import PLACEHOLDER, decorate_voids, interstitial_endpoints
 from alloyflow.structures.library import Phase, primitive
 from alloyflow.structures.migration import (
     dilute_li_hops,
@@ -88,6 +89,9 @@ class BarrierSettings:
         The phase is a Li-free host and the hops are those of one Li in it.
     dilute_mode : str
         ``"substitution"`` (Li on a host site) or ``"interstitial"``.
+    mechanism : str
+        For a Li-containing phase: ``"vacancy"`` (a Li hops into a vacancy) or ``"interstitial"``
+        (one extra Li hops between the largest voids).
     n_host_sites : int or None
         Host sites of the dilute cell (36 gives the reference's LiIn35).
     host_check : bool
@@ -101,6 +105,7 @@ class BarrierSettings:
     dilute_mode: str = "substitution"
     n_host_sites: int | None = None
     host_check: bool = True
+    mechanism: str = "vacancy"
 
     def check(self) -> None:
         """Refuse settings that would give a meaningless number, before any job exists."""
@@ -112,6 +117,10 @@ class BarrierSettings:
             raise ValueError(f"max_length must be > 0 Å, got {self.max_length}")
         if self.dilute_mode not in ("substitution", "interstitial"):
             raise ValueError(f"dilute_mode must be 'substitution' or 'interstitial', got {self.dilute_mode!r}")
+        if self.mechanism not in ("vacancy", "interstitial"):
+            raise ValueError(f"mechanism must be 'vacancy' or 'interstitial', got {self.mechanism!r}")
+        if self.dilute and self.mechanism != "vacancy":
+            raise ValueError("a dilute-Li host takes dilute_mode='interstitial', not mechanism='interstitial'")
         if self.n_host_sites is not None and self.n_host_sites < 2:
             raise ValueError(f"n_host_sites must be >= 2, got {self.n_host_sites}")
 
@@ -146,6 +155,14 @@ def _dilute_cn(host: Structure, hop, info, mode: str) -> tuple[dict, dict]:
     return out[0], out[1]
 
 
+def _interstitial_cn(initial: Structure, final: Structure) -> tuple[dict, dict]:
+    out = []
+    for s in (initial, final):
+        c = coordination(s, len(s) - 1)
+        out.append({"cn": c["cn"], "li": c["cn_li"], "m": c["cn_m"]})
+    return out[0], out[1]
+
+
 def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSettings) -> HopPlan:
     """Distinct hops, supercell and endpoints of ``relaxed`` (a pure, deterministic function)."""
     elements = sorted(el.symbol for el in relaxed.composition.elements)
@@ -160,6 +177,21 @@ def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSet
         mode = f"dilute-{settings.dilute_mode}"
         dim = None
         cns = [_dilute_cn(relaxed, hop, info, settings.dilute_mode) for hop, _, _, info in entries]
+    elif settings.mechanism == "interstitial":
+        decorated = decorate_voids(relaxed)
+        if settings.max_length is None:
+            _, network, dim = percolating_cutoff(decorated, PLACEHOLDER)
+        else:
+            network = hop_network(decorated, PLACEHOLDER, settings.max_length)
+            dim = geometric_dimension(network)
+        choice = vacancy_supercell_matrix(relaxed, settings.min_image_distance,
+                                          hop_length=max(h.length for h in network.hops))
+        entries = []
+        for hop in network.hops:
+            initial, final, info = interstitial_endpoints(relaxed, hop, choice.matrix)
+            entries.append((hop, initial, final, {**info, "min_image_distance": round(choice.min_image_distance, 4)}))
+        name, mode = phase, "interstitial"
+        cns = [_interstitial_cn(initial, final) for _, initial, final, _ in entries]
     else:
         if settings.max_length is None:
             _, network, dim = percolating_cutoff(relaxed, "Li")
@@ -289,7 +321,7 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
     me = CURRENT_JOB.job
     stage = ((me.metadata or {}) if me is not None else {}).get("alloyflow_stage") or f"barriers {plan.name}"
     for (hop, initial, final, info) in plan.entries:
-        label = f"{plan.name} hop {hop.id}"
+        label = f"{plan.name}{' interstitial' if plan.mode == 'interstitial' else ''} hop {hop.id}"
         try:
             j = neb_maker.keyed_job(initial, final, label=label, metadata={"phase": plan.name, **info})
         except (EndpointError, ValueError) as exc:

@@ -40,6 +40,9 @@ from alloyflow.workflows.schemas.study import BarrierChoice, HullDocument, Study
 STUDY_VERSION = 1
 """Bump when the choice or the collection changes what a stored study document means."""
 
+INTERSTITIAL_PHASES = ("Li2Sn5", "LiSn")
+"""Li-poor phases for which the reference study discusses interstitial rather than vacancy migration."""
+
 DILUTE_HOST_SITES = 36
 """One Li on 36 In sites: the reference study's LiIn35 proxy for lowly lithiated In."""
 
@@ -70,6 +73,8 @@ class StudySettings:
     # Li13In3 to the hulls before they are built; wall-time budget per system, in minutes.
     search: bool = True
     search_budget_minutes: float = 5.0
+    # Li-poor phases (Li2Sn5, LiSn, dilute Li in In) also get the interstitial mechanism.
+    interstitial: bool = True
     # Finite temperature (off unless a temperature is given): phonons, moduli, diffusivities.
     temperature: float | None = None
     min_length: float = 11.0
@@ -91,16 +96,23 @@ class StudySettings:
         BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
                         max_length=self.max_length).check()
 
-    def barrier_settings(self, dilute: bool = False, n_host_sites: int | None = None) -> BarrierSettings:
+    def barrier_settings(self, dilute: bool = False, n_host_sites: int | None = None,
+                         mechanism: str = "vacancy") -> BarrierSettings:
+        interstitial = mechanism == "interstitial"
         return BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
-                               max_length=self.max_length, dilute=dilute, n_host_sites=n_host_sites)
+                               max_length=self.max_length, dilute=dilute, n_host_sites=n_host_sites,
+                               mechanism="vacancy" if dilute else mechanism,
+                               dilute_mode="interstitial" if dilute and interstitial else "substitution")
 
 
-def choose_phases(choice: list[str], hulls: list[HullDocument]) -> list[BarrierChoice]:
+def choose_phases(choice: list[str], hulls: list[HullDocument], interstitial: bool = True) -> list[BarrierChoice]:
     """The phases whose barriers the study computes, from the hulls (pure).
 
     ``reference`` adds, for a Li-In system, the reference study's dilute proxy
-    for lowly lithiated In: one Li on 36 In sites (LiIn35).
+    for lowly lithiated In: one Li on 36 In sites (LiIn35); with
+    ``interstitial``, the Li-poor phases (``INTERSTITIAL_PHASES`` and the
+    dilute proxy) get the interstitial mechanism beside the vacancy one. A
+    formula names its lowest-energy polymorph.
     """
     if choice == ["none"]:
         return []
@@ -108,7 +120,8 @@ def choose_phases(choice: list[str], hulls: list[HullDocument]) -> list[BarrierC
     seen: set[str] = set()
     for doc in hulls:
         phases = doc.hull.phases
-        by_name = {p.name: p for p in phases} | {p.formula: p for p in phases}
+        lowest = sorted(phases, key=lambda p: (p.e_above_hull if p.e_above_hull is not None else 1e9), reverse=True)
+        by_name = {p.formula: p for p in lowest} | {p.name: p for p in phases}
         if choice == ["auto"]:
             wanted = [p.name for p in phases if p.stable and "Li" in p.formula]
         elif choice == ["reference"]:
@@ -120,8 +133,14 @@ def choose_phases(choice: list[str], hulls: list[HullDocument]) -> list[BarrierC
                 seen.add(name)
                 out.append(BarrierChoice(phase=by_name[name].name, system=doc.system,
                                          e_above_hull=by_name[name].e_above_hull))
+                if interstitial and choice == ["reference"] and by_name[name].formula in INTERSTITIAL_PHASES:
+                    out.append(BarrierChoice(phase=by_name[name].name, system=doc.system, mechanism="interstitial",
+                                             e_above_hull=by_name[name].e_above_hull))
         if choice == ["reference"] and doc.hull.host == "In":
             out.append(BarrierChoice(phase="In", system=doc.system, dilute=True, n_host_sites=DILUTE_HOST_SITES))
+            if interstitial:
+                out.append(BarrierChoice(phase="In", system=doc.system, dilute=True, n_host_sites=DILUTE_HOST_SITES,
+                                         mechanism="interstitial"))
     return out
 
 
@@ -129,7 +148,7 @@ def barrier_phases(settings: StudySettings, hulls: dict) -> list[tuple[str, str,
     """(phase, system, options) of ``choose_phases`` for ``{system: HullResult}`` (kept for scripts)."""
     docs = [HullDocument(system=s, calculator=h.calculator, hull=h) for s, h in hulls.items()]
     return [(c.phase, c.system, {"dilute": True, "n_host_sites": c.n_host_sites} if c.dilute else {})
-            for c in choose_phases(settings.barriers, docs)]
+            for c in choose_phases(settings.barriers, docs, settings.interstitial)]
 
 
 def _find_record(records: dict, choice: BarrierChoice) -> PhaseRecord:
@@ -146,16 +165,18 @@ def choose_barriers(hull_docs: list, records: dict, settings: dict, relax_maker,
     """Pick the barrier phases from the hulls; replace this job by their barrier flows and ``collect_study``."""
     hulls = [HullDocument.model_validate(as_dict(d)) for d in hull_docs]
     s = StudySettings(**settings)
-    choices = choose_phases(s.barriers, hulls)
+    choices = choose_phases(s.barriers, hulls, s.interstitial)
     makers = Makers(calculator, relax_maker, None, neb_maker, elastic_maker)
     jobs, outputs = [], []
     for c in choices:
-        flow = BarrierFlowMaker(makers=makers, settings=s.barrier_settings(c.dilute, c.n_host_sites)).make(
+        flow = BarrierFlowMaker(makers=makers, settings=s.barrier_settings(c.dilute, c.n_host_sites, c.mechanism)).make(
             _find_record(records, c))
         for j in flow.jobs:
-            j.metadata.setdefault("alloyflow_stage", f"barriers {c.phase}{' (dilute Li)' if c.dilute else ''}")
+            j.metadata.setdefault("alloyflow_stage", f"barriers {c.phase}{' (dilute Li)' if c.dilute else ''}"
+                                                     f"{' interstitial' if c.mechanism == 'interstitial' else ''}")
         outputs.append(flow.output)
-        jobs += unfinished(flow)
+        known = {j.uuid for j in jobs}
+        jobs += [j for j in unfinished(flow) if j.uuid not in known]  # a phase's relaxation serves both mechanisms
     collect = collect_study([h.model_dump() for h in hulls], [c.model_dump() for c in choices], outputs, settings,
                             calculator)
     keyed(collect, input_hash("study collect", STUDY_VERSION, key, [o.uuid for o in outputs]), label="collect study")

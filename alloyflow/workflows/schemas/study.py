@@ -31,6 +31,7 @@ class BarrierChoice(BaseModel):
     system: str
     dilute: bool = False
     n_host_sites: int | None = None
+    mechanism: str = Field("vacancy", description="vacancy, or interstitial (dilute: Li in the host's voids)")
     e_above_hull: float | None = Field(None, description="eV/atom on this system's hull (None for a dilute host)")
 
 
