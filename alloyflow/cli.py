@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     _barrier_options(p)
     _common(p, "study")
 
+    p.add_argument("--no-host-check", action="store_true",
+                   help="skip the host-stability check (Born criteria) beside the barriers")
     p.add_argument("--no-interstitial", action="store_true",
                    help="vacancy hops only (default: Li2Sn5, LiSn and dilute Li in In also get the interstitial mechanism)")
     p.add_argument("--no-search", action="store_true",
@@ -254,6 +256,7 @@ def _study_settings(args, systems):
         endpoint_trials=args.endpoint_trials, search=not getattr(args, "no_search", True),
         search_budget_minutes=getattr(args, "search_budget", 5.0),
         interstitial=not getattr(args, "no_interstitial", False),
+        host_check=not getattr(args, "no_host_check", False),
     )
 
 

@@ -147,6 +147,16 @@ def test_neb_flow_through_mocked_vasp(mock_vasp, tmp_path):
              for a, b in zip(ini, doc.images[-1])]
     assert sum(moved) == 1 and 1.5 < doc.hop_distance < 3.5
     assert doc.metadata["phase"] == "Li" and "neb_method" in doc.metadata["vasp"]
+    # max_force: the NEB force recomputed from vasprun.xml's DFT forces = the fake VTST's own FORCES lines
+    # (ASE's improved-tangent NEB, the same spring and climbing terms)
+    import gzip
+    import re
+
+    vtst = [float(re.findall(r"FORCES: max atom, RMS\s+(\S+)", gzip.open(
+        REF_DIR / "vasp_neb_bcc_Li_hop" / "outputs" / f"{k:02d}" / "OUTCAR.gz", "rt").read())[-1]) for k in (1, 2, 3)]
+    assert doc.metadata["vasp"]["image_max_forces"] == pytest.approx(vtst, abs=1e-5)
+    assert doc.max_force == pytest.approx(max(vtst), abs=1e-5) and doc.max_force <= doc.fmax
+    assert doc.metadata["vasp"]["vtst"] and doc.metadata["vasp"]["climbing"]
 
 
 

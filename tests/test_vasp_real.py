@@ -344,7 +344,12 @@ def test_custodian_accepts_an_ionic_only_unconvergence(tmp_path):
         (run_dir / "vasprun.xml").write_bytes(f.read())
     assert UnconvergedErrorHandler().check(str(run_dir))  # atomate2's stock handler: restart, then raise
     assert not V.IonicLimitHandler().check(str(run_dir))
-    assert V.IonicLimitHandler(ionic_restarts=1).check(str(run_dir))  # one continuation, if asked for
+    once = V.IonicLimitHandler(ionic_restarts=1)  # one continuation per VASP job, if asked for
+    assert once.check(str(run_dir))
+    once.ionic_restarts_done = 1  # (what correct() counts)
+    assert not once.check(str(run_dir))
+    once.n_applied_corrections = 0  # custodian, at the start of the next job
+    assert once.check(str(run_dir))
     converged = tmp_path / "converged"
     converged.mkdir()
     with gzip.open(MP / "GGA_Relax_1" / "outputs" / "vasprun.xml.gz", "rb") as f:

@@ -75,6 +75,8 @@ class StudySettings:
     search_budget_minutes: float = 5.0
     # Li-poor phases (Li2Sn5, LiSn, dilute Li in In) also get the interstitial mechanism.
     interstitial: bool = True
+    # The barrier phases' mechanical stability (Born criteria), beside their barriers.
+    host_check: bool = True
     # Finite temperature (off unless a temperature is given): phonons, moduli, diffusivities.
     temperature: float | None = None
     min_length: float = 11.0
@@ -101,7 +103,7 @@ class StudySettings:
         interstitial = mechanism == "interstitial"
         return BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
                                max_length=self.max_length, dilute=dilute, n_host_sites=n_host_sites,
-                               mechanism="vacancy" if dilute else mechanism,
+                               mechanism="vacancy" if dilute else mechanism, host_check=self.host_check,
                                dilute_mode="interstitial" if dilute and interstitial else "substitution")
 
 

@@ -256,8 +256,7 @@ def run_elastic(
     structure reuses the hull's stored relaxation; pass ``relax=False`` for
     cells that are relaxed already.
     """
-    from alloyflow.workflows.jobs.relax import RelaxationDocument
-    from alloyflow.workflows.jobs.backends import relax_maker_for
+    from alloyflow.workflows.jobs.relax import RelaxationDocument, RelaxMaker
 
     if not structures:
         raise ValueError("no structures given")
@@ -273,7 +272,8 @@ def run_elastic(
         reference = primitive(structure)  # what the hull relaxes, so its stored relaxation is reused
         relax_warning = None
         if relax:
-            rjob = relax_maker_for(calculator).keyed_job(reference, label=name, metadata={"phase": name})
+            # the hull's relax maker on an ASE backend (the same key, so the hull's relaxation is reused)
+            rjob = RelaxMaker(calculator=calculator).keyed_job(reference, label=name, metadata={"phase": name})
             run_cached(rjob, store, progress=progress)
             rdoc = store.output(rjob.uuid)
             rdoc = rdoc if isinstance(rdoc, RelaxationDocument) else RelaxationDocument.model_validate(rdoc)

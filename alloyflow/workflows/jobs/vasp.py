@@ -195,6 +195,17 @@ class IonicLimitHandler(UnconvergedErrorHandler):
             self.ionic_restarts_done += 1
         return super().correct(directory)
 
+    @property
+    def n_applied_corrections(self):
+        return UnconvergedErrorHandler.n_applied_corrections.fget(self)
+
+    @n_applied_corrections.setter
+    def n_applied_corrections(self, value) -> None:
+        # custodian sets this to 0 at the start of each VASP job: the restart budget is per job too
+        if value == 0:
+            self.ionic_restarts_done = 0
+        UnconvergedErrorHandler.n_applied_corrections.fset(self, value)
+
 
 def vasp_handlers(ionic_restarts: int = 0) -> list:
     """atomate2's default custodian handlers, with ``IonicLimitHandler`` for ``UnconvergedErrorHandler``."""
@@ -213,7 +224,8 @@ def _keep_unconverged(maker):
     return maker
 
 
-def _with_handlers(maker):
+def keep_unconverged_runs(maker):
+    """An atomate2 VASP maker (relax, static) with ``vasp_handlers`` and ``handle_unsuccessful=False``."""
     maker.run_vasp_kwargs = {**maker.run_vasp_kwargs, "handlers": vasp_handlers()}
     return _keep_unconverged(maker)
 
@@ -226,20 +238,20 @@ def static_incar(base: dict, incar: dict | None = None) -> dict:
 def hull_relax_maker(incar: dict | None = None, kpt_density: float = HULL_KPT_DENSITY) -> _A2RelaxMaker:
     """atomate2 VASP relaxation (cell and ions) with the hull's metallic settings."""
     gen = AlloyRelaxSetGenerator(user_incar_settings={**HULL_INCAR, **(incar or {})}, kpt_density=kpt_density)
-    return _with_handlers(_A2RelaxMaker(input_set_generator=gen))
+    return keep_unconverged_runs(_A2RelaxMaker(input_set_generator=gen))
 
 
 def hull_static_maker(incar: dict | None = None, kpt_density: float = HULL_KPT_DENSITY) -> _A2StaticMaker:
     """atomate2 VASP static with the hull's metallic settings (same basis as the relaxation)."""
     gen = AlloyStaticSetGenerator(user_incar_settings=static_incar(HULL_INCAR, incar), kpt_density=kpt_density)
-    return _with_handlers(_A2StaticMaker(input_set_generator=gen))
+    return keep_unconverged_runs(_A2StaticMaker(input_set_generator=gen))
 
 
 def neb_endpoint_maker(incar: dict | None = None, kpt_density: float = NEB_KPT_DENSITY) -> _A2RelaxMaker:
     """atomate2 VASP fixed-cell relaxation of NEB endpoints (the NEB's settings, EDIFFG -0.02)."""
     settings = {**NEB_INCAR, "EDIFFG": -0.02, "NSW": 99, **(incar or {})}
     gen = AlloyRelaxConstVolSetGenerator(user_incar_settings=settings, kpt_density=kpt_density)
-    return _with_handlers(_A2RelaxMaker(name="relax endpoint", input_set_generator=gen))
+    return keep_unconverged_runs(_A2RelaxMaker(name="relax endpoint", input_set_generator=gen))
 
 
 def neb_images_maker(climb: bool = True, incar: dict | None = None,

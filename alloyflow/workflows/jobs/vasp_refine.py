@@ -30,17 +30,21 @@ from alloyflow.workflows.jobs.vasp import (
     task_elapsed,
     task_get,
     inputs_summary,
+    keep_unconverged_runs,
     keyed_step,
+    static_incar,
     task_succeeded,
     vasp_summary,
 )
 
 
 def neb_static_maker(incar: dict | None = None, kpt_density: float = NEB_KPT_DENSITY) -> _A2StaticMaker:
-    """atomate2 VASP static at the NEB's settings, so refined energies compare with a VASP band's."""
-    settings = {**NEB_INCAR, "NSW": 0, "EDIFFG": None, **(incar or {})}
-    return _A2StaticMaker(input_set_generator=AlloyStaticSetGenerator(user_incar_settings=settings,
-                                                                      kpt_density=kpt_density))
+    """atomate2 VASP static at the NEB's settings, so refined energies compare with a VASP band's.
+
+    An unconverged static comes back as a task document (flagged image), not an error.
+    """
+    return keep_unconverged_runs(_A2StaticMaker(input_set_generator=AlloyStaticSetGenerator(
+        user_incar_settings=static_incar(NEB_INCAR, incar), kpt_density=kpt_density)))
 
 
 @job
