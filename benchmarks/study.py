@@ -46,7 +46,7 @@ def bench_study(args) -> None:
                 continue
             label = doc.get("metadata", {}).get("alloyflow_label", "?")
             stage = "relaxations" if label.startswith("relax") else "NEB bands"
-            if "force_calls" in output:
+            if "forward_barrier" in output and "images" in output:
                 d = NebDocument.model_validate(output)
                 calls, seconds = d.force_calls + d.endpoint_force_calls, d.elapsed_seconds
             else:

@@ -42,7 +42,7 @@ def _force_calls(out: Path) -> int:
         f"for d in ResultStore({str(out)!r}).jobstore.query({{}}, properties=['output']):\n"
         "    o = d.get('output') or {}\n"
         "    if not isinstance(o, dict): continue\n"
-        "    if 'force_calls' in o: n += o['force_calls'] + o.get('endpoint_force_calls', 0)\n"
+        "    if 'forward_barrier' in o and 'images' in o: n += o['force_calls'] + o.get('endpoint_force_calls', 0)\n"
         "    elif 'n_steps' in o and 'energy_per_atom' in o: n += o['n_steps']\n"
         "print(n)\n"
     )

@@ -181,7 +181,8 @@ def run_alloyflow(phases: list[tuple[str, str]], args) -> dict:
     names = list(dict.fromkeys(phase for phase, _ in phases))
     settings = StudySettings(systems=systems, calculator=args.calculator, phases=names, barriers=names,
                              max_hops=args.max_hops or None, min_image_distance=args.min_image_distance,
-                             n_images=args.n_images, fmax=args.fmax)
+                             n_images=args.n_images, fmax=args.fmax, endpoint_trials=args.endpoint_trials,
+                             host_check=not args.no_host_check, interstitial=False, search=False)
     out = tempfile.mkdtemp(prefix="alloyflow-study-stock-")
     try:
         t0 = time.perf_counter()
@@ -196,7 +197,7 @@ def run_alloyflow(phases: list[tuple[str, str]], args) -> dict:
                 if not isinstance(output, dict) or "endpoint_error" in output:
                     continue
                 label = d.get("metadata", {}).get("alloyflow_label", "?")
-                if "force_calls" in output:
+                if "forward_barrier" in output and "images" in output:
                     nebs[label] = NebDocument.model_validate(output)
                 elif label.startswith("relax"):
                     r = RelaxationDocument.model_validate(output)
@@ -401,6 +402,10 @@ def main(argv=None) -> int:
     parser.add_argument("--fmax", type=float, default=0.05, help="NEB force tolerance, eV/Å (both sides)")
     parser.add_argument("--stock-max-steps", type=int, default=1000, help="stock FIRE/BFGS step limit")
     parser.add_argument("--stock-first", action="store_true", help="run the stock side first")
+    parser.add_argument("--endpoint-trials", type=int, default=3,
+                        help="alloyflow's seeded endpoint relaxations (stock relaxes each endpoint once: 1 = same work)")
+    parser.add_argument("--no-host-check", action="store_true",
+                        help="skip alloyflow's host-stability check (stock has none: same work)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     import logging

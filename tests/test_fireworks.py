@@ -285,7 +285,7 @@ def test_submit_barriers_adds_one_neb_firework_per_hop(fw):
            str(fw.lp), "--out", str(fw.out), "--min-image-distance", "6", "--images", "3", "--max-hops", "1")
     assert fw.states() == {"READY": 1, "WAITING": 1}  # the relaxation, and the job that plans the hops
     fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
-    assert fw.states() == {"COMPLETED": 5}  # + one NEB, the collecting job and jobflow's output of the replacement
+    assert fw.states() == {"COMPLETED": 6}  # + one NEB, the host's elastic tensor, the collecting job, jobflow's replacement output
     fw.cli("alloyflow", "report", "--out", str(fw.out))
     result = json.loads((fw.out / "barriers" / "Li" / "barriers.json").read_text())
     assert result["calculator"]["name"] == "mock" and result["hops"][0]["converged"]

@@ -329,3 +329,27 @@ def test_submit_hull_flow_carries_incar():
     relax = [j for j, _ in flow.iterflow() if j.name.startswith("vasp relax")]
     assert relax and all(j.maker.input_set_generator.user_incar_settings["ENCUT"] == 700 for j in relax)
     assert {j.uuid for j in flow.jobs} != {j.uuid for j in default.jobs}  # ENCUT is in the key
+
+
+def test_submit_barriers_and_study_build_flows_with_incar(monkeypatch):
+    """The flows submit_barriers and submit_study send with --incar/--no-climb: relaxations and NEB makers carry them."""
+    from alloyflow.commands import submit
+    from alloyflow.workflows.flows.study import StudySettings
+
+    sent = []
+    monkeypatch.setattr(submit, "_submit_and_record", lambda flow, *a, **k: sent.append(flow))
+    submit.submit_barriers("Li", "lp.yaml", calculator="vasp", system="Li-In", incar={"ENCUT": 700}, climb=False,
+                           n_images=3, min_image_distance=7.0, max_hops=1)
+    submit.submit_study(StudySettings(systems=["Li-In"], calculator="vasp"), "lp.yaml", incar={"ENCUT": 700},
+                        climb=False)
+    plain = []
+    monkeypatch.setattr(submit, "_submit_and_record", lambda flow, *a, **k: plain.append(flow))
+    submit.submit_barriers("Li", "lp.yaml", calculator="vasp", system="Li-In", n_images=3, min_image_distance=7.0,
+                           max_hops=1)
+    for flow in sent:
+        relax = [j for j, _ in flow.iterflow() if j.name.startswith("vasp relax")]
+        assert relax and all(j.maker.input_set_generator.user_incar_settings["ENCUT"] == 700 for j in relax)
+    plan = next(j for j, _ in sent[0].iterflow() if (j.metadata or {}).get("alloyflow_label", "").startswith("plan hops"))
+    neb = next(a for a in plan.function_args if type(a).__name__ == "VaspNebMaker")
+    assert neb.climb is False and neb.incar["ENCUT"] == 700
+    assert {j.uuid for j in sent[0].jobs} != {j.uuid for j in plain[0].jobs}

@@ -78,12 +78,12 @@ def copy_with_nsw(src: Path, dst: Path, nsw: int, vaspruns=("outputs/vasprun.xml
         text = gzip.open(path, "rt").read()
         text, n = re.subn(r'(<i type="int" name="NSW">)\s*\d+(</i>)', rf"\g<1>{nsw:6d}\g<2>", text)
         assert n >= 1
-        with gzip.open(path, "wt") as f:
+        with gzip.open(path, "wt", compresslevel=1) as f:
             f.write(text)
     incar = dst / "outputs" / "INCAR.gz"
     if incar.exists():
         text = re.sub(r"NSW = \d+", f"NSW = {nsw}", gzip.open(incar, "rt").read())
-        with gzip.open(incar, "wt") as f:
+        with gzip.open(incar, "wt", compresslevel=1) as f:
             f.write(text)
     return dst
 
@@ -120,7 +120,7 @@ def si_neb(tmp_path_factory):
         gen = monkeypatch_vasp(mp, REAL)
         next(gen)(paths, {name: ONLY_POTCAR for name in paths})
         summary, out = run(flow, tmp)
-        gen.close()
+        next(gen, None)  # monkeypatch_vasp's own clean-up (undo, forget the reference paths)
     return as_doc(NebDocument, out), summary, ini
 
 
@@ -209,7 +209,7 @@ def test_vtst_tags_on_a_vasp_without_vtst_are_named(real_vasp, tmp_path):
     for k in (1, 2, 3):
         path = folder / "outputs" / f"{k:02d}" / "OUTCAR.gz"
         lines = [ln for ln in gzip.open(path, "rt") if not re.match(r"\s*(VTST:|CHAIN:|NEB:|OPT:)", ln)]
-        with gzip.open(path, "wt") as f:
+        with gzip.open(path, "wt", compresslevel=1) as f:
             f.writelines(lines)
     flow, paths, _ = si_neb_flow(folder)
     real_vasp(paths, {name: ONLY_POTCAR for name in paths})

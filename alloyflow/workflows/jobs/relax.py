@@ -10,15 +10,18 @@ a small document keeps the file-backed store fast.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
+import numpy as np
 from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_calculator
 from alloyflow.engine import KeyedStructureMaker
+from alloyflow.structures.cells import right_handed
 
 
 class RelaxationDocument(BaseModel):
@@ -34,7 +37,8 @@ class RelaxationDocument(BaseModel):
     natoms: int
     converged: bool
     max_force: float = Field(description="largest residual atomic force, eV/Å")
-    n_steps: int
+    n_steps: int = Field(description="trajectory frames (optimizer steps + 2 for a relaxation, 1 for a single point)")
+    force_calls: int | None = Field(None, description="calculations the calculator actually ran (energy, forces, stress)")
     fmax: float
     relax_cell: bool
     calculator: dict
@@ -47,6 +51,33 @@ class RelaxationDocument(BaseModel):
 
 class UnconvergedRelaxation(RuntimeError):
     pass
+
+
+@contextmanager
+def counting_calculations(calc) -> Iterator[list[int]]:
+    """Count the calculations ``calc`` runs inside the block; yields a one-element list holding the count.
+
+    Counts calls of ``calc.calculate``, which ASE's ``Calculator`` makes only
+    when the atoms changed or a property is missing (results it still holds
+    are free), so the count is what the potential actually computed. The
+    calculator is the shared, cached one: its own method is restored on exit.
+    """
+    count = [0]
+    own = vars(calc).get("calculate")
+    inner = calc.calculate
+
+    def calculate(*args, **kwargs):
+        count[0] += 1
+        return inner(*args, **kwargs)
+
+    calc.calculate = calculate
+    try:
+        yield count
+    finally:
+        if own is None:
+            del calc.calculate
+        else:
+            calc.calculate = own
 
 
 @dataclass
@@ -72,12 +103,43 @@ class RelaxMaker(KeyedStructureMaker, Maker):
         return self.run(structure, label=label, metadata=metadata)
 
     def run(self, structure: Structure, label: str = "", metadata: dict | None = None) -> RelaxationDocument:
-        """Relax outside jobflow (used by the job and by notebooks)."""
-        import numpy as np
-        from atomate2.ase.utils import AseRelaxer
+        """Relax outside jobflow (used by the job and by notebooks).
 
+        The calculator sees ``structure`` on a right-handed basis
+        (``right_handed``: CHGNet's stress has the wrong sign on a left-handed
+        cell); the key and ``input_structure`` are the structure as given.
+        """
         calc = get_calculator(self.calculator, **self.calculator_kwargs)
         t0 = time.perf_counter()
+        with counting_calculations(calc) as calls:
+            out = self._run(calc, right_handed(structure))
+        final, n_steps, energy, forces, converged = out
+        max_force = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
+        return RelaxationDocument(
+            label=label,
+            formula=final.composition.reduced_formula,
+            structure=final,
+            input_structure=structure,
+            energy=energy,
+            energy_per_atom=energy / len(final),
+            volume_per_atom=final.volume / len(final),
+            natoms=len(final),
+            converged=converged,
+            max_force=max_force,
+            n_steps=n_steps,
+            force_calls=calls[0],
+            fmax=self.fmax,
+            relax_cell=self.relax_cell,
+            calculator=calculator_info(self.calculator),
+            input_hash=self.key(structure),
+            elapsed_seconds=time.perf_counter() - t0,
+            metadata=metadata or {},
+        )
+
+    def _run(self, calc, structure: Structure):
+        """(final structure, trajectory frames, energy, forces, converged) of ``structure`` on ``calc``."""
+        from atomate2.ase.utils import AseRelaxer
+
         if self.steps > 1:
             relaxer = AseRelaxer(
                 calc,
@@ -102,26 +164,7 @@ class RelaxMaker(KeyedStructureMaker, Maker):
             energy = float(atoms.get_potential_energy())
             forces = atoms.get_forces()
             final, n_steps, converged = structure.copy(), 1, True
-        max_force = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
-        return RelaxationDocument(
-            label=label,
-            formula=final.composition.reduced_formula,
-            structure=final,
-            input_structure=structure,
-            energy=energy,
-            energy_per_atom=energy / len(final),
-            volume_per_atom=final.volume / len(final),
-            natoms=len(final),
-            converged=converged,
-            max_force=max_force,
-            n_steps=n_steps,
-            fmax=self.fmax,
-            relax_cell=self.relax_cell,
-            calculator=calculator_info(self.calculator),
-            input_hash=self.key(structure),
-            elapsed_seconds=time.perf_counter() - t0,
-            metadata=metadata or {},
-        )
+        return final, n_steps, energy, forces, converged
 
 
 @dataclass
