@@ -19,7 +19,7 @@ from alloyflow.calculators import DEFAULT_CALCULATOR
 from alloyflow.engine import ResultStore
 from alloyflow.engine.fireworks import SubmitResult, reading_store, submit_flow
 from alloyflow.io.submissions import record_submission
-from alloyflow.workflows.jobs.backends import makers_for, relax_maker_for
+from alloyflow.workflows.jobs.backends import makers_for
 
 
 def hull_flow(system: str, calculator: str = DEFAULT_CALCULATOR, phases: list[str] | None = None,
@@ -133,7 +133,7 @@ def submit_study(settings, launchpad_file: str | Path, qadapter_file: str | Path
     incar, climb : dict, bool, optional
         VASP INCAR overrides (``--incar``) and ``climb=False`` for a VASP without VTST (``--no-climb``).
     """
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from alloyflow.commands.common import add_predicted, library_for
     from alloyflow.workflows.flows.study import study_flow
@@ -141,11 +141,9 @@ def submit_study(settings, launchpad_file: str | Path, qadapter_file: str | Path
     library = library_for(settings.structure_dirs)
     for system in settings.systems:
         add_predicted(library, Path(out), system)
-    makers = None
     if incar or climb is not None:
-        makers = makers_for(settings.calculator, n_images=settings.n_images, fmax=settings.fmax,
-                            endpoint_trials=settings.endpoint_trials, incar=incar, climb=climb)
-    flow = study_flow(settings, library, makers=makers)
+        settings = replace(settings, incar=dict(incar or {}), climb=climb)
+    flow = study_flow(settings, library)
     return _submit_and_record(flow, "study", " ".join(settings.systems), asdict(settings), launchpad_file,
                               qadapter_file, out, use_jobflow_store, njobs, dynamic=True)
 
@@ -161,17 +159,11 @@ def submit_barriers(phase: str, launchpad_file: str | Path, qadapter_file: str |
     ``incar``, ``climb``: VASP INCAR overrides (``--incar``), ``climb=False`` (``--no-climb``).
     """
     from alloyflow.commands.common import library_for
-    from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings, barrier_flow
+    from alloyflow.workflows.flows.barriers import barrier_flow
 
-    if incar or climb is not None:  # barrier_flow's flow, with these makers
-        makers = makers_for(calculator, n_images=n_images, fmax=fmax, incar=incar, climb=climb,
-                            endpoint_trials=settings.get("endpoint_trials"))
-        rest = {k: v for k, v in settings.items() if k != "endpoint_trials"}
-        library = library_for(structure_dirs)
-        flow = BarrierFlowMaker(makers=makers, settings=BarrierSettings(**rest)).make(library.get(phase, system))
-    else:
-        flow = barrier_flow(phase, calculator, system, library_for(structure_dirs), n_images, fmax, **settings)
+    flow = barrier_flow(phase, calculator, system, library_for(structure_dirs), n_images, fmax, incar=incar,
+                        climb=climb, **settings)
     record = {"phase": phase, "system": system, "calculator": calculator, "structure_dirs": list(structure_dirs),
-              "n_images": n_images, "fmax": fmax, **settings}
+              "n_images": n_images, "fmax": fmax, "incar": incar, "climb": climb, **settings}
     return _submit_and_record(flow, "barriers", phase, record, launchpad_file, qadapter_file, out,
                               use_jobflow_store, njobs, dynamic=True)

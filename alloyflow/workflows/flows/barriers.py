@@ -292,12 +292,16 @@ class BarrierFlowMaker(Maker):
 
 def barrier_flow(phase: str, calculator: str = "sevennet", system: str | None = None, library=None,
                  n_images: int = 5, fmax: float = 0.05, neb_maker=None, endpoint_trials: int | None = None,
-                 **settings) -> Flow:
-    """The barrier flow of a library phase (``BarrierSettings`` fields as keywords)."""
+                 incar: dict | None = None, climb: bool | None = None, **settings) -> Flow:
+    """The barrier flow of a library phase (``BarrierSettings`` fields as keywords).
+
+    ``incar`` and ``climb`` reach the VASP makers (``makers_for``): INCAR overrides, plain NEB.
+    """
     from alloyflow.structures.library import StructureLibrary
 
     library = library or StructureLibrary()
-    makers = makers_for(calculator, n_images=n_images, fmax=fmax, endpoint_trials=endpoint_trials)
+    makers = makers_for(calculator, n_images=n_images, fmax=fmax, endpoint_trials=endpoint_trials, incar=incar,
+                        climb=climb)
     if neb_maker is not None:
         makers = Makers(calculator, makers.relax, makers.static, neb_maker)
     return BarrierFlowMaker(makers=makers, settings=BarrierSettings(**settings)).make(library.get(phase, system))

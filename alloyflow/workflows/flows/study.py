@@ -77,6 +77,9 @@ class StudySettings:
     interstitial: bool = True
     # The barrier phases' mechanical stability (Born criteria), beside their barriers.
     host_check: bool = True
+    # VASP only: INCAR overrides (--incar) and plain NEB for a VASP without VTST (climb=False, --no-climb).
+    incar: dict = field(default_factory=dict)
+    climb: bool | None = None
     # Finite temperature (off unless a temperature is given): phonons, moduli, diffusivities.
     temperature: float | None = None
     min_length: float = 11.0
@@ -251,5 +254,6 @@ class StudyFlowMaker(Maker):
 def study_flow(settings: StudySettings, library: StructureLibrary | None = None, makers: Makers | None = None) -> Flow:
     """The study flow of ``settings`` on its calculator (VASP, GPAW or an ML potential)."""
     makers = makers or makers_for(settings.calculator, n_images=settings.n_images, fmax=settings.fmax,
-                                  endpoint_trials=settings.endpoint_trials)
+                                  endpoint_trials=settings.endpoint_trials, incar=settings.incar or None,
+                                  climb=settings.climb)
     return StudyFlowMaker(makers=makers, settings=settings).make(library)
