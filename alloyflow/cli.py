@@ -58,9 +58,13 @@ def non_negative_int(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
-    default = default_calculator(workflow)
-    p.add_argument("--calculator", default=default, choices=available_calculators(),
-                   help=f"energy/force backend (default for this command: {default})")
+    if workflow == "submit":  # a queue never falls back to the ML potential silently: name the backend
+        p.add_argument("--calculator", required=True, choices=available_calculators(),
+                       help="energy/force backend the queued jobs use (required: vasp for DFT, or an ML potential)")
+    else:
+        default = default_calculator(workflow)
+        p.add_argument("--calculator", default=default, choices=available_calculators(),
+                       help=f"energy/force backend (default for this command: {default})")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder, also the job store (default: {DEFAULT_OUT})")
     p.add_argument("--structures", action="append", default=[], metavar="DIR",
                    help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")

@@ -41,7 +41,7 @@ def mock_doc(hop):
 
 
 def fcc_vacancy_hop(element: str, cubic: bool = True) -> tuple[Structure, Structure]:
-    """Vacancy on atom 0 of a 2x2x2 fcc cell (conventional: 31 atoms, primitive: 7); a nearest neighbour hops into it."""
+    """Vacancy on atom 0 of a 2x2x2 fcc cell (conventional: 31 atoms, primitive: 7); a neighbour hops into it."""
     atoms = bulk(element, "fcc", cubic=cubic).repeat(2)
     j = int(np.argsort(atoms.get_all_distances(mic=True)[0])[1])
     initial = atoms.copy()
@@ -84,7 +84,7 @@ def test_stalled_idpp_stops_early_with_the_same_barrier(element, emt):
 
 
 def test_stall_test_only_stops_an_idpp_that_does_not_converge():
-    """On a vacancy hop whose IDPP converges the band is ASE's ``idpp_interpolate`` band to the bit (keys stay valid)."""
+    """Where IDPP converges the band is ASE's ``idpp_interpolate`` band to the bit (so keys stay valid)."""
     initial, final = bcc_vacancy_hop(a=3.44)
     images_ase, neb_ase = _band(initial, final)
     idpp_interpolate(neb_ase, traj=None, log=None, fmax=IDPP_FMAX, optimizer=MDMin, mic=True, steps=IDPP_STEPS)

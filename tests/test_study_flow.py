@@ -102,3 +102,10 @@ def test_inside_batch_job_lifts_the_refusal():
     refuse_login_node_dft(args)  # no error
     with pytest.raises(ValueError, match="alloyflow submit refine"):
         refuse_login_node_dft(build_parser().parse_args(["refine", "LiSn", "--dft", "vasp"]))
+
+
+def test_submit_names_its_calculator(tmp_path, capsys):
+    """A queue never falls back to the ML potential silently: submit requires --calculator."""
+    with pytest.raises(SystemExit) as exc:
+        main(["submit", "study", "Li-In", "--launchpad", str(tmp_path / "lp.yaml"), "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--calculator" in capsys.readouterr().err

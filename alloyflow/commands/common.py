@@ -21,8 +21,13 @@ class CommandResult:
     data: object = None
 
 
-def library_for(structure_dirs) -> StructureLibrary:
-    return StructureLibrary(user_dirs=structure_dirs or ())
+def library_for(structure_dirs, systems=None) -> StructureLibrary:
+    """The bundled library plus ``structure_dirs``; with ``systems``, a stderr warning per user file that
+    belongs to none of them (read, then ignored)."""
+    library = StructureLibrary(user_dirs=structure_dirs or ())
+    if systems:
+        library.warn_outside(systems)
+    return library
 
 
 def add_predicted(library: StructureLibrary, out: Path, system: str) -> None:

@@ -9,7 +9,7 @@ from alloyflow.commands.common import CommandResult, add_predicted, library_for,
 from alloyflow.engine import ResultStore, run_flow
 from alloyflow.engine.progress import stage
 from alloyflow.io.hull import write_hull_outputs
-from alloyflow.workflows.flows.hull import hull_flow_for
+from alloyflow.workflows.flows.hull import candidate_phases, hull_flow_for
 from alloyflow.workflows.schemas.study import HullDocument
 
 
@@ -19,6 +19,8 @@ def hull_for_system(system, store, calculator, library, phases=None, progress=Tr
     Returns (hull, voltage, summary, files, relaxation documents).
     """
     add_predicted(library, store.out_dir, system)  # structures found by `alloyflow search` join the hull
+    if phases:  # one system: every --phases name must be one of its phases
+        candidate_phases(system, calculator, library, phases, systems=[system])
     flow = hull_flow_for(system, calculator, library, phases)
     with stage(f"{system} relaxations", enabled=progress) as bar:
         summary = run_flow(flow, store, progress=bar)
@@ -31,7 +33,7 @@ def run_hull_command(system, calculator=DEFAULT_CALCULATOR, out=Path("alloyflow-
                      phases=None, progress=True) -> CommandResult:
     from alloyflow.analysis.outputs import format_hull_table, format_voltage_table
 
-    library = library_for(structure_dirs)
+    library = library_for(structure_dirs, systems=[system])
     with ResultStore(out) as store:
         hull, voltage, summary, files, _ = hull_for_system(system, store, calculator, library, phases, progress)
     text = "\n".join([

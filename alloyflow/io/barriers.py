@@ -14,7 +14,11 @@ def _safe(name: str) -> str:
 
 
 def write_barrier_outputs(out_dir, result: BarrierResult) -> dict[str, Path]:
-    """``barriers.json``, ``barriers.csv`` and one ``profile_<phase>_<hop>.png`` per hop with a profile."""
+    """``barriers.json``, ``barriers.csv`` and one ``profile_<phase>_<hop>.png`` per hop with a profile.
+
+    The folder holds one result: profiles of an earlier run whose hops are gone (or have no profile now)
+    are removed.
+    """
     out = Path(out_dir)
     files = {
         "json": write_text_atomic(out / "barriers.json", json.dumps(result.model_dump(mode="json"), indent=1)),
@@ -25,6 +29,10 @@ def write_barrier_outputs(out_dir, result: BarrierResult) -> dict[str, Path]:
             name = f"profile_{_safe(result.phase)}_{hop.id}.png"
             fig = plot_profile(hop, result.calculator, result.phase)
             files[f"profile_{hop.id}"] = save_figure(fig, out / name)
+    kept = set(files.values())
+    for old in out.glob("profile_*.png"):
+        if old not in kept:
+            old.unlink(missing_ok=True)
     return files
 
 

@@ -22,8 +22,10 @@ VOLTAGE_FILES = {"voltage_json": "voltage.json", "voltage_png": "voltage.png"}
 def write_hull_outputs(out_dir, hull_result: HullResult, voltage_result: VoltageResult | None = None) -> dict[str, Path]:
     """Write hull.json/.csv/.png and (if given) voltage.json/.png into ``out_dir``.
 
+    Every file is this run's: without a voltage curve, the voltage files of an
+    earlier run are removed (a report would otherwise quote a stale curve).
     Returns ``{"hull_json": path, "hull_csv": ..., "hull_png": ...,
-    "voltage_json": ..., "voltage_png": ...}``.
+    "voltage_json": ..., "voltage_png": ...}`` (the voltage keys only with a curve).
     """
     from alloyflow.analysis.plots import plot_hull, plot_voltage  # matplotlib only when drawing
 
@@ -38,6 +40,9 @@ def write_hull_outputs(out_dir, hull_result: HullResult, voltage_result: Voltage
         write_json_atomic(vpaths["voltage_json"], voltage_result)
         atomic_write(vpaths["voltage_png"], lambda tmp: plot_voltage(voltage_result, path=tmp))
         paths.update(vpaths)
+    else:
+        for name in VOLTAGE_FILES.values():
+            (out / name).unlink(missing_ok=True)
     return paths
 
 

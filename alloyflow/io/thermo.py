@@ -21,6 +21,8 @@ def write_thermo_outputs(folder: Path, result: ThermoResult) -> dict[str, Path]:
     if result.voltage_0K is not None or result.voltage_T is not None:
         files["voltage_png"] = folder / "voltage_T.png"
         plot_thermo_voltage(result, files["voltage_png"])
+    else:
+        (folder / "voltage_T.png").unlink(missing_ok=True)  # an earlier run's curve is not this run's
     return files
 
 

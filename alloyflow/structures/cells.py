@@ -35,7 +35,8 @@ def right_handed(structure: Structure) -> Structure:
     pbc = tuple(lattice.pbc[i] for i in _SWAP)
     props = {k: list(v) for k, v in structure.site_properties.items()}
     if "selective_dynamics" in props:
-        props["selective_dynamics"] = [None if f is None else [f[i] for i in _SWAP] for f in props["selective_dynamics"]]
+        props["selective_dynamics"] = [None if f is None else [f[i] for i in _SWAP]
+                                       for f in props["selective_dynamics"]]
     return Structure(
         Lattice(lattice.matrix[_SWAP], pbc=pbc),
         [site.species for site in structure],

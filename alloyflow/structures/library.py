@@ -129,20 +129,8 @@ def check_overlaps(structure: Structure, fraction: float = OVERLAP_FRACTION, whe
         )
 
 
-@dataclass
-class Phase:
-    """One structure of the library with its provenance."""
-
-    name: str
-    path: Path
-    header: str = ""
-    user: bool = False
-    status_override: str | None = None
-    metadata: dict = field(default_factory=dict)
-
-    @cached_property
-    def structure(self) -> Structure:
-        return read_structure(self.path)
+class StructureFacts:
+    """Composition, reduced formula and elements of anything with a ``structure``."""
 
     @property
     def composition(self) -> Composition:
@@ -155,6 +143,22 @@ class Phase:
     @property
     def elements(self) -> tuple[str, ...]:
         return tuple(sorted(el.symbol for el in self.composition.elements))
+
+
+@dataclass
+class Phase(StructureFacts):
+    """One structure of the library with its provenance."""
+
+    name: str
+    path: Path
+    header: str = ""
+    user: bool = False
+    status_override: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @cached_property
+    def structure(self) -> Structure:
+        return read_structure(self.path)
 
     @property
     def status(self) -> str:
@@ -216,6 +220,27 @@ class StructureLibrary:
 
     def all(self) -> list[Phase]:
         return list(self._phases.values())
+
+    def outside(self, systems: Iterable[str]) -> list[Phase]:
+        """User files (``--structures``) whose elements lie in none of ``systems``: read, then not used."""
+        allowed = [set(parse_system(s)) for s in systems]
+        return [p for p in self._phases.values()
+                if p.user and p.path.is_file() and not any(set(p.elements) <= a for a in allowed)]
+
+    def warn_outside(self, systems: Iterable[str]) -> list[Phase]:
+        """One stderr line per user file that belongs to none of ``systems`` (so is ignored); once per file."""
+        import sys
+
+        systems = list(systems)
+        if not hasattr(self, "_warned_outside"):
+            self._warned_outside: set[Path] = set()
+        warned = self._warned_outside
+        ignored = [p for p in self.outside(systems) if p.path not in warned]
+        for p in ignored:
+            warned.add(p.path)
+            print(f"alloyflow: warning: {p.path} ({p.formula}) belongs to none of {', '.join(systems)}; ignored",
+                  file=sys.stderr)
+        return ignored
 
     def phases(self, system: str | Iterable[str], statuses: Iterable[str] | None = None) -> list[Phase]:
         """Every phase whose elements lie in ``system`` (elements included)."""
@@ -301,7 +326,7 @@ def primitive(structure):
 
 
 @dataclass
-class PhaseRecord:
+class PhaseRecord(StructureFacts):
     """A phase carried inside a workflow: its structure and provenance, no file path.
 
     A job that decides at run time which phases to compute (the study's
@@ -318,18 +343,6 @@ class PhaseRecord:
     @classmethod
     def of(cls, phase: "Phase") -> "PhaseRecord":
         return cls(phase.name, phase.structure, phase.status, phase.source)
-
-    @property
-    def composition(self) -> Composition:
-        return self.structure.composition
-
-    @property
-    def formula(self) -> str:
-        return self.composition.reduced_formula
-
-    @property
-    def elements(self) -> tuple[str, ...]:
-        return tuple(sorted(el.symbol for el in self.composition.elements))
 
     def as_dict(self) -> dict:
         return {"@module": type(self).__module__, "@class": type(self).__name__, "name": self.name,

@@ -50,12 +50,25 @@ def hull_document(relaxations: list, system: str) -> HullDocument:
 
 
 def candidate_phases(system: str, calculator: str, library: StructureLibrary,
-                     phases: list[str] | None = None) -> list[Phase]:
-    """The library's phases of ``system`` (``phases`` restricts them; the elements always stay), checked."""
+                     phases: list[str] | None = None, systems: list[str] | None = None) -> list[Phase]:
+    """The library's phases of ``system`` (``phases`` restricts them; the elements always stay), checked.
+
+    A name in ``phases`` (a phase name or reduced formula) that matches no phase is an error naming it and
+    listing the known ones: a typo must not shrink the hull silently. ``systems``: the systems the names
+    may belong to (a study's, whose ``--phases`` name phases of each); ``[system]`` for one system. The
+    default accepts a phase of any system of the library and refuses only names it does not know at all.
+    """
     check_elements(calculator, parse_system(system), where=f"system {system}")
     candidates = library.phases(system)
     if phases:
         wanted = set(phases)
+        pool = library.all() if systems is None else [p for s in systems for p in library.phases(s)]
+        known = {p.name for p in pool} | {p.formula for p in pool}
+        unknown = [name for name in phases if name not in known]
+        if unknown:
+            scope = system if systems is None else ", ".join(systems)
+            listed = {p.name for p in candidates} | {p.formula for p in candidates} if systems is None else known
+            raise ValueError(f"unknown phase(s) {', '.join(unknown)} in {scope}; known: {', '.join(sorted(listed))}")
         candidates = [p for p in candidates if p.name in wanted or p.formula in wanted or len(p.elements) == 1]
     for p in candidates:
         check_elements(calculator, p.elements, where=str(p.path))

@@ -60,18 +60,19 @@ IDPP_STALL_GAIN = 0.01
 (relative) below the lowest one ``IDPP_STALL_STEPS`` steps earlier.
 
 On fcc vacancy hops (31 atoms, ASE's EMT Cu and Al) the IDPP residual falls
-from 0.04 to 0.006 in about 20 steps and then creeps (0.0058 and 0.0041 after
-1000 steps, never ``IDPP_FMAX``): a whole NEB run took 36-38 s of CPU, almost all
-in 1000 IDPP steps; the stall test stops after 95-97 (3.7-3.8 s), the bands differ by at most 0.003 Å and the
-CI-NEB barriers from them by 0.4 meV (Cu) and 0.03 meV (Al), well inside the
-band's ``fmax`` (``tests/test_neb_robustness.py``).
+from 0.04 to 0.006 in about 20 steps and then creeps (0.0058 and 0.0041
+after 1000 steps, never ``IDPP_FMAX``): a whole NEB run took 36-38 s of CPU,
+almost all of it in 1000 IDPP steps. The stall test stops after 95-97 steps
+(whole run 3.7-3.8 s); the bands differ by at most 0.003 Å and the CI-NEB
+barriers from them by 0.4 meV (Cu) and 0.03 meV (Al), well inside the band's
+``fmax`` (``tests/test_neb_robustness.py``).
 
 Not in the cache key, and keys stored before the stall test stay valid:
-where IDPP converges (bcc Li, LiSn and Li2Sn5 vacancy hops reach
-``IDPP_FMAX`` in 22-24 steps, gaining far more than 1 % per 50 steps) the
-band is the same to the bit; where it stalled, the earlier run only
-polished the start guess longer, and the band converged from it to the same
-``fmax`` is the same path within that tolerance.
+where IDPP converges before the stall test can act (bcc Li, LiSn and Li2Sn5
+vacancy hops reach ``IDPP_FMAX`` in 22-24 steps, the test acts from step
+``IDPP_STALL_STEPS`` on) the band is the same to the bit; where it stalled,
+the earlier run only polished the start guess longer, and the band converged
+from it to the same ``fmax`` is the same path within that tolerance.
 """
 
 ENDPOINT_RATTLE = 0.05
@@ -306,7 +307,8 @@ def idpp_relax(neb: NEB, fmax: float = IDPP_FMAX, steps: int = IDPP_STEPS, stall
     return int(opt.nsteps), residual
 
 
-def interpolate_band(images: list[Atoms], method: str = "idpp", neb_method: str = "improvedtangent") -> tuple[int, float]:
+def interpolate_band(images: list[Atoms], method: str = "idpp",
+                     neb_method: str = "improvedtangent") -> tuple[int, float]:
     """Fill the intermediate images: linear (minimum image), then IDPP unless ``method="linear"``.
 
     ASE's ``NEB.interpolate(method="idpp")`` stops at an IDPP force of 0.1,
@@ -474,7 +476,8 @@ class NebMaker(Maker):
         evaluator = BatchEvaluator(self.calculator, batched=self.batched, calculator_kwargs=self.calculator_kwargs)
         neb = BatchedNEB(images, evaluator, k=self.spring, climb=self.climb, method=self.method)
         neb.evaluate([images[0], images[-1]])
-        idpp_steps, idpp_residual = interpolate_band(images, self.interpolation, self.method) if interpolate else (0, None)
+        idpp_steps, idpp_residual = (interpolate_band(images, self.interpolation, self.method) if interpolate
+                                     else (0, None))
 
         opt = _optimizer(self.optimizer, neb)
         finished = bool(opt.run(fmax=self.fmax, steps=self.max_steps))

@@ -37,8 +37,10 @@ class RelaxationDocument(BaseModel):
     natoms: int
     converged: bool
     max_force: float = Field(description="largest residual atomic force, eV/Å")
-    n_steps: int = Field(description="trajectory frames (optimizer steps + 2 for a relaxation, 1 for a single point)")
-    force_calls: int | None = Field(None, description="calculations the calculator actually ran (energy, forces, stress)")
+    n_steps: int = Field(
+        description="trajectory frames: the start, one per optimizer step and the last again (1 for a single point)")
+    force_calls: int | None = Field(
+        None, description="calculations the calculator actually ran (energy, forces, stress); None: not counted")
     fmax: float
     relax_cell: bool
     calculator: dict
@@ -74,10 +76,11 @@ def counting_calculations(calc) -> Iterator[list[int]]:
     try:
         yield count
     finally:
-        if own is None:
-            del calc.calculate
-        else:
-            calc.calculate = own
+        if vars(calc).get("calculate") is calculate:  # not replaced meanwhile
+            if own is None:
+                del calc.calculate
+            else:
+                calc.calculate = own
 
 
 @dataclass
