@@ -59,8 +59,10 @@ def non_negative_int(text: str) -> int:
 
 def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
     if workflow == "submit":  # a queue never falls back to the ML potential silently: name the backend
-        p.add_argument("--calculator", required=True, choices=available_calculators(),
-                       help="energy/force backend the queued jobs use (required: vasp for DFT, or an ML potential)")
+        p.add_argument("--calculator", default=None, choices=available_calculators(),
+                       help="backend of the queued jobs, required for study/barriers/hull (vasp for DFT, or an ML "
+                            "potential); for refine, the ML potential whose stored bands are refined (default "
+                            f"{default_calculator('refine')})")
     else:
         default = default_calculator(workflow)
         p.add_argument("--calculator", default=default, choices=available_calculators(),
@@ -326,6 +328,13 @@ def cmd_search(args) -> int:
 
 def cmd_submit(args) -> int:
     from alloyflow.commands import submit
+
+    if args.calculator is None:
+        if args.what != "refine":
+            print(f"alloyflow submit {args.what}: give --calculator (vasp for DFT, or an ML potential such as "
+                  f"{default_calculator()}): a queue never falls back to the ML potential silently", file=sys.stderr)
+            return 2
+        args.calculator = default_calculator("refine")
 
     from alloyflow.calculators import get_spec
     from alloyflow.workflows.jobs.backends import parse_incar
