@@ -443,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:
         print(f"alloyflow {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file or folder the command cannot create, read or write
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"alloyflow {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\nalloyflow {args.command}: interrupted; finished jobs are stored in {getattr(args, 'out', '.')} "
               "and the same command resumes", file=sys.stderr)

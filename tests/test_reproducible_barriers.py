@@ -103,3 +103,17 @@ def test_study_chooses_both_mechanisms_for_li_poor_reference_phases():
     assert ("LiSn", "vacancy") in pairs and ("LiSn", "interstitial") in pairs
     assert ("Li17Sn4", "interstitial") not in pairs and ("Li17Sn4", "vacancy") in pairs
     assert not any(c.mechanism == "interstitial" for c in choose_phases(["reference"], docs, interstitial=False))
+
+
+def test_a_formula_names_the_observed_phase_before_a_predicted_one():
+    from types import SimpleNamespace as NS
+
+    from alloyflow.workflows.flows.study import choose_phases
+
+    phases = [NS(name="LiSn", formula="LiSn", e_above_hull=0.004, stable=False, status="verified"),
+              NS(name="LiSn_AB_hP6", formula="LiSn", e_above_hull=0.0, stable=True, status="predicted"),
+              NS(name="Li13In3_bcc16", formula="Li13In3", e_above_hull=0.002, stable=False, status="predicted"),
+              NS(name="Li13In3_bcc16b", formula="Li13In3", e_above_hull=0.0, stable=True, status="predicted")]
+    docs = [NS(system="Li-X", hull=NS(phases=phases, host="Sn"))]
+    chosen = {c.phase for c in choose_phases(["reference"], docs, interstitial=False)}
+    assert chosen == {"LiSn", "Li13In3_bcc16b"}

@@ -8,6 +8,7 @@ from alloyflow.calculators import DEFAULT_CALCULATOR
 from alloyflow.commands.common import CommandResult, add_predicted, library_for, relaxation_documents
 from alloyflow.engine import ResultStore, run_flow
 from alloyflow.engine.progress import stage
+from alloyflow.engine.store import CorruptDocument
 from alloyflow.io.hull import write_hull_outputs
 from alloyflow.workflows.flows.hull import candidate_phases, hull_flow_for
 from alloyflow.workflows.schemas.study import HullDocument
@@ -16,6 +17,8 @@ from alloyflow.workflows.schemas.study import HullDocument
 def hull_for_system(system, store, calculator, library, phases=None, progress=True, out_dir=None):
     """Run the hull flow of ``system`` and write its files.
 
+    A stored document that turns out corrupt when read is quarantined (with
+    every other corrupt one) and its job recomputed in a second pass.
     Returns (hull, voltage, summary, files, relaxation documents).
     """
     add_predicted(library, store.out_dir, system)  # structures found by `alloyflow search` join the hull
@@ -24,9 +27,20 @@ def hull_for_system(system, store, calculator, library, phases=None, progress=Tr
     flow = hull_flow_for(system, calculator, library, phases)
     with stage(f"{system} relaxations", enabled=progress) as bar:
         summary = run_flow(flow, store, progress=bar)
-    doc = store.document(flow.output.uuid, HullDocument)
+    try:
+        doc = store.document(flow.output.uuid, HullDocument)
+        relaxations = relaxation_documents(store, doc)
+    except CorruptDocument:
+        store.quarantine_corrupt()
+        with stage(f"{system} relaxations (recomputing quarantined jobs)", enabled=progress) as bar:
+            again = run_flow(flow, store, progress=bar)
+        again.computed += summary.computed
+        again.reused -= summary.computed
+        summary = again
+        doc = store.document(flow.output.uuid, HullDocument)
+        relaxations = relaxation_documents(store, doc)
     files = write_hull_outputs(out_dir or store.out_dir / system, doc.hull, doc.voltage)
-    return doc.hull, doc.voltage, summary, files, relaxation_documents(store, doc)
+    return doc.hull, doc.voltage, summary, files, relaxations
 
 
 def run_hull_command(system, calculator=DEFAULT_CALCULATOR, out=Path("alloyflow-out"), structure_dirs=(),

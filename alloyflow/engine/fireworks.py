@@ -87,14 +87,56 @@ def reading_store(store) -> JobStore:
 _LAUNCHPADS: dict = {}
 
 
+class LaunchPadError(ValueError):
+    """A LaunchPad file that cannot be read or a LaunchPad that cannot be reached; the message names the file.
+
+    Never the file's text: a LaunchPad file holds the database password.
+    """
+
+
+def _yaml_line(exc) -> str:
+    """`` at line N`` of a YAML (or JSON) parse error, from its marks only (never the offending text)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None and getattr(mark, "line", None) is not None:
+        return f" at line {mark.line + 1}"
+    lineno = getattr(exc, "lineno", None)  # json.JSONDecodeError
+    return f" at line {lineno}" if lineno else ""
+
+
 def load_launchpad(launchpad_file: str | Path):
-    """One LaunchPad per file and process (a mongomock LaunchPad is only shared through its instance)."""
+    """One LaunchPad per file and process (a mongomock LaunchPad is only shared through its instance).
+
+    A missing, unreadable or malformed file, and a database that cannot be reached (or refuses the
+    credentials), are a ``LaunchPadError`` naming the file, the error type and a line number only.
+    """
     from fireworks import LaunchPad
 
     path = str(Path(launchpad_file).resolve())
-    if path not in _LAUNCHPADS:
-        _LAUNCHPADS[path] = LaunchPad.from_file(path)
-    return _LAUNCHPADS[path]
+    if path in _LAUNCHPADS:
+        return _LAUNCHPADS[path]
+    if not Path(path).is_file():
+        raise LaunchPadError(f"LaunchPad file {launchpad_file} does not exist (or is not a file)")
+    try:
+        lp = LaunchPad.from_file(path)
+    except OSError as exc:
+        raise LaunchPadError(f"cannot read LaunchPad file {launchpad_file}: {exc.strerror or type(exc).__name__}") from None
+    except Exception as exc:  # ruamel/PyYAML/JSON parse errors, or a document without the keys a LaunchPad needs
+        line = _yaml_line(exc)
+        if line or "yaml" in type(exc).__module__.lower():
+            raise LaunchPadError(f"LaunchPad file {launchpad_file} is not valid YAML{line} ({type(exc).__name__})") from None
+        raise LaunchPadError(
+            f"LaunchPad file {launchpad_file} does not describe a LaunchPad ({type(exc).__name__}); it needs a "
+            "mapping with host, port, name (and username, password), see docs/HPC.md"
+        ) from None
+    try:
+        lp.fireworks.find_one({}, {"_id": 1})  # the first contact with the database
+    except Exception as exc:  # pymongo: ServerSelectionTimeoutError, OperationFailure (credentials), ...
+        raise LaunchPadError(
+            f"the LaunchPad database of {launchpad_file} is unreachable or refused the connection "
+            f"({type(exc).__name__}); check its host, port, name and credentials, and that the server runs"
+        ) from None
+    _LAUNCHPADS[path] = lp
+    return lp
 
 
 def load_qadapter(qadapter_file: str | Path):

@@ -117,7 +117,8 @@ def choose_phases(choice: list[str], hulls: list[HullDocument], interstitial: bo
     for lowly lithiated In: one Li on 36 In sites (LiIn35); with
     ``interstitial``, the Li-poor phases (``INTERSTITIAL_PHASES`` and the
     dilute proxy) get the interstitial mechanism beside the vacancy one. A
-    formula names its lowest-energy polymorph.
+    formula names its lowest-energy observed polymorph, or, when there is
+    none, its lowest-energy predicted one.
     """
     if choice == ["none"]:
         return []
@@ -125,8 +126,11 @@ def choose_phases(choice: list[str], hulls: list[HullDocument], interstitial: bo
     seen: set[str] = set()
     for doc in hulls:
         phases = doc.hull.phases
-        lowest = sorted(phases, key=lambda p: (p.e_above_hull if p.e_above_hull is not None else 1e9), reverse=True)
-        by_name = {p.formula: p for p in lowest} | {p.name: p for p in phases}
+        # a formula names its observed structure when the library has one (the reference study computed
+        # those), else the lowest-energy predicted one (Li13In3 from the search)
+        ranked = sorted(phases, key=lambda p: (getattr(p, "status", "") != "predicted",
+                                               -(p.e_above_hull if p.e_above_hull is not None else 1e9)))
+        by_name = {p.formula: p for p in ranked} | {p.name: p for p in phases}
         if choice == ["auto"]:
             wanted = [p.name for p in phases if p.stable and "Li" in p.formula]
         elif choice == ["reference"]:
