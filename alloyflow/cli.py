@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="collect submitted flows from the job store; rebuild files and report.md")
     p.add_argument("--out", default=DEFAULT_OUT)
 
+    p = sub.add_parser("store", help="check: read back every stored document; move unreadable ones to quarantine")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("--out", default=DEFAULT_OUT)
+
     sub.add_parser("calculators", help="list registered calculators")
     return parser
 
@@ -379,6 +383,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_store(args) -> int:
+    from alloyflow.commands.store import check_store
+
+    print(check_store(Path(args.out)))
+    return 0
+
+
 def cmd_calculators(args) -> int:
     from alloyflow.calculators import DEFAULT_CALCULATOR, get_spec
 
@@ -432,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"hull": cmd_hull, "barriers": cmd_barriers, "study": cmd_study, "phases": cmd_phases,
                 "report": cmd_report, "submit": cmd_submit, "search": cmd_search, "calculators": cmd_calculators,
-                "thermo": cmd_thermo, "refine": cmd_refine}
+                "thermo": cmd_thermo, "refine": cmd_refine, "store": cmd_store}
     try:
         if getattr(args, "potential", None):
             from alloyflow.calculators.user import register_potential_file

@@ -320,3 +320,267 @@ def test_bundled_library_has_no_overlaps():
 
     for phase in StructureLibrary().all():
         check_overlaps(phase.structure, where=phase.name)
+
+
+# --------------------------------------------------------------------------- 6. stale outputs
+
+
+def test_hull_without_voltage_curve_removes_the_earlier_voltage_files(tmp_path, capsys):
+    """Before: voltage.json/.png of an earlier run survived a run without a voltage curve, and the report
+    quoted that stale average voltage beside 'no voltage curve'."""
+    out = tmp_path / "out"
+    base = ["hull", "Li-In", "--calculator", "mock", "--out", str(out), "--no-progress"]
+    assert main([*base, "--phases", "LiIn"]) == 0
+    system = out / "Li-In"
+    assert (system / "voltage.json").exists() and (system / "voltage.png").exists()
+    assert main([*base, "--phases", "Li", "In"]) == 0  # elements only: no voltage curve
+    assert "no voltage curve" in capsys.readouterr().out
+    assert not (system / "voltage.json").exists() and not (system / "voltage.png").exists()
+    assert main(["report", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "no voltage curve" in report and "average" not in report.lower()
+
+
+def _barrier_result(hop_ids):
+    from alloyflow.analysis.migration import BarrierResult, HopBarrier, SupercellInfo
+
+    hops = [HopBarrier(id=i, length=3.0 + i, forward_barrier=0.1, energies=[0.0, 0.1, 0.0], converged=True)
+            for i in hop_ids]
+    return BarrierResult(phase="LiIn", calculator={"label": "mock"}, hops=hops,
+                         supercell=SupercellInfo(natoms=15, min_image_distance=6.0,
+                                                 matrix=[[2, 0, 0], [0, 2, 0], [0, 0, 2]]))
+
+
+def test_barrier_outputs_remove_profiles_of_hops_that_no_longer_exist(tmp_path):
+    """Before: profile_LiIn_2.png of an earlier run with more hops stayed beside the new barriers.json."""
+    from alloyflow.io.barriers import write_barrier_outputs
+
+    write_barrier_outputs(tmp_path, _barrier_result([0, 1, 2]))
+    assert sorted(p.name for p in tmp_path.glob("profile_*.png")) == [f"profile_LiIn_{i}.png" for i in (0, 1, 2)]
+    files = write_barrier_outputs(tmp_path, _barrier_result([0, 1]))
+    assert sorted(p.name for p in tmp_path.glob("profile_*.png")) == ["profile_LiIn_0.png", "profile_LiIn_1.png"]
+    assert all(p.exists() for p in files.values())
+
+
+def test_thermo_outputs_remove_an_earlier_voltage_plot(tmp_path, monkeypatch):
+    """Before: voltage_T.png of an earlier run stayed when the new result had no voltage curve."""
+    import alloyflow.io.thermo as thermo_io
+    from alloyflow.analysis.thermo import ThermoResult
+
+    monkeypatch.setattr(thermo_io, "plot_thermo_hull", lambda result, path: path.write_bytes(b"png"))
+    (tmp_path / "voltage_T.png").write_bytes(b"stale")
+    result = ThermoResult(system="Li-In", temperature=300.0, calculator={"label": "mock"}, method="mock",
+                          phases=[], stable_0K=[], stable_T=[])
+    files = thermo_io.write_thermo_outputs(tmp_path, result)
+    assert "voltage_png" not in files and not (tmp_path / "voltage_T.png").exists()
+
+
+# --------------------------------------------------------------------------- 7. inputs silently ignored
+
+
+def test_unknown_phase_name_is_a_one_line_error_listing_the_known_ones(tmp_path, capsys):
+    """Before: --phases LiXx matched nothing and the hull of the elements alone was computed, exit 0."""
+    out = tmp_path / "out"
+    assert main(["hull", "Li-In", "--calculator", "mock", "--phases", "LiXx", "--out", str(out), "--no-progress"]) == 1
+    err = _stderr_line(capsys)
+    assert err.startswith("alloyflow hull: error: unknown phase(s) LiXx in Li-In; known: ")
+    assert "LiIn" in err and "Li3In" in err
+    assert not (out / "Li-In").exists()
+
+
+def test_candidate_phases_checks_names_against_the_systems_they_may_belong_to():
+    """A study's --phases name phases of each of its systems; a name no system knows is an error."""
+    from alloyflow.structures import StructureLibrary
+    from alloyflow.workflows.flows.hull import candidate_phases
+
+    lib = StructureLibrary()
+    names = [p.name for p in candidate_phases("Li-In", "mock", lib, ["LiIn", "LiSn"])]  # LiSn: Li-Sn's
+    assert "LiIn" in names and "LiSn" not in names
+    with pytest.raises(ValueError, match=r"unknown phase\(s\) LiXx in Li-In; known: .*LiIn"):
+        candidate_phases("Li-In", "mock", lib, ["LiIn", "LiXx"])
+    with pytest.raises(ValueError, match=r"unknown phase\(s\) LiSn in Li-In"):
+        candidate_phases("Li-In", "mock", lib, ["LiSn"], systems=["Li-In"])
+    candidate_phases("Li-In", "mock", lib, ["LiSn"], systems=["Li-In", "Li-Sn"])
+
+
+def test_structure_of_another_system_is_a_warning_naming_the_file(tmp_path, capsys):
+    """Before: a Li-Sn CIF in --structures of a Li-In hull was read and silently left out."""
+    folder = _cif_folder(tmp_path, "LiSn_mine", "Li1 Li 0 0 0 1\nSn1 Sn 0.5 0.5 0.5 1")
+    (folder / "LiIn_mine.cif").write_text(_CIF.format(name="LiIn_mine", sites="Li1 Li 0 0 0 1\nIn1 In 0.5 0.5 0.5 1"))
+    assert main(["hull", "Li-In", "--calculator", "mock", "--phases", "Li", "In", "--structures", str(folder),
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warning" in err[0] and "LiSn_mine.cif" in err[0] and "Li-In" in err[0], err
+    assert "LiIn_mine" not in err[0]
+
+
+# --------------------------------------------------------------------------- 8. one-line errors
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    """Before: a FileExistsError / NotADirectoryError traceback from mkdir."""
+    afile = tmp_path / "results.txt"
+    afile.write_text("not a folder")
+    for out in (afile, afile / "sub"):
+        assert main(["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(out),
+                     "--no-progress"]) == 1
+        err = _stderr_line(capsys)
+        assert err.startswith("alloyflow hull: error: ") and f"{afile} is a file, not a folder" in err
+    assert afile.read_text() == "not a folder"
+
+
+def test_read_only_out_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """Before: a PermissionError traceback. Root ignores folder modes: there mkdir is made to refuse as the
+    kernel would for anyone else (the path-under-a-file test covers the real error path as root)."""
+    import os
+    import pathlib
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    if os.geteuid() == 0:
+        real_mkdir = pathlib.Path.mkdir
+
+        def refuse(self, *args, **kwargs):
+            if out in (self, *self.parents) and self != out:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    try:
+        assert main(["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(out),
+                     "--no-progress"]) == 1
+    finally:
+        out.chmod(0o700)
+    err = _stderr_line(capsys)
+    assert err.startswith("alloyflow hull: error: ") and "permission denied" in err.lower() and str(out) in err
+
+
+def _submit(tmp_path, launchpad):
+    return main(["submit", "hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--launchpad", str(launchpad),
+                 "--out", str(tmp_path / "out")])
+
+
+def test_malformed_launchpad_yaml_is_one_line_without_its_text(tmp_path, capsys):
+    """Before: a ruamel ScannerError traceback that printed the offending line (next to the password)."""
+    pytest.importorskip("fireworks")
+    lp = tmp_path / "my_launchpad.yaml"
+    lp.write_text("host: db.example.org\nport: 27017\nname: fw\nusername: me\n"
+                  "password: hunter2-secret\n  oops: [unclosed\n")
+    assert _submit(tmp_path, lp) == 1
+    err = _stderr_line(capsys)
+    assert str(lp) in err and "not valid YAML at line 6" in err
+    assert "hunter2" not in err and "oops" not in err and "unclosed" not in err
+
+
+def test_missing_or_unreachable_launchpad_is_one_line(tmp_path, capsys):
+    """Before: a FileNotFoundError traceback; an unreachable server a ServerSelectionTimeoutError traceback."""
+    import os
+
+    pytest.importorskip("fireworks")
+    assert _submit(tmp_path, tmp_path / "nowhere.yaml") == 1
+    err = _stderr_line(capsys)
+    assert "nowhere.yaml does not exist" in err
+    if os.environ.get("MONGOMOCK_SERVERSTORE_FILE"):
+        pytest.skip("a mongomock LaunchPad is always reachable")
+    lp = tmp_path / "closed.yaml"
+    lp.write_text("host: 127.0.0.1\nport: 9\nname: fw\nmongoclient_kwargs:\n  serverSelectionTimeoutMS: 300\n")
+    assert _submit(tmp_path, lp) == 1
+    err = _stderr_line(capsys)
+    assert str(lp) in err and "unreachable" in err and "ServerSelectionTimeoutError" in err
+
+
+# --------------------------------------------------------------------------- 9. one corrupt document
+
+
+def _rows(out):
+    import sqlite3
+
+    import bson
+
+    db = next((out / "store").rglob("outputs.collection"))
+    conn = sqlite3.connect(db)
+    return conn, [(k, v, bson.decode(v)) for k, v in conn.execute("SELECT k, v FROM documents")]
+
+
+def test_undecodable_document_is_quarantined_and_only_its_job_recomputed(tmp_path, capsys):
+    """Before: one row whose BSON did not decode made the whole store 'unreadable' (exit 1, nothing reused)."""
+    out = tmp_path / "out"
+    args = ["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    capsys.readouterr()
+    conn, rows = _rows(out)
+    key, value, _ = next(r for r in rows if r[2]["name"] == "relax LiIn")
+    with conn:
+        conn.execute("UPDATE documents SET v = ? WHERE k = ?", (value[: len(value) // 2], key))
+    conn.close()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "1 job(s) computed, 2 reused" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "1 unreadable document(s)" in err[0] and "quarantine" in err[0], err
+    assert len(list((out / "store" / "quarantine").iterdir())) == 1
+    assert main(args) == 0 and "0 job(s) computed, 3 reused" in capsys.readouterr().out
+
+
+def test_document_that_does_not_deserialize_is_named_quarantined_and_recomputed(tmp_path, capsys):
+    """Before: a stored output that failed validation stopped the command; nothing said which job it was."""
+    import bson
+
+    out = tmp_path / "out"
+    args = ["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    capsys.readouterr()
+    conn, rows = _rows(out)
+    key, _, doc = next(r for r in rows if r[2]["name"] == "relax LiIn")
+    doc["output"]["energy_per_atom"] = "not a number"
+    with conn:
+        conn.execute("UPDATE documents SET v = ? WHERE k = ?", (bson.encode(doc), key))
+    conn.close()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "1 job(s) computed, 2 reused" in captured.out
+    assert "'relax LiIn'" in captured.err and "quarantine" in captured.err
+
+
+def test_damaged_store_file_is_still_a_clear_error(tmp_path):
+    """A truncated sqlite file is not salvaged row by row: it is left untouched and named."""
+    from alloyflow.engine import ResultStore, StoreError
+
+    with ResultStore(tmp_path) as store:
+        assert store.count() == 0
+    assert main(["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
+    collection = next((tmp_path / "store").rglob("outputs.collection"))
+    damaged = collection.read_bytes()[:1500]
+    collection.write_bytes(damaged)
+    with pytest.raises(StoreError, match="unreadable"):
+        ResultStore(tmp_path)
+    assert collection.read_bytes() == damaged and not (tmp_path / "store" / "quarantine").exists()
+
+
+def test_store_check_quarantines_every_unreadable_document(tmp_path, capsys):
+    """``alloyflow store check``: both kinds of bad document found in one pass, the rest kept; a second check
+    finds nothing. Before: no such command."""
+    import bson
+
+    out = tmp_path / "out"
+    assert main(["hull", "Li-In", "--calculator", "mock", "--phases", "LiIn", "--out", str(out), "--no-progress"]) == 0
+    conn, rows = _rows(out)
+    by_name = {r[2]["name"]: r for r in rows}
+    key, value, _ = by_name["relax In"]
+    with conn:
+        conn.execute("UPDATE documents SET v = ? WHERE k = ?", (value[:100], key))
+        key, _, doc = by_name["relax LiIn"]
+        doc["output"]["energy_per_atom"] = "not a number"
+        conn.execute("UPDATE documents SET v = ? WHERE k = ?", (bson.encode(doc), key))
+    conn.close()
+    capsys.readouterr()
+    assert main(["store", "check", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"{len(rows) - 2} readable document(s)" in captured.out and "(2):" in captured.out
+    assert "'relax LiIn'" in captured.out
+    assert main(["store", "check", "--out", str(out)]) == 0
+    assert "nothing quarantined" in capsys.readouterr().out
+    assert main(["store", "check", "--out", str(tmp_path / "none")]) == 1
+    assert "no job store" in _stderr_line(capsys) and not (tmp_path / "none").exists()

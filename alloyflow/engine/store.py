@@ -154,7 +154,8 @@ class ResultStore:
                     self._keep(f"{collection.stem}-{name}.bson", raw)
                     with conn:
                         conn.execute("DELETE FROM documents WHERE k = ?", (key,))
-                    moved.append(f"{_describe(raw=raw)} in {collection.stem}")
+                    moved.append(_describe(raw=raw) + ("" if collection.stem == "outputs" else
+                                                       f" in the {collection.stem} collection"))
             finally:
                 conn.close()
         if moved:
