@@ -295,7 +295,7 @@ def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):
     """Kill the worker during the second NEB firework; detect_lostruns --rerun; finish: the first NEB is kept."""
     fw.cli("alloyflow", "submit", "barriers", "Li", "--system", "Li-In", "--calculator", "mock", "--launchpad",
            str(fw.lp), "--out", str(fw.out), "--min-image-distance", "6", "--images", "3", "--max-hops", "2",
-           "--max-length", "4")
+           "--max-length", "4", "--endpoint-trials", "1")
 
     def nebs() -> dict:
         try:
@@ -306,12 +306,13 @@ def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):
                 for d in store.jobstore.query({"name": {"$regex": "^neb "}}, properties=["uuid", "completed_at"])}
 
     code = "import json, sys\n" + f"LP = {str(fw.lp)!r}\n" + textwrap.dedent(KILLABLE_WORKER)
-    worker = subprocess.Popen([sys.executable, "-c", code], env={**fw.env, "ALLOYFLOW_MOCK_DELAY": "0.05"},
+    # slow force calls (0.2 s each): the second NEB (or the host's elastic job) runs for tens of seconds
+    worker = subprocess.Popen([sys.executable, "-c", code], env={**fw.env, "ALLOYFLOW_MOCK_DELAY": "0.2"},
                               cwd=fw.launches, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while len(nebs()) < 1 and time.time() < deadline and worker.poll() is None:
         time.sleep(0.3)
-    time.sleep(1.0)  # the second NEB firework is running now
+    time.sleep(0.5)  # the next firework is running now
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 137
     before = nebs()
