@@ -584,3 +584,23 @@ def test_store_check_quarantines_every_unreadable_document(tmp_path, capsys):
     assert "nothing quarantined" in capsys.readouterr().out
     assert main(["store", "check", "--out", str(tmp_path / "none")]) == 1
     assert "no job store" in _stderr_line(capsys) and not (tmp_path / "none").exists()
+
+
+def test_element_check_loads_no_model(monkeypatch):
+    """A rerun with every job stored checks elements from the table, never by loading SevenNet-0."""
+    import alloyflow.calculators.registry as registry
+    from alloyflow.calculators import check_elements
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded to check elements")
+
+    monkeypatch.setattr(registry, "get_calculator", refuse)
+    check_elements("sevennet", ["Li", "In", "Sn"], where="test")
+    with pytest.raises(Exception, match="Og"):
+        check_elements("sevennet", ["Li", "Og"], where="test")
+
+
+def test_sevennet_element_table_is_the_models_type_map():
+    from alloyflow.calculators.mlip import SEVENNET_0_ELEMENTS, model_elements
+
+    assert model_elements("sevennet") == SEVENNET_0_ELEMENTS and len(SEVENNET_0_ELEMENTS) == 89

@@ -134,10 +134,24 @@ def sevennet_from_checkpoint(checkpoint, sha256: str | None = None, device: str 
                               **kwargs)
 
 
+SEVENNET_0_ELEMENTS = elements_up_to(83) | frozenset({"Ac", "Th", "Pa", "U", "Np", "Pu"})
+"""The 89 elements of SevenNet-0's type map (H-Bi and Ac-Pu), read from the model once and checked by a test.
+
+Why a table: checking a structure's elements must not load the model, or a
+rerun whose jobs are all stored would spend tens of seconds and most of a
+GB loading weights it never uses.
+"""
+
+
 def sevennet_elements() -> frozenset[str]:
+    return SEVENNET_0_ELEMENTS
+
+
+def model_elements(name: str = "sevennet") -> frozenset[str]:
+    """The elements of a loaded SevenNet model's type map (loads the model)."""
     from ase.data import chemical_symbols
 
-    calc = get_calculator("sevennet")
+    calc = get_calculator(name)
     return frozenset(chemical_symbols[z] for z in calc.type_map)
 
 
