@@ -604,3 +604,13 @@ def test_sevennet_element_table_is_the_models_type_map():
     from alloyflow.calculators.mlip import SEVENNET_0_ELEMENTS, model_elements
 
     assert model_elements("sevennet") == SEVENNET_0_ELEMENTS and len(SEVENNET_0_ELEMENTS) == 89
+
+
+def test_a_temporary_file_left_by_a_killed_write_is_removed_by_the_next_write(tmp_path):
+    from alloyflow.io.files import write_text_atomic
+
+    stale = tmp_path / ".hull.json.abc123.json"
+    stale.write_text("{half")
+    write_text_atomic(tmp_path / "hull.json", "{}")
+    assert not stale.exists() and (tmp_path / "hull.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hull.json"]

@@ -26,6 +26,8 @@ def atomic_write(path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)``, then move the finished file onto ``path`` (mode ``FILE_MODE``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*"):  # left by a run killed mid-write (one run per folder: the lock)
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(fd)
     try:
