@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vacancy hops only (default: Li2Sn5, LiSn and dilute Li in In also get the interstitial mechanism)")
     p.add_argument("--no-search", action="store_true",
                    help="skip the tie-line search that adds predicted phases (e.g. Li13In3) to the hulls")
-    p.add_argument("--search-budget", type=positive_float, default=5.0, metavar="MINUTES",
-                   help="wall-time budget of the tie-line search per system (default 5; a rerun resumes it)")
+    p.add_argument("--search-max-sites", type=positive_int, default=16, metavar="N",
+                   help="largest parent-lattice cell the study's tie-line search enumerates (default 16)")
     p.add_argument("--temperature", type=float, default=None,
                    help="also compute phonons, moduli and diffusivities and add a thermo section at this T (K)")
     _thermo_options(p)
@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("system")
     p.add_argument("--max-sites", type=int, default=16, help="largest parent-lattice cell enumerated (default 16)")
     p.add_argument("--compositions", nargs="+", help="target formulas, e.g. Li13In3 Li2In (default: the system's usual)")
-    p.add_argument("--budget-minutes", type=float, default=10.0, help="wall-time budget; a rerun resumes (default 10)")
-    p.add_argument("--keep", type=int, default=2, help="relax the K lowest candidates per composition (default 2)")
+    p.add_argument("--budget-minutes", type=positive_float, default=None,
+                   help="stop starting new jobs after this wall time; the same command resumes (default: none)")
+    p.add_argument("--keep", type=positive_int, default=2, help="relax the K lowest candidates per composition (default 2)")
     p.add_argument("--dilute-sites", type=int, default=36, help="host sites of the dilute Li proxy (36: LiIn35)")
     _common(p, "search")
 
@@ -208,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "parallelisation tags (NCORE, KPAR, NPAR, NSIM...) leave the cache keys unchanged")
     p.add_argument("--no-climb", action="store_true",
                    help="VASP's own NEB (no climbing image, no VTST tags): for a VASP built without VTST")
+    p.add_argument("--no-search", action="store_true",
+                   help="study: leave the tie-line search out of the flow (it screens on the default ML potential "
+                        "when --calculator is DFT; its predicted phases are then relaxed with DFT)")
+    p.add_argument("--search-max-sites", type=positive_int, default=16, metavar="N",
+                   help="largest parent-lattice cell the study's tie-line search enumerates (default 16)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="study: add the finite-temperature stage at this T (K): phonons, moduli, diffusivities")
+    _thermo_options(p)
     _barrier_options(p)
     _common(p, "submit")
 
@@ -264,7 +273,7 @@ def _study_settings(args, systems):
         temperature=getattr(args, "temperature", None), min_length=getattr(args, "min_length", StudySettings.min_length),
         elastic=not getattr(args, "no_elastic", False), diffusivity=not getattr(args, "no_diffusivity", False),
         endpoint_trials=args.endpoint_trials, search=not getattr(args, "no_search", True),
-        search_budget_minutes=getattr(args, "search_budget", 5.0),
+        search_max_sites=getattr(args, "search_max_sites", 16),
         interstitial=not getattr(args, "no_interstitial", False),
         host_check=not getattr(args, "no_host_check", False),
     )
@@ -326,7 +335,8 @@ def cmd_search(args) -> int:
                             dilute_sites=args.dilute_sites)
     files = write_search_outputs(args.out, result)
     print(format_search_summary(result))
-    print(f"files: {', '.join(str(p) for p in files.values())}")
+    if files:
+        print(f"files: {', '.join(str(p) for p in files.values())}")
     return 0
 
 
@@ -347,6 +357,8 @@ def cmd_submit(args) -> int:
     incar, climb = parse_incar(args.incar), (False if args.no_climb else None)
     if (incar or args.no_climb) and (args.what == "refine" or get_spec(args.calculator).runner != "vasp"):
         raise ValueError("--incar and --no-climb are for VASP hull, barriers and study submissions")
+    if args.temperature is not None and args.what != "study":
+        raise ValueError("--temperature is for study submissions (the thermo stage of the study flow)")
     vasp = {**({"incar": incar} if incar else {}), **({"climb": climb} if climb is not None else {})}
     single = args.what in ("barriers", "refine")
     if single and len(args.targets) != 1:

@@ -257,7 +257,7 @@ def test_submit_study_runs_to_the_end_and_reports_as_the_local_run(fw, tmp_path)
     from alloyflow.cli import main
 
     submitted = fw.cli("alloyflow", "submit", "study", "Li-In", "--launchpad", str(fw.lp), "--out", str(fw.out),
-                       *STUDY_OPTIONS)
+                       *STUDY_OPTIONS, "--no-search")
     assert "5 firework(s) added" in submitted  # 3 relaxations, the hull, the job that chooses the barrier phases
     assert fw.states() == {"READY": 3, "WAITING": 2}
     pending = fw.cli("alloyflow", "report", "--out", str(fw.out))
@@ -276,8 +276,27 @@ def test_submit_study_runs_to_the_end_and_reports_as_the_local_run(fw, tmp_path)
     # the local run found every job the workers stored: nothing computed twice
     assert json.loads((local / "study.json").read_text())["jobs"]["computed"] > 0
     again = fw.cli("alloyflow", "submit", "study", "Li-In", "--launchpad", str(fw.lp), "--out", str(fw.out),
-                   *STUDY_OPTIONS)
+                   *STUDY_OPTIONS, "--no-search")
     assert "0 firework(s) added" in again
+
+
+def test_submit_study_with_the_search_runs_it_on_the_workers(fw, tmp_path):
+    """The tie-line search is part of the submitted flow: its stages add their fireworks at run time, and the
+    hull built on the workers holds the same predicted phases as the local study's."""
+    from alloyflow.cli import main
+
+    options = ["--calculator", "mock", "--barriers", "none", "--search-max-sites", "4"]
+    submitted = fw.cli("alloyflow", "submit", "study", "Li-In", "--launchpad", str(fw.lp), "--out", str(fw.out),
+                       *options)
+    assert "8 firework(s) added" in submitted  # 6 library relaxations, the search's first stage, the hull stage
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    states = fw.states()
+    assert list(states) == ["COMPLETED"] and states["COMPLETED"] > 20  # candidates, screens, relaxations added
+    fw.cli("alloyflow", "report", "--out", str(fw.out))
+    local = tmp_path / "local"
+    assert main(["study", "Li-In", *options, "--out", str(local), "--no-progress"]) == 0
+    hull = (fw.out / "Li-In" / "hull.csv").read_text()
+    assert hull == (local / "Li-In" / "hull.csv").read_text() and "predicted" in hull
 
 
 def test_submit_barriers_adds_one_neb_firework_per_hop(fw):
@@ -329,3 +348,59 @@ def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):
     fw.cli("alloyflow", "report", "--out", str(fw.out))
     result = json.loads((fw.out / "barriers" / "Li" / "barriers.json").read_text())
     assert len(result["hops"]) == 2 and all(h["forward_barrier"] is not None for h in result["hops"])
+
+
+THERMO_STUDY = ["--calculator", "mock", "--no-search", "--phases", "LiIn", "--barriers", "Li",
+                "--min-image-distance", "6", "--images", "3", "--max-hops", "1", "--endpoint-trials", "1",
+                "--temperature", "300", "--min-length", "6", "--no-elastic"]
+
+
+def test_submit_study_with_temperature_runs_the_thermo_stage_on_the_queue(fw, tmp_path, capsys):
+    """submit study --temperature: the thermo stage is a firework of the study, planned (phonons, ν*) at run time."""
+    import shutil
+
+    from alloyflow.cli import main
+
+    submitted = fw.cli("alloyflow", "submit", "study", "Li-In", "--launchpad", str(fw.lp), "--out", str(fw.out),
+                       *THERMO_STUDY)
+    assert "6 firework(s) added" in submitted  # 3 relaxations, the hull, the barrier choice, the thermo stage
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    assert list(fw.states()) == ["COMPLETED"]
+    assert "collected from the job store: study Li-In" in fw.cli("alloyflow", "report", "--out", str(fw.out))
+    thermo = json.loads((fw.out / "Li-In" / "thermo" / "thermo.json").read_text())
+    assert thermo["temperature"] == 300 and [p["name"] for p in thermo["phases"]] == ["In", "LiIn", "Li"]
+    assert thermo["diffusion"] and thermo["phases"][-1]["diffusivity"]  # Li's ν* from the study's Li barriers
+    report = (fw.out / "report.md").read_text()
+    assert "Finite temperature" in report and "G_f 300 K" in report
+
+    # the local command on a copy of the workers' store finds every job: same keys on both engines
+    local = tmp_path / "local"
+    shutil.copytree(fw.out / "store", local / "store")
+    assert main(["study", "Li-In", *THERMO_STUDY, "--out", str(local), "--no-progress"]) == 0
+    assert "0 job(s) computed" in capsys.readouterr().out
+    assert json.loads((local / "Li-In" / "thermo" / "thermo.json").read_text()) == thermo
+
+
+def test_a_worker_leaves_out_the_nebs_a_local_run_stored(fw):
+    """A planning job that runs on a worker replaces itself by the NEBs the store lacks only: NEBs computed
+    earlier (here by a local run whose planning result is then dropped) are read back, not recomputed."""
+    from alloyflow.cli import main
+    from alloyflow.engine import ResultStore
+
+    opts = ["--system", "Li-In", "--calculator", "mock", "--min-image-distance", "6", "--images", "3",
+            "--max-hops", "2", "--max-length", "4", "--endpoint-trials", "1"]
+    assert main(["barriers", "Li", *opts, "--out", str(fw.out), "--no-progress"]) == 0
+    with ResultStore(fw.out) as store:
+        docs = store.jobstore.docs_store
+        nebs = {d["uuid"]: d["completed_at"] for d in docs.query({"name": {"$regex": "^neb "}})}
+        plan = docs.query_one({"name": "barrier_hops"})["uuid"]
+        docs.remove_docs({"$or": [{"uuid": plan}, {"name": "collect_barriers"}]})  # the planning is undone
+    assert len(nebs) == 2
+    submitted = fw.cli("alloyflow", "submit", "barriers", "Li", *opts, "--launchpad", str(fw.lp), "--out", str(fw.out))
+    assert "1 firework(s) added" in submitted  # the planning job: the relaxation is stored
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    assert list(fw.states()) == ["COMPLETED"]
+    with ResultStore(fw.out) as store:
+        docs = store.jobstore.docs_store
+        assert {d["uuid"]: d["completed_at"] for d in docs.query({"name": {"$regex": "^neb "}})} == nebs
+        assert docs.query_one({"name": "collect_barriers"}) is not None

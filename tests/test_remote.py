@@ -54,7 +54,7 @@ def test_stored_jobs_are_left_out_and_read_from_the_store(tmp_path):
     lib = StructureLibrary()
     with ResultStore(tmp_path) as store:
         run_flow(hull_flow_for("Li-In", "mock", lib, ["LiIn"]), store)  # every hull job stored
-        flow = study_flow(StudySettings(systems=["Li-In"], calculator="mock", phases=["LiIn"], barriers=["Li"]),
+        flow = study_flow(StudySettings(systems=["Li-In"], calculator="mock", phases=["LiIn"], barriers=["Li"], search=False),
                           lib)
         new, pending = pending_flow(flow, store.jobstore, QueueController(store.jobstore).jobs)
     assert len(pending.done) == 4  # three relaxations and the hull document

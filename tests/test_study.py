@@ -156,7 +156,7 @@ def test_report_rebuilds_from_stored_files(tmp_path, capsys):
 
 def test_study_runs_the_search_and_labels_predicted_phases(tmp_path, capsys):
     """Without --no-search the study adds the tie-line search's structures to the hull, marked predicted."""
-    argv = ["study", "Li-In", "--calculator", "mock", "--barriers", "none", "--search-budget", "0.3",
+    argv = ["study", "Li-In", "--calculator", "mock", "--barriers", "none", "--search-max-sites", "4",
             "--out", str(tmp_path), "--no-progress"]
     assert main(argv) == 0
     predicted = sorted((tmp_path / "Li-In" / "predicted").glob("*.cif"))

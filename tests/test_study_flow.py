@@ -58,7 +58,8 @@ def test_study_flow_decides_barriers_inside_a_job():
     from alloyflow.engine.local import DYNAMIC
     from alloyflow.workflows.flows.study import StudySettings, study_flow
 
-    flow = study_flow(StudySettings(systems=["Li-In"], calculator="mock", phases=["LiIn"], barriers=["Li"]))
+    settings = dict(systems=["Li-In"], calculator="mock", phases=["LiIn"], barriers=["Li"], search=False)
+    flow = study_flow(StudySettings(**settings))
     jobs = [j for j, _ in flow.iterflow()]
     names = [j.name for j in jobs]
     assert not any("neb" in n.lower() for n in names)
@@ -66,7 +67,27 @@ def test_study_flow_decides_barriers_inside_a_job():
     choose = jobs[-1]
     assert choose.metadata[DYNAMIC] and flow.output.uuid == choose.uuid
     # built twice, the same uuids: a resubmission finds the same jobs
-    again = study_flow(StudySettings(systems=["Li-In"], calculator="mock", phases=["LiIn"], barriers=["Li"]))
+    again = study_flow(StudySettings(**settings))
+    assert [j.uuid for j, _ in again.iterflow()] == [j.uuid for j in jobs]
+
+
+def test_study_flow_searches_inside_jobs():
+    """With the search, the flow holds the library relaxations and two deciding jobs: the search's first
+    stage and the one that adds its predicted phases to the hulls. No candidate, hull or NEB exists yet."""
+    from alloyflow.engine.local import DYNAMIC
+    from alloyflow.workflows.flows.study import StudySettings, search_outputs, study_flow
+
+    settings = dict(systems=["Li-In", "Li-Sn"], calculator="mock", barriers=["Li"], search_max_sites=4)
+    flow = study_flow(StudySettings(**settings))
+    jobs = [j for j, _ in flow.iterflow()]
+    dynamic = [j.name for j in jobs if j.metadata.get(DYNAMIC)]
+    assert dynamic == ["search_generate", "search_generate", "study_hulls"]
+    assert jobs[-1].uuid == flow.output.uuid
+    relax = [j.name for j in jobs if j.name.startswith("relax ")]
+    assert len(relax) == len(set(relax))  # Li, shared by both systems, is one job
+    assert not any("neb" in n.lower() or n.startswith("hull") or "screen" in n for n in [j.name for j in jobs])
+    assert set(search_outputs(flow)) == {"Li-In", "Li-Sn"}
+    again = study_flow(StudySettings(**settings))
     assert [j.uuid for j, _ in again.iterflow()] == [j.uuid for j in jobs]
 
 

@@ -340,7 +340,7 @@ def test_submit_barriers_and_study_build_flows_with_incar(monkeypatch):
     monkeypatch.setattr(submit, "_submit_and_record", lambda flow, *a, **k: sent.append(flow))
     submit.submit_barriers("Li", "lp.yaml", calculator="vasp", system="Li-In", incar={"ENCUT": 700}, climb=False,
                            n_images=3, min_image_distance=7.0, max_hops=1)
-    submit.submit_study(StudySettings(systems=["Li-In"], calculator="vasp"), "lp.yaml", incar={"ENCUT": 700},
+    submit.submit_study(StudySettings(systems=["Li-In"], calculator="vasp", search=False), "lp.yaml", incar={"ENCUT": 700},
                         climb=False)
     plain = []
     monkeypatch.setattr(submit, "_submit_and_record", lambda flow, *a, **k: plain.append(flow))

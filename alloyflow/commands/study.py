@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alloyflow.calculators import calculator_info
-from alloyflow.commands.common import add_predicted, library_for, relaxation_documents
+from alloyflow.commands.common import add_predicted, library_for
 from alloyflow.engine import ResultStore, RunSummary, run_flow
 from alloyflow.engine.progress import stages
 from alloyflow.io.barriers import write_barrier_outputs
@@ -33,7 +33,7 @@ class StudyReport:
 
 
 def write_study_outputs(out: Path, doc: StudyDocument) -> tuple[dict, dict, list]:
-    """Hull, voltage and barrier files of a ``StudyDocument``; returns (hulls, voltages, barriers)."""
+    """Hull, voltage, barrier and thermo files of a ``StudyDocument``; returns (hulls, voltages, barriers)."""
     layout = OutputLayout(out)
     hulls, voltages = {}, {}
     for h in doc.hulls:
@@ -41,28 +41,26 @@ def write_study_outputs(out: Path, doc: StudyDocument) -> tuple[dict, dict, list
         hulls[h.system], voltages[h.system] = h.hull, h.voltage
     for choice, result in zip(doc.choices, doc.barriers):
         write_barrier_outputs(layout.barriers(choice.phase, choice.dilute, choice.mechanism), result)
+    if doc.thermo:  # a study run with a temperature: <out>/<system>/thermo/
+        from alloyflow.io.thermo import write_thermo_outputs
+
+        for system, result in doc.thermo.items():
+            write_thermo_outputs(layout.thermo(system), result)
     return hulls, voltages, list(doc.barriers)
 
 
-def search_predicted(settings: StudySettings, store: ResultStore, library, progress: bool, timings: dict) -> RunSummary:
-    """The tie-line search of every system (budgeted; its keyed jobs resume), written to ``<out>/<system>/predicted``.
+def write_search_results(store: ResultStore, flow) -> list:
+    """``<out>/<system>/search.json`` and the predicted CIFs of the study's searches, from the store."""
+    from alloyflow.io.search import write_search_outputs
+    from alloyflow.workflows.flows.study import search_outputs
+    from alloyflow.workflows.schemas.search import SearchResult
 
-    Predicted structures then join the hulls as phases of status ``predicted``
-    (``add_predicted``), labelled so in every table. A search that fails is a
-    warning, not a lost study: the hulls are built from the library alone.
-    """
-    from alloyflow.workflows.flows.search import run_search, write_search_outputs
-
-    total = RunSummary()
-    for system in settings.systems:
-        ts = time.perf_counter()
-        result = run_search(system, store, calculator=settings.calculator, library=library,
-                            budget_minutes=settings.search_budget_minutes, progress=progress)
+    results = []
+    for uuid in search_outputs(flow).values():
+        result = store.document(uuid, SearchResult)
         write_search_outputs(store.out_dir, result)
-        total.computed += result.jobs_computed
-        total.reused += result.jobs_reused
-        timings[f"search {system}"] = time.perf_counter() - ts
-    return total
+        results.append(result)
+    return results
 
 
 def run_study(settings: StudySettings, out: Path, progress: bool = True) -> StudyReport:
@@ -75,28 +73,17 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
     t0 = time.perf_counter()
     with ResultStore(out) as store:
         total, timings = RunSummary(), {}
-        if settings.search:
-            total += search_predicted(settings, store, library, progress, timings)
-        for system in settings.systems:
-            add_predicted(library, out, system)
+        if not settings.search:  # without the search in the flow, an earlier search's structures join
+            for system in settings.systems:
+                add_predicted(library, out, system)
         flow = study_flow(settings, library)
         with stages(enabled=progress) as bars:
             total += run_flow(flow, store, progress=bars)
+        write_search_results(store, flow)
         doc = store.document(flow.output.uuid, StudyDocument)
         hulls, voltages, barriers = write_study_outputs(out, doc)
         timings.update(total.stage_seconds)
-        thermo = {}
-        if settings.temperature is not None:
-            from alloyflow.commands.thermo import thermo_for_system
-
-            for h in doc.hulls:
-                ts = time.perf_counter()
-                thermo[h.system], _, summary = thermo_for_system(
-                    h.system, store, settings.calculator, library, settings.temperature, settings.phases,
-                    settings.min_length, settings.elastic, settings.diffusivity, progress,
-                    relaxed=(h.hull, relaxation_documents(store, h)))
-                total += summary
-                timings[f"thermo {h.system} ({settings.temperature:g} K)"] = time.perf_counter() - ts
+        thermo = dict(doc.thermo)  # the flow's thermo stage (a temperature given), written with the files
     timings["total"] = time.perf_counter() - t0
     meta = {
         "settings": asdict(settings),

@@ -139,8 +139,9 @@ def submit_study(settings, launchpad_file: str | Path, qadapter_file: str | Path
     from alloyflow.workflows.flows.study import study_flow
 
     library = library_for(settings.structure_dirs)
-    for system in settings.systems:
-        add_predicted(library, Path(out), system)
+    if not settings.search:  # without the search in the flow, an earlier local search's structures join
+        for system in settings.systems:
+            add_predicted(library, Path(out), system)
     if incar or climb is not None:
         settings = replace(settings, incar=dict(incar or {}), climb=climb)
     flow = study_flow(settings, library)

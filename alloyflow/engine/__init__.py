@@ -13,10 +13,10 @@ from alloyflow.engine.keys import (
     keyed,
     structure_fingerprint,
 )
-from alloyflow.engine.local import DYNAMIC, JobFailed, RunSummary, is_finished, run_cached, run_flow
+from alloyflow.engine.local import DYNAMIC, Budget, JobFailed, RunSummary, is_finished, run_cached, run_flow
 from alloyflow.engine.store import ResultStore, StoreError
 
 __all__ = [
-    "DYNAMIC", "JobFailed", "KeyedStructureMaker", "is_finished", "run_flow", "ResultStore", "RunSummary", "StoreError", "deterministic_uuid",
+    "DYNAMIC", "Budget", "JobFailed", "KeyedStructureMaker", "is_finished", "run_flow", "ResultStore", "RunSummary", "StoreError", "deterministic_uuid",
     "input_hash", "keyed", "run_cached", "structure_fingerprint",
 ]

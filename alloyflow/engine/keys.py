@@ -19,6 +19,7 @@ from jobflow import Job
 from monty.json import jsanitize
 
 from alloyflow.calculators import calculator_info, check_elements
+from alloyflow.engine.guarded import run_guarded
 from alloyflow.structures.limits import check_cell_size
 
 
@@ -101,10 +102,17 @@ class KeyedStructureMaker:
         """Refuse a cell of more atoms than the limit ($ALLOYFLOW_MAX_ATOMS, default 600), with its memory estimate."""
         check_cell_size(len(structure), f"{label} ({structure.composition.reduced_formula})")
 
-    def keyed_job(self, structure, label: str, metadata: dict | None = None) -> Job:
-        """A job whose uuid is the input hash, so a finished one is reused."""
+    def keyed_job(self, structure, label: str, metadata: dict | None = None, tolerant: bool = False) -> Job:
+        """A job whose uuid is the input hash, so a finished one is reused.
+
+        ``tolerant``: the same key, but a failure of ``run`` is returned as an error record
+        (``alloyflow.engine.guarded``) instead of raised, for flows that collect many results.
+        """
         self.check_size(structure, label)  # every maker, also those that override ``check``
         self.check(structure, label)
-        j = self.make(structure, label=label, metadata=metadata or {})
+        if tolerant:
+            j = run_guarded(self, [structure], label=label, metadata=metadata or {})
+        else:
+            j = self.make(structure, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"
         return keyed(j, self.key(structure), label=j.name)

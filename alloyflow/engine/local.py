@@ -48,6 +48,8 @@ class RunSummary:
     assembled_reused: int = 0
     stage_seconds: dict = field(default_factory=dict)
     """Wall time of the jobs run, by their ``alloyflow_stage`` metadata (planning and collecting included)."""
+    stopped: str = ""
+    """Why the run stopped before the flow finished (a budget); empty when it ran to the end."""
 
     def __iadd__(self, other: "RunSummary") -> "RunSummary":
         self.computed += other.computed
@@ -58,6 +60,7 @@ class RunSummary:
         self.assembled_reused += other.assembled_reused
         for name, seconds in other.stage_seconds.items():
             self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
+        self.stopped = self.stopped or other.stopped
         return self
 
     def message(self) -> str:
@@ -113,6 +116,61 @@ def detached(jobs: Iterable[Job]) -> list[Job]:
     return jobs
 
 
+def exposing_store(job: Job) -> Job:
+    """Let ``job`` see its job store while it runs (``CURRENT_JOB.store``; jobflow's ``expose_store``).
+
+    A job that answers ``Response(replace=...)`` needs it to leave stored work
+    out of its replacement (``replacement``); without it ``CURRENT_JOB.store``
+    is None and every job would be run again on a queue.
+    """
+    from dataclasses import replace as _copy
+
+    job.config = _copy(job.config, expose_store=True)
+    return job
+
+
+def _resolved(obj, done: set, jobstore):
+    """``obj`` with every reference to a job in ``done`` replaced by its stored output (lists, tuples, dicts)."""
+    from jobflow import OutputReference
+
+    if isinstance(obj, OutputReference):
+        return obj.resolve(jobstore) if obj.uuid in done else obj
+    if isinstance(obj, list):
+        return [_resolved(x, done, jobstore) for x in obj]
+    if isinstance(obj, tuple):
+        return tuple(_resolved(x, done, jobstore) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _resolved(v, done, jobstore) for k, v in obj.items()}
+    return obj
+
+
+def replacement(jobs: Flow | Job | Iterable[Job], output=None, name: str = "replacement", jobstore=None) -> Flow:
+    """The flow a dynamic job replaces itself with: ``jobs`` less those the store holds finished.
+
+    References to the jobs left out are resolved from the store, in the
+    remaining jobs' inputs and in ``output``: a queue (jobflow's FireWorks
+    manager) refuses a replacement whose jobs reference jobs outside it, and
+    recomputing them to keep the references would redo finished work. Inside
+    a running job ``jobstore`` defaults to ``CURRENT_JOB.store``, which the job
+    must expose (``exposing_store``); with no store every job is kept.
+    """
+    if jobstore is None:
+        from jobflow import CURRENT_JOB
+
+        jobstore = CURRENT_JOB.store
+    seen: set = set()
+    jobs = [j for j in _jobs_in_order(jobs) if not (j.uuid in seen or seen.add(j.uuid))]  # shared jobs join once
+    if jobstore is not None:
+        done = {j.uuid for j in jobs if is_finished(jobstore, j)}
+        jobs = [j for j in jobs if j.uuid not in done]
+        if done:
+            for j in jobs:
+                j.function_args = _resolved(j.function_args, done, jobstore)
+                j.function_kwargs = _resolved(j.function_kwargs, done, jobstore)
+            output = _resolved(output, done, jobstore)
+    return Flow(detached(jobs), output=output, name=name)
+
+
 def _is_assembly(job: Job) -> bool:
     return (job.metadata or {}).get("alloyflow_kind") == "assembly" or job.name == "store_inputs"
 
@@ -139,7 +197,30 @@ def _job_dir(root: Path) -> Path:
     return path
 
 
-def run_flow(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None) -> RunSummary:
+@dataclass
+class Budget:
+    """When a local run stops starting new computations: wall seconds from the start, or a job count.
+
+    A budget never stops a job in flight and never skips a stored one; the
+    run just returns early with ``RunSummary.stopped`` set, and the same call
+    resumes where it stopped. Planning and collecting jobs (no force calls)
+    are not counted and still run.
+    """
+
+    seconds: float | None = None
+    max_computed: int | None = None
+    t0: float = field(default_factory=time.perf_counter)
+
+    def exhausted(self, summary: RunSummary) -> str:
+        if self.max_computed is not None and summary.computed >= self.max_computed:
+            return f"stopped after {self.max_computed} new jobs"
+        if self.seconds is not None and time.perf_counter() - self.t0 >= self.seconds:
+            return f"budget of {self.seconds / 60:.1f} min used up"
+        return ""
+
+
+def run_flow(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None,
+             budget: Budget | None = None) -> RunSummary:
     """Run every unfinished job of ``flow`` (and the jobs their responses add), one at a time.
 
     Parameters
@@ -153,6 +234,8 @@ def run_flow(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None
         ``staged = True`` (``stage``: the job's ``alloyflow_stage`` metadata or None); its
         ``start(n, by_stage)``, if any, is told of every job as it becomes known (new jobs
         of a response included).
+    budget : Budget, optional
+        Stop starting new computations once it is used up (``RunSummary.stopped`` says so).
 
     Returns
     -------
@@ -161,12 +244,13 @@ def run_flow(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None
     """
     summary = RunSummary()
     t0 = time.perf_counter()
-    _run_jobs(_jobs_in_order(flow), store, progress, summary, seen=set())
+    _run_jobs(_jobs_in_order(flow), store, progress, summary, seen=set(), budget=budget)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary, seen: set) -> None:
+def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary, seen: set,
+              budget: Budget | None = None) -> None:
     jobs = [j for j in jobs if (j.uuid, j.index) not in seen]
     if hasattr(progress, "start"):
         by_stage: dict = {}
@@ -175,6 +259,8 @@ def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary
                 by_stage[_stage(j)] = by_stage.get(_stage(j), 0) + 1
         progress.start(sum(by_stage.values()), by_stage)
     for job in jobs:
+        if summary.stopped:
+            return
         if (job.uuid, job.index) in seen:
             continue
         seen.add((job.uuid, job.index))
@@ -189,6 +275,9 @@ def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary
             if progress:
                 _tick(progress, label, True, job)
             continue
+        if budget is not None and not assembly and (why := budget.exhausted(summary)):
+            summary.stopped = why
+            return
         t0 = time.perf_counter()
         response = _run_one(job, store, label, summary)
         name = _stage(job) or "other"
@@ -201,7 +290,7 @@ def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary
                 _tick(progress, label, False, job)
         for new in (response.replace, response.addition, response.detour):
             if new is not None:
-                _run_jobs(_jobs_in_order(new), store, progress, summary, seen)
+                _run_jobs(_jobs_in_order(new), store, progress, summary, seen, budget)
 
 
 def _run_one(job: Job, store: ResultStore, label: str, summary: RunSummary):

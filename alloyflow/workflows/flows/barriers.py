@@ -39,8 +39,9 @@ from alloyflow.analysis.migration import (
     reaction_coordinate,
 )
 from alloyflow.calculators import calculator_info, check_elements
+from alloyflow.engine.guarded import job_error
 from alloyflow.engine.keys import input_hash, keyed
-from alloyflow.engine.local import DYNAMIC, unfinished
+from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.store import as_dict
 from alloyflow.structures.library import Phase, primitive
 from alloyflow.structures.migration import check_barrier_supercell
@@ -136,6 +137,8 @@ def host_stability(elastic_output, calculator: str, note: str = "") -> HostStabi
     if elastic_output is None:
         return HostStability(method=method, note=note or "not checked")
     doc = as_dict(elastic_output)
+    if job_error(doc):  # the same key's fit, failed in a thermo flow (its tolerant job stores the failure)
+        return HostStability(method=method, note=f"not checked: the elastic fit failed ({job_error(doc)})")
     return HostStability(method=method, stable=bool(doc["mechanically_stable"]),
                          min_eigenvalue_gpa=float(min(doc["eigenvalues"])), note=note)
 
@@ -175,7 +178,7 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
             continue
         j.metadata["alloyflow_stage"] = stage
         outputs.append(j.output)
-        neb_jobs += unfinished(j)
+        neb_jobs.append(j)
     host, host_note = None, ""
     if host_maker is None:
         host_note = "not checked: the backend has no elastic maker"
@@ -185,14 +188,14 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
         hj = host_maker.keyed_job(doc.structure, label=f"{phase} host", metadata={"phase": phase})
         hj.metadata["alloyflow_stage"] = stage
         host = hj.output
-        neb_jobs += unfinished(hj)
+        neb_jobs.append(hj)
     collect = collect_barriers(doc.model_dump(), outputs, failures, phase, formula, settings,
                                {"n_images": neb_maker.n_images, "fmax": neb_maker.fmax}, neb_maker.calculator,
                                warnings, host, host_note)
     keyed(collect, input_hash("barrier collect", FLOW_VERSION, key, [getattr(o, "uuid", None) for o in outputs],
                               failures, getattr(host, "uuid", None)), label=f"collect barriers {plan.name}")
     collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": stage})
-    return Response(replace=Flow([*neb_jobs, collect], output=collect.output, name=f"barriers {plan.name}"))
+    return Response(replace=replacement([*neb_jobs, collect], collect.output, f"barriers {plan.name}"))
 
 
 @job
@@ -286,6 +289,7 @@ class BarrierFlowMaker(Maker):
                             host_maker=self.makers.elastic if self.settings.host_check else None)
         keyed(hops, key, label=f"plan hops {phase.name}{' (dilute Li)' if self.settings.dilute else ''}")
         hops.metadata[DYNAMIC] = True
+        exposing_store(hops)
         hops.metadata["alloyflow_kind"] = "assembly"
         return Flow([relax, hops], output=hops.output, name=f"{self.name} {phase.name}")
 

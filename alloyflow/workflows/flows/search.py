@@ -1,41 +1,48 @@
-"""Tie-line structure search: generate, screen, relax, deduplicate, rebuild the hull.
+"""Tie-line structure search as a jobflow flow: generate, screen, relax, deduplicate, rebuild the hull.
 
-The funnel, every step a job in the ``ResultStore`` keyed by its inputs, so a
-rerun (after a kill, or after the budget ran out) reuses what finished:
+``SearchFlowMaker(calculator, settings).make(system, library)`` returns a flow
+whose every decision is taken inside a job, so it runs unchanged on the local
+engine (``alloyflow search``, ``alloyflow study``), on FireWorks and on
+jobflow-remote. Each stage is a keyed job that answers ``Response(replace=...)``
+with the next keyed jobs (those the store lacks) and the next stage:
 
-1. relax the library's phases of the system (the same jobs as ``alloyflow hull``);
-2. per composition, one job generates orderings and prototype decorations,
-   Vegard-scaled with the *relaxed* elements' volumes;
-3. the dilute proxy (one Li in an N-site host supercell) is relaxed;
-4. single points on all candidates, in batch jobs of ``SCREEN_BATCH``;
-5. per composition the ``keep_per_composition`` lowest distinct candidates
-   are relaxed, best single-point hull distance first, so that a budget cut
-   leaves the most promising ones done;
-6. relaxed structures are deduplicated with ``StructureMatcher`` (against
-   each other and the library); survivors are re-relaxed with the hull's
-   settings, join the library as ``predicted``, and the hull is rebuilt.
+1. the library's phases of the system are relaxed (the very jobs of ``alloyflow hull``);
+2. ``search_generate``: from the relaxed elements' volumes, one job per
+   composition generates orderings and prototype decorations (Vegard-scaled),
+   and the dilute proxy (one Li in an N-site host supercell) is relaxed;
+3. ``search_screen``: single points on all candidates, in batch jobs of ``SCREEN_BATCH``;
+4. ``search_relax``: per composition the ``keep_per_composition`` lowest
+   distinct candidates within ``relax_window`` of the library hull are relaxed
+   (loosely: fmax 0.05 eV/Å);
+5. ``search_polish``: relaxed structures are deduplicated with
+   ``StructureMatcher`` (against each other and the library); survivors are
+   re-relaxed with the hull's settings;
+6. ``collect_search``: the ``SearchResult`` with the hull rebuilt with the survivors.
 
-The budget is wall time for the whole call. Screening stops at
-``SCREEN_SHARE`` of it so that relaxations always get the rest; no job is
-started after the deadline, stored jobs are reused regardless.
+The work is bounded by counts (compositions, orderings per composition,
+structures kept per composition), never by time, so a search gives the same
+structures on any machine. ``run_search`` runs the flow locally with an
+optional wall-time ``Budget``: when it is used up no new job starts, the
+result says the search is incomplete, and the same call resumes it.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
-from jobflow import job
-from pydantic import BaseModel, Field
+from jobflow import Flow, Maker, Response, job
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
 
-from alloyflow.analysis.hull import HullResult, build_hull, phase_diagram
-from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info
-from alloyflow.engine.progress import stage
-from alloyflow.structures.library import StructureLibrary
+from alloyflow.analysis.hull import build_hull, entries_from_documents, phase_diagram
+from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_spec
+from alloyflow.engine import Budget, ResultStore, input_hash, keyed, run_flow, structure_fingerprint
+from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
+from alloyflow.engine.progress import stages
+from alloyflow.engine.store import as_dict
+from alloyflow.io.search import NEAR_HULL, format_search_summary, write_search_outputs
+from alloyflow.structures.library import StructureLibrary, parse_system
 from alloyflow.structures.search import (
     Candidate,
     bct_c_over_a,
@@ -44,153 +51,66 @@ from alloyflow.structures.search import (
     prototype_candidates,
     target_compositions,
 )
-from alloyflow.engine import (
-    JobFailed,
-    ResultStore,
-    RunSummary,
-    input_hash,
-    keyed,
-    run_cached,
-    structure_fingerprint,
-)
-from alloyflow.workflows.flows.hull import entries_from_documents, run_hull_relaxations
+from alloyflow.workflows.flows.hull import candidate_phases, relax_job
+from alloyflow.workflows.jobs.backends import relax_maker_for
 from alloyflow.workflows.jobs.relax import RelaxationDocument, RelaxMaker
+from alloyflow.workflows.schemas.search import CompositionSummary, SearchCandidate, SearchResult
 
-NEAR_HULL = 0.025  # eV/atom: about kT at room temperature, the issue's "within 25 meV/atom"
 SCREEN_BATCH = 24  # candidates per single-point job: one store write per batch, little lost on a kill
-SCREEN_SHARE = 0.6  # fraction of the budget screening may use; relaxations get the rest
 SEARCH_VERSION = 2  # bump when candidate generation changes, so stored generations are not reused
+FLOW_VERSION = 1  # bump when a stage changes what it decides (the stage jobs' keys)
 
 
-class SearchCandidate(BaseModel):
-    name: str
-    formula: str
-    x_li: float
-    method: str
-    parent: str
-    natoms: int
-    single_point_e_above_hull: float | None = Field(None, description="eV/atom, unrelaxed, vs the library hull")
-    relaxed: bool = False
-    tight: bool = Field(False, description="re-relaxed with the hull's settings (else the loose search relaxation)")
-    converged: bool | None = None
-    e_above_hull: float | None = Field(None, description="eV/atom on the new hull")
-    duplicate_of: str | None = None
-    structure: dict | None = Field(None, description="pymatgen Structure.as_dict()")
+@dataclass
+class SearchSettings:
+    """What the search enumerates and keeps (``alloyflow search`` options).
+
+    ``per_composition`` caps the orderings screened per composition (after a
+    geometric pre-rank); ``relax_window`` (eV/atom) skips relaxing candidates
+    whose single point lies further above the library hull; ``dilute_sites`` =
+    None skips the dilute proxy (``dilute_mode``: "substitution" or "interstitial").
+    """
+
+    max_sites: int = 16
+    compositions: list[str] | None = None
+    keep_per_composition: int = 2
+    per_composition: int = 12
+    prototypes: bool = True
+    dilute_sites: int | None = 36
+    dilute_mode: str = "substitution"
+    relax_window: float = 0.2
+
+    def check(self, system: str) -> None:
+        """Refuse settings that give no search, before any job exists."""
+        if "Li" not in parse_system(system):
+            raise ValueError(f"the tie-line search needs a Li-M system, not {system}")
+        for name in ("max_sites", "keep_per_composition", "per_composition"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"search {name} must be >= 1, got {getattr(self, name)}")
+        if self.dilute_sites is not None and self.dilute_sites < 2:
+            raise ValueError(f"search dilute_sites must be >= 2 (or None), got {self.dilute_sites}")
+        if self.dilute_mode not in ("substitution", "interstitial"):
+            raise ValueError(f"search dilute_mode must be 'substitution' or 'interstitial', got {self.dilute_mode!r}")
+        target_compositions(system, self.compositions, self.max_sites)  # names a bad formula now
 
 
-class CompositionSummary(BaseModel):
-    formula: str
-    x_li: float
-    generated: int
-    screened: int
-    relaxed: int
-    best_single_point: str | None = None
-    best_single_point_e_above_hull: float | None = None
-    best_relaxed: str | None = None
-    best_relaxed_e_above_hull: float | None = None
-
-
-class SearchResult(BaseModel):
-    system: str
-    calculator: dict
-    settings: dict
-    generated: int
-    screened: int
-    relaxed: int
-    candidates: list[SearchCandidate] = Field(description="relaxed, deduplicated new structures (and dilute proxy)")
-    near_hull: list[SearchCandidate]
-    rediscovered: dict[str, str] = Field(default_factory=dict, description="candidate -> library phase it matches")
-    compositions: list[CompositionSummary]
-    dilute: SearchCandidate | None = None
-    hull: HullResult | None = None
-    complete: bool
-    stopped: str = ""
-    failed: list[str] = Field(default_factory=list)
-    jobs_computed: int = 0
-    jobs_reused: int = 0
-    wall_seconds: float
-
-
-# --------------------------------------------------------------------------- jobs
+# --------------------------------------------------------------------------- helpers (pure)
 
 
 def _to_structure(x) -> Structure:
     return x if isinstance(x, Structure) else Structure.from_dict(x)
 
 
+def _doc(out) -> RelaxationDocument:
+    return RelaxationDocument.model_validate(as_dict(out))
+
+
 def _candidate_dict(c: Candidate) -> dict:
     return {"name": c.name, "structure": c.structure, "method": c.method, "parent": c.parent, "info": c.info}
 
 
-def _doc(out) -> RelaxationDocument | None:
-    if out is None:
-        return None
-    return RelaxationDocument.model_validate(out if isinstance(out, dict) else out.model_dump())
-
-
 def _candidate(d: dict) -> Candidate:
     return Candidate(d["name"], _to_structure(d["structure"]), d["method"], d["parent"], dict(d.get("info") or {}))
-
-
-@job
-def generate_job(system: str, formula: str, volumes: dict, bct_ca, max_sites: int, per_composition: int,
-                 prototypes: bool) -> list[dict]:
-    comps = [Composition(formula)]
-    cands = ordering_candidates(system, comps, volumes, max_sites, per_composition, bct_ca=bct_ca)
-    if prototypes:
-        cands += prototype_candidates(system, comps, volumes, max_sites)
-    return [_candidate_dict(c) for c in cands]
-
-
-@job
-def screen_job(structures: list, names: list[str], calculator: str) -> list[dict]:
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    from alloyflow.workflows.jobs.batched import evaluate_batch
-
-    atoms = [AseAtomsAdaptor.get_atoms(_to_structure(s)) for s in structures]
-    # One at a time: batching 16-atom cells through SevenNet was slower per structure here.
-    results = evaluate_batch(calculator, atoms, batched=False)
-    return [{"name": n, "energy_per_atom": e / len(a)} for n, a, (e, _) in zip(names, atoms, results, strict=True)]
-
-
-# --------------------------------------------------------------------------- runner with a budget
-
-
-@dataclass
-class _Runner:
-    store: ResultStore
-    seconds: float
-    max_new_jobs: int | None = None
-    t0: float = field(default_factory=time.perf_counter)
-    summary: RunSummary = field(default_factory=RunSummary)
-    failed: list[str] = field(default_factory=list)
-    stopped: str = ""
-
-    def out_of_time(self, share: float = 1.0) -> bool:
-        if self.max_new_jobs is not None and self.summary.computed >= self.max_new_jobs:
-            self.stopped = self.stopped or f"stopped after {self.max_new_jobs} new jobs"
-            return True
-        if time.perf_counter() - self.t0 >= share * self.seconds:
-            self.stopped = self.stopped or f"budget of {self.seconds / 60:.1f} min used up"
-            return True
-        return False
-
-    def run(self, jobs: list, bar, share: float = 1.0) -> bool:
-        """Run (or reuse) ``jobs`` in order; False if the budget stopped them."""
-        bar.start(len(jobs))
-        tick = lambda label, reused: bar(label, reused)  # noqa: E731 - no .start: counted above
-        for j in jobs:
-            if not self.store.has(j.uuid) and self.out_of_time(share):
-                return False
-            try:
-                self.summary += run_cached(j, self.store, progress=tick)
-            except JobFailed as exc:  # one bad candidate must not end the search
-                self.failed.append(exc.label)
-        return True
-
-    def output(self, j):
-        return self.store.output(j.uuid) if self.store.has(j.uuid) else None
 
 
 def _meta(c: Candidate) -> dict:
@@ -204,7 +124,48 @@ def _keyed(j, kind: str, label: str, *parts):
     return keyed(j, input_hash("search", kind, SEARCH_VERSION, *parts), label=j.name)
 
 
-# --------------------------------------------------------------------------- deduplication
+def _stage_job(j, system: str, kind: str, key: str):
+    """A planning stage: keyed on the search's key, dynamic, no force calls."""
+    keyed(j, input_hash("search stage", FLOW_VERSION, kind, key), label=f"search {kind} {system}")
+    j.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": f"search {system}"})
+    return exposing_store(j)
+
+
+def _staged(jobs, system: str):
+    for j in jobs:
+        j.metadata.setdefault("alloyflow_stage", f"search {system}")
+    return jobs
+
+
+@dataclass
+class _Context:
+    """What every stage rebuilds from the library relaxations: the library hull and the Vegard inputs."""
+
+    system: str
+    docs: list
+    pd: object
+    li: str
+    host: str
+    volumes: dict
+    bct_ca: float | None
+    host_structure: Structure
+
+    @classmethod
+    def of(cls, ref_docs: list, system: str) -> "_Context":
+        docs = [_doc(d) for d in ref_docs]
+        pd = phase_diagram(entries_from_documents(docs), system)
+        li, host = [str(e) for e in pd.elements]
+        els = {el: min((d for d in docs if d.formula == el), key=lambda d: d.energy_per_atom) for el in (li, host)}
+        bct_ca = bct_c_over_a(els[host].structure)
+        return cls(system, docs, pd, li, host, {el: round(d.volume_per_atom, 4) for el, d in els.items()},
+                   round(bct_ca, 4) if bct_ca else None, els[host].structure)
+
+    def e_above_library_hull(self, formula: str, energy_per_atom: float) -> float:
+        return float(energy_per_atom - self.pd.get_hull_energy_per_atom(Composition(formula)))
+
+    def compositions(self, s: SearchSettings) -> list[Composition]:
+        return sorted(target_compositions(self.system, s.compositions, s.max_sites),
+                      key=lambda c: (c.num_atoms, c.reduced_formula))
 
 
 def deduplicate(items: list[tuple[str, Structure, float]], references: dict[str, Structure] | None = None,
@@ -229,11 +190,10 @@ def deduplicate(items: list[tuple[str, Structure, float]], references: dict[str,
     return [k for k, _ in kept], duplicates
 
 
-def _relax_queue(ranked: dict[str, list[Candidate]], sp: dict[str, float], keep: int, window: float,
-                 matcher: StructureMatcher) -> list[Candidate]:
+def relax_queue(ranked: dict[str, list[Candidate]], sp: dict[str, float], keep: int, window: float,
+                matcher: StructureMatcher) -> list[Candidate]:
     """The ``keep`` lowest distinct candidates per composition within ``window`` of the library hull,
-    ordered rank by rank, best composition first: a budget cut then leaves every composition's
-    best candidate relaxed before anyone's second."""
+    ordered rank by rank, best composition first (every composition's best before anyone's second)."""
     picks: dict[str, list[Candidate]] = {f: [] for f in ranked}
     for f, cs in ranked.items():
         for x in cs:
@@ -245,240 +205,277 @@ def _relax_queue(ranked: dict[str, list[Candidate]], sp: dict[str, float], keep:
     return [picks[f][r] for r in range(keep) for f in order if len(picks[f]) > r]
 
 
-# --------------------------------------------------------------------------- the search
+# --------------------------------------------------------------------------- keyed work jobs
+
+
+@job
+def generate_job(system: str, formula: str, volumes: dict, bct_ca, max_sites: int, per_composition: int,
+                 prototypes: bool) -> list[dict]:
+    """Orderings (and prototype decorations) of one composition, Vegard-scaled."""
+    comps = [Composition(formula)]
+    cands = ordering_candidates(system, comps, volumes, max_sites, per_composition, bct_ca=bct_ca)
+    if prototypes:
+        cands += prototype_candidates(system, comps, volumes, max_sites)
+    return [_candidate_dict(c) for c in cands]
+
+
+@job
+def screen_job(structures: list, names: list[str], calculator: str) -> list[dict]:
+    """Single-point energies per atom of a batch of candidates."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from alloyflow.workflows.jobs.batched import evaluate_batch
+
+    atoms = [AseAtomsAdaptor.get_atoms(_to_structure(s)) for s in structures]
+    # One at a time: batching 16-atom cells through SevenNet was slower per structure here.
+    results = evaluate_batch(calculator, atoms, batched=False)
+    return [{"name": n, "energy_per_atom": e / len(a)} for n, a, (e, _) in zip(names, atoms, results, strict=True)]
+
+
+# --------------------------------------------------------------------------- stages (decide inside jobs)
+
+
+@job
+def search_generate(ref_docs: list, system: str, settings: dict, calculator: str, loose, tight, key: str):
+    """Generation jobs of every composition and the dilute proxy's relaxation; then ``search_screen``."""
+    s, ctx = SearchSettings(**settings), _Context.of(ref_docs, system)
+    comps = ctx.compositions(s)
+    gen = [_keyed(generate_job(system, c.reduced_formula, ctx.volumes, ctx.bct_ca, s.max_sites, s.per_composition,
+                               s.prototypes), "generate", c.reduced_formula, c.reduced_formula, system, ctx.volumes,
+                  ctx.bct_ca, s.max_sites, s.per_composition, s.prototypes) for c in comps]
+    dilute = None
+    if s.dilute_sites:
+        dil = dilute_candidate(ctx.host_structure, s.dilute_sites, s.dilute_mode)
+        dilute = loose.keyed_job(dil.structure, label=f"search {dil.name}", metadata=_meta(dil))
+    nxt = _stage_job(search_screen(ref_docs, [c.reduced_formula for c in comps], [g.output for g in gen],
+                                   dilute.output if dilute else None, system, settings, calculator, loose, tight, key),
+                     system, "screen", key)
+    work = _staged([*gen, *([dilute] if dilute else [])], system)
+    return Response(replace=replacement([*work, nxt], nxt.output, f"search {system} generation"))
+
+
+@job
+def search_screen(ref_docs: list, formulas: list[str], generated: list, dilute, system: str, settings: dict,
+                  calculator: str, loose, tight, key: str):
+    """Single points of every candidate in batches; then ``search_relax``."""
+    info = calculator_info(calculator)
+    batches_of = []
+    jobs = []
+    for formula, cands in zip(formulas, generated, strict=True):
+        cands = [_candidate(d) for d in cands]
+        batches = [cands[i:i + SCREEN_BATCH] for i in range(0, len(cands), SCREEN_BATCH)]
+        sjobs = [_keyed(screen_job([x.structure for x in b], [x.name for x in b], calculator), "screen",
+                        f"{formula} {i}", [structure_fingerprint(x.structure) for x in b], info)
+                 for i, b in enumerate(batches)]
+        jobs += sjobs
+        batches_of.append([sj.output for sj in sjobs])
+    nxt = _stage_job(search_relax(ref_docs, formulas, generated, batches_of, dilute, system, settings, calculator,
+                                  loose, tight, key), system, "relax", key)
+    return Response(replace=replacement([*_staged(jobs, system), nxt], nxt.output, f"search {system} screening"))
+
+
+@job
+def search_relax(ref_docs: list, formulas: list[str], generated: list, screened: list, dilute, system: str,
+                 settings: dict, calculator: str, loose, tight, key: str):
+    """Relax the lowest distinct candidates of each composition; then ``search_polish``."""
+    s, ctx = SearchSettings(**settings), _Context.of(ref_docs, system)
+    sp: dict[str, float] = {}
+    ranked: dict[str, list[Candidate]] = {}
+    for formula, cands, batches in zip(formulas, generated, screened, strict=True):
+        cands = [_candidate(d) for d in cands]
+        for row in (r for batch in batches for r in batch):
+            sp[row["name"]] = ctx.e_above_library_hull(formula, row["energy_per_atom"])
+        ranked[formula] = sorted((x for x in cands if x.name in sp), key=lambda x: (sp[x.name], x.name))
+    queue = relax_queue(ranked, sp, s.keep_per_composition, s.relax_window, StructureMatcher())
+    relax = {x.name: loose.keyed_job(x.structure, label=f"search {x.name}", metadata=_meta(x)) for x in queue}
+    nxt = _stage_job(search_polish(ref_docs, formulas, generated, sp, {n: j.output for n, j in relax.items()},
+                                   dilute, system, settings, calculator, tight, key), system, "polish", key)
+    return Response(replace=replacement([*_staged(list(relax.values()), system), nxt], nxt.output,
+                                        f"search {system} relaxations"))
+
+
+@job
+def search_polish(ref_docs: list, formulas: list[str], generated: list, sp: dict, relaxed: dict, dilute,
+                  system: str, settings: dict, calculator: str, tight, key: str):
+    """Deduplicate, re-relax the survivors with the hull's settings (best of each composition first);
+    then ``collect_search``."""
+    ctx = _Context.of(ref_docs, system)
+    docs = {n: _doc(d) for n, d in relaxed.items()}
+    refs = {d.label: d.structure for d in ctx.docs if len(Composition(d.formula)) == 2}
+    kept, dups = deduplicate([(n, d.structure, d.energy_per_atom) for n, d in docs.items()], refs, StructureMatcher())
+    # the loose search relaxation is up to a few meV/atom high, as large as the distances at stake
+    firsts: dict[str, str] = {}
+    for n in kept:  # kept is in energy order
+        firsts.setdefault(docs[n].formula, n)
+    order = list(firsts.values()) + [n for n in kept if n not in firsts.values()]
+    to_polish = {n: docs[n] for n in order}
+    if dilute is not None:
+        d = _doc(dilute)
+        to_polish[d.metadata["phase"]] = d
+    polish = {n: tight.keyed_job(d.structure, label=f"search {n} tight", metadata=d.metadata)
+              for n, d in to_polish.items()}
+    collect = collect_search(ref_docs, formulas, generated, sp, relaxed, {n: j.output for n, j in polish.items()},
+                             kept, dups, dilute, system, settings, calculator)
+    keyed(collect, input_hash("search collect", FLOW_VERSION, key), label=f"search collect {system}")
+    collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": f"search {system}"})
+    return Response(replace=replacement([*_staged(list(polish.values()), system), collect], collect.output,
+                                        f"search {system} final relaxations"))
+
+
+@job
+def collect_search(ref_docs: list, formulas: list[str], generated: list, sp: dict, relaxed: dict, polished: dict,
+                   kept: list[str], dups: dict, dilute, system: str, settings: dict,
+                   calculator: str) -> SearchResult:
+    """The ``SearchResult``: new structures after deduplication, their places on the rebuilt hull."""
+    ctx = _Context.of(ref_docs, system)
+    s = SearchSettings(**settings)
+    candidates = {f: [_candidate(d) for d in cands] for f, cands in zip(formulas, generated, strict=True)}
+    by_name = {x.name: x for cs in candidates.values() for x in cs}
+    docs = {n: _doc(d) for n, d in relaxed.items()}
+    polished = {n: _doc(d) for n, d in polished.items()}
+    docs.update({n: d for n, d in polished.items() if n in docs})
+    dilute_doc = _doc(dilute) if dilute is not None else None
+    dil = None
+    if dilute_doc is not None:
+        dil = dilute_candidate(ctx.host_structure, s.dilute_sites, s.dilute_mode)
+        dilute_doc = polished.get(dil.name, dilute_doc)
+    ref_names = {d.label for d in ctx.docs}
+    new_docs = [docs[n] for n in kept] + ([dilute_doc] if dilute_doc else [])
+    new_docs = [d for d in new_docs if d.metadata["phase"] not in ref_names]
+    for d in new_docs:
+        d.label = d.metadata["phase"]
+    hull = build_hull(entries_from_documents(ctx.docs + new_docs), system)
+    e_hull = {p.name: p.e_above_hull for p in hull.phases}
+
+    def summary_of(x: Candidate, doc: RelaxationDocument | None) -> SearchCandidate:
+        st = doc.structure if doc else x.structure
+        return SearchCandidate(
+            name=x.name, formula=x.formula, x_li=round(x.x_li, 6), method=x.method, parent=x.parent, natoms=len(st),
+            single_point_e_above_hull=sp.get(x.name), relaxed=doc is not None, tight=x.name in polished,
+            converged=doc.converged if doc else None, e_above_hull=e_hull.get(x.name),
+            duplicate_of=dups.get(x.name), structure=st.as_dict())
+
+    found = [summary_of(by_name[n], docs[n]) for n in kept]
+    dilute_row = summary_of(dil, dilute_doc) if dil is not None else None
+    found_all = found + ([dilute_row] if dilute_row and dilute_row.relaxed else [])
+    rows = []
+    for c in ctx.compositions(s):
+        f = c.reduced_formula
+        cs = candidates.get(f, [])
+        ranked = sorted((x for x in cs if x.name in sp), key=lambda x: (sp[x.name], x.name))
+        mine = [x for x in found if x.formula == f]
+        best = min(mine, key=lambda x: x.e_above_hull) if mine else None
+        rows.append(CompositionSummary(
+            formula=f, x_li=round(float(c.get_atomic_fraction(Element(ctx.li))), 6), generated=len(cs),
+            screened=sum(x.name in sp for x in cs), relaxed=sum(x.name in docs for x in cs),
+            best_single_point=ranked[0].name if ranked else None,
+            best_single_point_e_above_hull=sp[ranked[0].name] if ranked else None,
+            best_relaxed=best.name if best else None, best_relaxed_e_above_hull=best.e_above_hull if best else None))
+    return SearchResult(
+        system=hull.system, calculator=calculator_info(calculator),
+        settings={**asdict(s), "vegard_volumes": ctx.volumes, "bct_c_over_a": ctx.bct_ca},
+        generated=sum(len(v) for v in candidates.values()) + (1 if s.dilute_sites else 0),
+        screened=len(sp), relaxed=len(docs) + (1 if dilute_doc else 0),
+        candidates=sorted(found_all, key=lambda x: (x.x_li, x.e_above_hull)),
+        near_hull=sorted([x for x in found_all if x.e_above_hull is not None and x.e_above_hull <= NEAR_HULL],
+                         key=lambda x: x.x_li),
+        rediscovered={n: m for n, m in dups.items() if m in ref_names}, compositions=rows, dilute=dilute_row,
+        hull=hull, complete=True)
+
+
+# --------------------------------------------------------------------------- the maker
+
+
+def search_calculator(calculator: str) -> str:
+    """The calculator a search runs on: ``calculator`` unless it is DFT, then the default ML potential.
+
+    Screening hundreds of candidates is ML work; with a DFT study the predicted
+    structures are then relaxed with DFT in the hull, like every other phase.
+    """
+    return DEFAULT_CALCULATOR if get_spec(calculator).kind == "dft" else calculator
+
+
+@dataclass
+class SearchFlowMaker(Maker):
+    """The tie-line search flow of one system.
+
+    Parameters
+    ----------
+    name : str
+        Flow name prefix.
+    calculator : str
+        Registry name of the (ASE) calculator that screens and relaxes.
+    settings : SearchSettings
+        What is enumerated and kept.
+    relax_maker : RelaxMaker, optional
+        The loose ranking relaxation (default fmax 0.05 eV/Å, 200 steps, symmetry kept).
+    tight_maker : RelaxMaker, optional
+        The survivors' and library's relaxation (default the hull's, ``relax_maker_for``).
+    """
+
+    name: str = "search"
+    calculator: str = DEFAULT_CALCULATOR
+    settings: SearchSettings = field(default_factory=SearchSettings)
+    relax_maker: RelaxMaker | None = None
+    tight_maker: RelaxMaker | None = None
+
+    def makers(self) -> tuple[RelaxMaker, RelaxMaker]:
+        loose = self.relax_maker or RelaxMaker(calculator=self.calculator, fmax=0.05, steps=200)
+        return loose, self.tight_maker or relax_maker_for(self.calculator)
+
+    def make(self, system: str, library: StructureLibrary | None = None, relax_jobs: dict | None = None) -> Flow:
+        """The flow of ``system``; ``relax_jobs`` (uuid -> job) shares library relaxations with other flows."""
+        self.settings.check(system)
+        library = library or StructureLibrary()
+        loose, tight = self.makers()
+        relax_jobs = {} if relax_jobs is None else relax_jobs
+        own, outputs = [], []
+        for phase in candidate_phases(system, self.calculator, library):
+            j = relax_job(tight, phase)
+            if j.uuid not in relax_jobs:
+                relax_jobs[j.uuid] = j
+                own.append(j)
+            outputs.append(relax_jobs[j.uuid].output)
+        settings = asdict(self.settings)
+        key = input_hash("search flow", FLOW_VERSION, SEARCH_VERSION, system, [o.uuid for o in outputs], settings,
+                         calculator_info(self.calculator), loose.settings(), tight.settings())
+        start = _stage_job(search_generate(outputs, system, settings, self.calculator, loose, tight, key),
+                           system, "generate", key)
+        return Flow([*_staged(own, system), start], output=start.output, name=f"{self.name} {system}")
 
 
 def run_search(
     system: str,
     store: ResultStore,
     calculator: str = DEFAULT_CALCULATOR,
-    max_sites: int = 16,
-    compositions: list[str] | None = None,
-    budget_minutes: float = 10.0,
-    keep_per_composition: int = 2,
     library: StructureLibrary | None = None,
     progress: bool = True,
-    per_composition: int = 12,
-    prototypes: bool = True,
-    dilute_sites: int | None = 36,
-    dilute_mode: str = "substitution",
-    relax_window: float = 0.2,
-    relax_maker: RelaxMaker | None = None,
+    budget_minutes: float | None = None,
     max_new_jobs: int | None = None,
+    relax_maker: RelaxMaker | None = None,
+    **settings,
 ) -> SearchResult:
-    """Search the Li–M tie line for structures the library lacks; see the module docstring.
+    """Run the search flow of ``system`` on the local engine; see the module docstring.
 
-    ``per_composition`` caps the orderings screened per composition (after a
-    geometric pre-rank); ``relax_window`` (eV/atom) skips relaxing candidates
-    whose single point lies further above the library hull; ``dilute_sites``
-    = None skips the dilute proxy (``dilute_mode``: "substitution" or
-    "interstitial"); ``max_new_jobs`` stops like the budget
-    does after that many newly computed jobs (for tests).
+    ``settings`` are ``SearchSettings`` fields. ``budget_minutes`` and
+    ``max_new_jobs`` stop starting new jobs once used up: the result then
+    says ``complete=False`` and the same call resumes from the store.
     """
-    comps = sorted(target_compositions(system, compositions, max_sites), key=lambda c: (c.num_atoms, c.reduced_formula))
-    library = library or StructureLibrary()
-    runner = _Runner(store, budget_minutes * 60.0, max_new_jobs)
-    # Looser than the hull's 0.02 eV/Å for ranking (about 2 s per 16-atom cell here); survivors are
-    # re-relaxed tightly below. Symmetry is kept: the ordering is what is being screened.
-    maker = relax_maker or RelaxMaker(calculator=calculator, fmax=0.05, steps=200)
-    settings = dict(max_sites=max_sites, compositions=compositions, budget_minutes=budget_minutes,
-                    keep_per_composition=keep_per_composition, per_composition=per_composition,
-                    prototypes=prototypes, dilute_sites=dilute_sites, dilute_mode=dilute_mode,
-                    relax_window=relax_window, relax=maker.settings())
-    calc_info = calculator_info(calculator)
-
-    with stage(f"{system} library relaxations", enabled=progress) as bar:
-        ref_docs, summary = run_hull_relaxations(system, store, calculator=calculator, library=library, progress=bar)
-    runner.summary += summary
-    ref_entries = entries_from_documents(ref_docs)
-    pd = phase_diagram(ref_entries, system)
-    li, host = [str(e) for e in pd.elements]
-    els = {el: min((d for d in ref_docs if d.formula == el), key=lambda d: d.energy_per_atom) for el in (li, host)}
-    volumes = {el: round(d.volume_per_atom, 4) for el, d in els.items()}
-    bct_ca = bct_c_over_a(els[host].structure)
-    bct_ca = round(bct_ca, 4) if bct_ca else None
-    settings.update(vegard_volumes=volumes, bct_c_over_a=bct_ca)  # parents scaled with the relaxed elements
-
-    def sp_hull(comp: Composition, energy_per_atom: float) -> float:
-        return float(energy_per_atom - pd.get_hull_energy_per_atom(comp))  # both total energies per atom
-
-    # Generation and screening, one composition at a time (cheap cells first).
-    gen_args = [(system, c.reduced_formula, volumes, bct_ca, max_sites, per_composition, prototypes) for c in comps]
-    gen_jobs = [_keyed(generate_job(*a), "generate", a[1], a[1], a[0], *a[2:]) for a in gen_args]
-    candidates: dict[str, list[Candidate]] = {}
-    energies: dict[str, float] = {}
-    dilute_doc = None
-    with stage(f"{system} candidates", enabled=progress) as bar:
-        if dilute_sites:
-            dil = dilute_candidate(els[host].structure, dilute_sites, dilute_mode)
-            dj = maker.keyed_job(dil.structure, label=f"search {dil.name}", metadata=_meta(dil))
-            runner.run([dj], bar)
-            dilute_doc = _doc(runner.output(dj))
-        for c, gj in zip(comps, gen_jobs, strict=True):
-            if not runner.run([gj], bar, SCREEN_SHARE):
-                break
-            cands = [_candidate(d) for d in runner.output(gj)]
-            candidates[c.reduced_formula] = cands
-            batches = [cands[i:i + SCREEN_BATCH] for i in range(0, len(cands), SCREEN_BATCH)]
-            sjobs = [_keyed(screen_job([x.structure for x in b], [x.name for x in b], calculator), "screen",
-                            f"{c.reduced_formula} {i}", [structure_fingerprint(x.structure) for x in b], calc_info)
-                     for i, b in enumerate(batches)]
-            done = runner.run(sjobs, bar, SCREEN_SHARE)
-            for b, sj in zip(batches, sjobs, strict=True):
-                for x, row in zip(b, runner.output(sj) or [], strict=False):  # rows are in batch order
-                    energies[x.name] = row["energy_per_atom"]
-            if not done:
-                break
-
-    # Relax the lowest distinct candidates of each composition, most promising composition first.
-    by_name = {x.name: x for cs in candidates.values() for x in cs}
-    sp = {n: sp_hull(by_name[n].composition, e) for n, e in energies.items()}
-    ranked = {f: sorted((x for x in cs if x.name in sp), key=lambda x: (sp[x.name], x.name))
-              for f, cs in candidates.items()}
-    matcher = StructureMatcher()
-    queue = _relax_queue(ranked, sp, keep_per_composition, relax_window, matcher)
-    relax_jobs = {}
-    for x in queue:
-        relax_jobs[x.name] = maker.keyed_job(x.structure, label=f"search {x.name}", metadata=_meta(x))
-    with stage(f"{system} relaxations of candidates", enabled=progress) as bar:
-        runner.run(list(relax_jobs.values()), bar)
-    docs = {name: d for name, rj in relax_jobs.items() if (d := _doc(runner.output(rj))) is not None}
-
-    # Deduplicate, add survivors to the library, rebuild the hull.
-    refs = {d.label: d.structure for d in ref_docs if len(Composition(d.formula)) == 2}
-    kept, dups = deduplicate([(n, d.structure, d.energy_per_atom) for n, d in docs.items()], refs, matcher)
-    rediscovered = {n: m for n, m in dups.items() if m in refs}
-    # Survivors are re-relaxed with the hull's own settings (fmax 0.02), the best of each composition
-    # first: the loose search relaxation is up to a few meV/atom high, as large as the distances at stake.
-    tight = RelaxMaker(calculator=calculator)
-    firsts: dict[str, str] = {}
-    for n in kept:  # kept is in energy order
-        firsts.setdefault(docs[n].formula, n)
-    best_first = list(firsts.values()) + [n for n in kept if n not in firsts.values()]
-    to_polish = {n: docs[n] for n in best_first} | ({dil.name: dilute_doc} if dilute_doc else {})
-    polish_jobs = {n: tight.keyed_job(d.structure, label=f"search {n} tight", metadata=d.metadata)
-                   for n, d in to_polish.items()}
-    with stage(f"{system} final relaxations", enabled=progress) as bar:
-        runner.run(list(polish_jobs.values()), bar)
-    polished = {n: d for n, pj in polish_jobs.items() if (d := _doc(runner.output(pj))) is not None}
-    docs.update({n: d for n, d in polished.items() if n in docs})
-    if dilute_doc and dil.name in polished:
-        dilute_doc = polished[dil.name]
-    ref_names = {d.label for d in ref_docs}
-    new_docs = [docs[n] for n in kept] + ([dilute_doc] if dilute_doc else [])
-    new_docs = [d for d in new_docs if d.metadata["phase"] not in ref_names]  # reloaded from an earlier search
-    for d in new_docs:
-        d.label = d.metadata["phase"]
-        library.add_structure(d.label, d.structure, status="predicted", method=d.metadata["method"],
-                              parent=d.metadata["parent"], source=d.metadata["source"])
-    hull = build_hull(entries_from_documents(ref_docs + new_docs), system)
-    e_hull = {p.name: p.e_above_hull for p in hull.phases}
-
-    def summary_of(x: Candidate, doc: RelaxationDocument | None) -> SearchCandidate:
-        s = doc.structure if doc else x.structure
-        return SearchCandidate(
-            name=x.name, formula=x.formula, x_li=round(x.x_li, 6), method=x.method, parent=x.parent, natoms=len(s),
-            single_point_e_above_hull=sp.get(x.name), relaxed=doc is not None, tight=x.name in polished,
-            converged=doc.converged if doc else None,
-            e_above_hull=e_hull.get(x.name), duplicate_of=dups.get(x.name), structure=s.as_dict())
-
-    found = [summary_of(by_name[n], docs[n]) for n in kept]
-    dilute = summary_of(dil, dilute_doc) if dilute_sites else None
-    found_all = found + ([dilute] if dilute and dilute.relaxed else [])
-    comp_rows = []
-    for c in comps:
-        f = c.reduced_formula
-        cs = candidates.get(f, [])
-        best_sp = ranked.get(f, [None])[0] if ranked.get(f) else None
-        mine = [x for x in found if x.formula == f]
-        best = min(mine, key=lambda x: x.e_above_hull) if mine else None
-        comp_rows.append(CompositionSummary(
-            formula=f, x_li=round(float(c.get_atomic_fraction(Element(li))), 6), generated=len(cs),
-            screened=sum(x.name in sp for x in cs), relaxed=sum(x.name in docs for x in cs),
-            best_single_point=best_sp.name if best_sp else None,
-            best_single_point_e_above_hull=sp[best_sp.name] if best_sp else None,
-            best_relaxed=best.name if best else None, best_relaxed_e_above_hull=best.e_above_hull if best else None))
-    complete = (not (runner.stopped or runner.failed) and len(candidates) == len(comps)
-                and len(docs) == len(relax_jobs) and len(polished) == len(polish_jobs))
-    return SearchResult(
-        system=hull.system, calculator=calc_info, settings=settings,
-        generated=sum(len(v) for v in candidates.values()) + (1 if dilute_sites else 0),
-        screened=len(energies), relaxed=len(docs) + (1 if dilute_doc else 0),
-        candidates=sorted(found_all, key=lambda x: (x.x_li, x.e_above_hull)),
-        near_hull=sorted([x for x in found_all if x.e_above_hull is not None and x.e_above_hull <= NEAR_HULL],
-                         key=lambda x: x.x_li),
-        rediscovered=rediscovered, compositions=comp_rows, dilute=dilute, hull=hull, complete=complete,
-        stopped=runner.stopped, failed=runner.failed, jobs_computed=runner.summary.computed,
-        jobs_reused=runner.summary.reused, wall_seconds=round(time.perf_counter() - runner.t0, 2))
+    t0 = time.perf_counter()
+    flow = SearchFlowMaker(calculator=calculator, settings=SearchSettings(**settings),
+                           relax_maker=relax_maker).make(system, library)
+    budget = Budget(budget_minutes * 60.0 if budget_minutes is not None else None, max_new_jobs)
+    with stages(enabled=progress) as bars:
+        summary = run_flow(flow, store, progress=bars, budget=budget)
+    counts = {"jobs_computed": summary.computed, "jobs_reused": summary.reused,
+              "wall_seconds": round(time.perf_counter() - t0, 2)}
+    if summary.stopped:
+        return SearchResult(system=system, calculator=calculator_info(calculator), settings=settings, generated=0,
+                            screened=0, relaxed=0, candidates=[], near_hull=[], compositions=[], complete=False,
+                            stopped=summary.stopped, **counts)
+    return store.document(flow.output.uuid, SearchResult).model_copy(update=counts)
 
 
-# --------------------------------------------------------------------------- outputs
-
-
-def _mev(value: float | None, missing: str) -> str:
-    return f"{value * 1000:.1f} meV/atom" if value is not None else missing
-
-
-def format_search_summary(result: SearchResult) -> str:
-    lines = [
-        f"{result.system} structure search on {result.calculator.get('label', '?')}: "
-        f"{result.generated} generated, {result.screened} screened, {result.relaxed} relaxed, "
-        f"{len(result.candidates)} new after deduplication; {result.wall_seconds:.0f} s "
-        f"({result.jobs_computed} jobs computed, {result.jobs_reused} reused)",
-    ]
-    if not result.complete:
-        lines.append(f"INCOMPLETE ({result.stopped or 'some jobs failed'}): run the same command again to resume")
-    near = {}
-    for x in result.near_hull:  # the best one per composition; search.json lists them all
-        if x.formula not in near or x.e_above_hull < near[x.formula].e_above_hull:
-            near[x.formula] = x
-    lines.append(f"within {NEAR_HULL * 1000:.0f} meV/atom of the hull ({len(result.near_hull)} structures, "
-                 f"{len(near)} compositions; lowest of each):")
-    for x in sorted(near.values(), key=lambda x: x.x_li):
-        lines.append(f"  {x.formula:<9}{x.e_above_hull * 1000:6.1f} meV/atom  {x.name}  ({x.method} of {x.parent})")
-    if not near:
-        lines.append("  none")
-    lines.append(f"{'composition':<12}{'gen':>5}{'scr':>5}{'rlx':>5}  {'single point':>13}  {'relaxed, new hull':>18}")
-    for c in result.compositions:
-        spv, rv = _mev(c.best_single_point_e_above_hull, "-"), _mev(c.best_relaxed_e_above_hull, "-")
-        lines.append(f"{c.formula:<12}{c.generated:>5}{c.screened:>5}{c.relaxed:>5}  {spv:>13}  {rv:>18}")
-    if result.hull:
-        lines.append(f"new hull, stable: {', '.join(result.hull.stable_set)}")
-    if result.rediscovered:
-        lines.append("rediscovered library phases: " + ", ".join(f"{k} = {v}" for k, v in result.rediscovered.items()))
-    if result.dilute:
-        d = result.dilute
-        lines.append(f"dilute proxy {d.formula} ({d.parent}): {_mev(d.e_above_hull, 'not relaxed yet')} above the hull")
-    if result.failed:
-        lines.append(f"failed jobs (retried next run): {', '.join(result.failed)}")
-    return "\n".join(lines)
-
-
-def write_search_outputs(out_dir: str | Path, result: SearchResult) -> dict[str, Path]:
-    """``<out>/<system>/search.json`` and one CIF per new structure in ``<out>/<system>/predicted/``.
-
-    The CIFs carry ``# SOURCE:``/``# STATUS: predicted`` headers, so
-    ``StructureLibrary(user_dirs=[<out>/<system>/predicted])`` reloads them.
-    """
-    folder = Path(out_dir) / result.system
-    pred = folder / "predicted"
-    pred.mkdir(parents=True, exist_ok=True)
-    for old in pred.glob("*.cif"):  # regenerated from the store: drop what an earlier search wrote
-        if old.read_text(errors="replace").startswith("# SOURCE: alloyflow search"):
-            old.unlink()
-    files = {"search.json": folder / "search.json"}
-    files["search.json"].write_text(json.dumps(json.loads(result.model_dump_json()), indent=1))
-    for x in result.candidates:
-        if x.structure is None:
-            continue
-        header = (f"# SOURCE: alloyflow search, {x.method} of {x.parent}; relaxed on {result.calculator.get('label')} "
-                  f"{result.calculator.get('version')}; {_mev(x.e_above_hull, 'n/a')} above the hull\n"
-                  f"# STATUS: predicted (structure search, not an observed phase)\n")
-        path = pred / f"{x.name}.cif"
-        path.write_text(header + Structure.from_dict(x.structure).to(fmt="cif"))
-        files[x.name] = path
-    return files
-
-
-__all__ = ["SearchResult", "SearchCandidate", "CompositionSummary", "run_search", "format_search_summary",
-           "write_search_outputs", "deduplicate", "NEAR_HULL"]
+__all__ = ["SearchFlowMaker", "SearchSettings", "SearchResult", "SearchCandidate", "CompositionSummary",
+           "run_search", "search_calculator", "format_search_summary", "write_search_outputs", "deduplicate",
+           "relax_queue", "NEAR_HULL"]

@@ -11,7 +11,11 @@ Built by ``StudyFlowMaker(makers, settings).make(systems, library)``:
    already holds;
 3. ``collect_study`` gathers hulls and barrier results into a
    ``StudyDocument``, with the labelled metastability correction of phases
-   above the hull.
+   above the hull;
+4. with a temperature (``settings.temperature``), the thermo stage
+   (``add_thermo_stage``, ``alloyflow.workflows.flows.study_thermo``): once the
+   document exists, phonons, moduli and attempt frequencies of every system
+   and the document again, with its ``thermo`` results.
 
 So every decision that depends on results is taken inside a job: the same
 flow object runs on the local engine (``alloyflow study``), on FireWorks
@@ -24,17 +28,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from jobflow import Flow, Maker, Response, job
+from pymatgen.core import Structure
 
 from alloyflow.analysis.migration import BarrierResult, apply_metastability_correction
 from alloyflow.analysis.reference_data import REFERENCE_BARRIER_PHASES
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info
 from alloyflow.engine.keys import input_hash, keyed
-from alloyflow.engine.local import DYNAMIC, unfinished
+from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.store import as_dict
+from alloyflow.io.search import predicted_cif
 from alloyflow.structures.library import PhaseRecord, StructureLibrary
 from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings
 from alloyflow.workflows.flows.hull import HullFlowMaker, candidate_phases
+from alloyflow.workflows.flows.search import SearchFlowMaker, SearchSettings, search_calculator
 from alloyflow.workflows.jobs.backends import Makers, makers_for
+from alloyflow.workflows.schemas.search import SearchResult
 from alloyflow.workflows.schemas.study import BarrierChoice, HullDocument, StudyDocument
 
 STUDY_VERSION = 1
@@ -69,10 +77,10 @@ class StudySettings:
     max_length: float | None = None
     structure_dirs: list[str] = field(default_factory=list)
     phases: list[str] | None = None
-    # The tie-line search (local engine only; its keyed jobs resume) adds predicted phases such as
-    # Li13In3 to the hulls before they are built; wall-time budget per system, in minutes.
+    # The tie-line search (part of the flow, bounded by counts, not time) adds predicted phases such
+    # as Li13In3 to the hulls before they are built.
     search: bool = True
-    search_budget_minutes: float = 5.0
+    search_max_sites: int = 16
     # Li-poor phases (Li2Sn5, LiSn, dilute Li in In) also get the interstitial mechanism.
     interstitial: bool = True
     # The barrier phases' mechanical stability (Born criteria), beside their barriers.
@@ -94,10 +102,12 @@ class StudySettings:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
         if not self.fmax > 0:
             raise ValueError(f"fmax must be > 0 eV/Å, got {self.fmax}")
-        if self.search and not self.search_budget_minutes > 0:
-            raise ValueError(f"search_budget_minutes must be > 0, got {self.search_budget_minutes}")
+        if self.search and self.search_max_sites < 1:
+            raise ValueError(f"search_max_sites must be >= 1, got {self.search_max_sites}")
         if self.endpoint_trials < 1:
             raise ValueError(f"endpoint_trials must be >= 1, got {self.endpoint_trials}")
+        if self.temperature is not None and not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0 K, not {self.temperature}")
         BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
                         max_length=self.max_length).check()
 
@@ -184,13 +194,12 @@ def choose_barriers(hull_docs: list, records: dict, settings: dict, relax_maker,
             j.metadata.setdefault("alloyflow_stage", f"barriers {c.phase}{' (dilute Li)' if c.dilute else ''}"
                                                      f"{' interstitial' if c.mechanism == 'interstitial' else ''}")
         outputs.append(flow.output)
-        known = {j.uuid for j in jobs}
-        jobs += [j for j in unfinished(flow) if j.uuid not in known]  # a phase's relaxation serves both mechanisms
+        jobs.append(flow)  # a phase's relaxation serves both mechanisms: ``replacement`` keeps it once
     collect = collect_study([h.model_dump() for h in hulls], [c.model_dump() for c in choices], outputs, settings,
                             calculator)
     keyed(collect, input_hash("study collect", STUDY_VERSION, key, [o.uuid for o in outputs]), label="collect study")
     collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": "collect study"})
-    return Response(replace=Flow([*jobs, collect], output=collect.output, name="study barriers"))
+    return Response(replace=replacement([*jobs, collect], collect.output, "study barriers"))
 
 
 @job
@@ -207,6 +216,25 @@ def collect_study(hull_docs: list, choices: list, barrier_outputs: list, setting
         barriers.append(result)
     return StudyDocument(systems=[h.system for h in hulls], calculator=calculator_info(calculator), hulls=hulls,
                          choices=choices, barriers=barriers, settings=settings)
+
+
+def add_thermo_stage(flow: Flow, settings: StudySettings, calculator: str) -> Flow:
+    """The study flow with its finite-temperature stage last, when ``settings.temperature`` is set.
+
+    The stage (``alloyflow.workflows.flows.study_thermo.study_thermo_job``) is a keyed dynamic job on the
+    study's ``StudyDocument`` (the flow's output, so after the barriers, whose results give the
+    diffusivities); it plans phonons, moduli and attempt frequencies of every system and its output,
+    the flow's new output, is the document with ``thermo`` filled in.
+    """
+    if settings.temperature is None:
+        return flow
+    from alloyflow.workflows.flows.study_thermo import study_thermo_job
+
+    thermo = study_thermo_job(flow.output, calculator, settings.temperature, settings.min_length,
+                              settings.elastic, settings.diffusivity, key=flow.output.uuid)
+    flow.add_jobs(thermo)
+    flow.output = thermo.output
+    return flow
 
 
 @dataclass
@@ -228,31 +256,89 @@ class StudyFlowMaker(Maker):
     settings: StudySettings = field(default_factory=lambda: StudySettings(systems=["Li-In", "Li-Sn"]))
 
     def make(self, library: StructureLibrary | None = None) -> Flow:
-        """Hull flows of every system and the job that chooses (and adds) the barrier flows."""
+        """The study flow: the searches (unless ``settings.search`` is off), the hulls and the barrier choice."""
         s = self.settings
         s.check()
         library = library or StructureLibrary(user_dirs=s.structure_dirs or ())
+        records = {system: [PhaseRecord.of(p) for p in candidate_phases(system, self.makers.calculator, library,
+                                                                           s.phases)]
+                   for system in s.systems}
+        name = f"{self.name} {' '.join(s.systems)}"
+        if not s.search:
+            hull_flows, choose = hulls_and_choice(self.makers, s, records)
+            return add_thermo_stage(Flow([*hull_flows, choose], output=choose.output, name=name), s,
+                                    self.makers.calculator)
+        search_maker = SearchFlowMaker(calculator=search_calculator(self.makers.calculator),
+                                       settings=SearchSettings(max_sites=s.search_max_sites))
         relax_jobs: dict = {}
-        hull_flows, records = [], {}
-        hull_maker = HullFlowMaker(relax_maker=self.makers.relax)
-        for system in s.systems:
-            phases = candidate_phases(system, self.makers.calculator, library, s.phases)
-            flow = hull_maker.make(system, phases, relax_jobs)
-            for j in flow.jobs:
-                j.metadata.setdefault("alloyflow_stage", f"hull {system}")
-            hull_flows.append(flow)
-            for p in phases:
-                records.setdefault(p.name, PhaseRecord.of(p))
-        settings = asdict(s)
-        key = input_hash("study choose", STUDY_VERSION, [f.output.uuid for f in hull_flows], settings,
-                         calculator_info(self.makers.calculator), self.makers.neb.key_settings()
-                         if hasattr(self.makers.neb, "key_settings") else self.makers.neb.settings(),
-                         {n: r.as_dict() for n, r in sorted(records.items())})
-        choose = choose_barriers([f.output for f in hull_flows], records, settings, self.makers.relax,
-                                 self.makers.neb, self.makers.calculator, key, self.makers.elastic)
-        keyed(choose, key, label="choose barrier phases")
-        choose.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "choose barrier phases"})
-        return Flow([*hull_flows, choose], output=choose.output, name=f"{self.name} {' '.join(s.systems)}")
+        searches = [search_maker.make(system, library, relax_jobs) for system in s.systems]
+        key = input_hash("study hulls", STUDY_VERSION, [f.output.uuid for f in searches], asdict(s),
+                         calculator_info(self.makers.calculator), self.makers.relax.settings(),
+                         {sy: [r.as_dict() for r in rs] for sy, rs in records.items()})
+        hulls = study_hulls([f.output for f in searches], {sy: [r.as_dict() for r in rs] for sy, rs in records.items()},
+                            asdict(s), self.makers.relax, self.makers.neb, self.makers.calculator, self.makers.elastic)
+        keyed(hulls, key, label="hulls with the predicted phases")
+        hulls.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "choose barrier phases"})
+        exposing_store(hulls)
+        return add_thermo_stage(Flow([*searches, hulls], output=hulls.output, name=name), s, self.makers.calculator)
+
+
+def search_outputs(flow: Flow) -> dict[str, str]:
+    """``{system: uuid}`` of the ``SearchResult``s in a study flow (empty without the search)."""
+    return {f.name.split(" ", 1)[1]: f.output.uuid for f in flow.jobs
+            if isinstance(f, Flow) and f.name.startswith("search ")}
+
+
+def predicted_records(result: SearchResult, phases: list[str] | None = None) -> list[PhaseRecord]:
+    """The search's new structures as predicted phases, read back from their CIF text as the library would."""
+    records = []
+    for x in result.candidates:
+        if x.structure is None or (phases and x.name not in phases and x.formula not in phases):
+            continue
+        structure = Structure.from_str(predicted_cif(result, x.name), fmt="cif")
+        records.append(PhaseRecord(x.name, structure, "predicted", f"alloyflow search: {x.method} of {x.parent}"))
+    return records
+
+
+def hulls_and_choice(makers: Makers, s: StudySettings, records: dict[str, list[PhaseRecord]]):
+    """The hull flow of every system and the ``choose_barriers`` job over them (whose output is the study's)."""
+    relax_jobs: dict = {}
+    hull_flows, by_name = [], {}
+    hull_maker = HullFlowMaker(relax_maker=makers.relax)
+    for system, phases in records.items():
+        flow = hull_maker.make(system, phases, relax_jobs)
+        for j in flow.jobs:
+            j.metadata.setdefault("alloyflow_stage", f"hull {system}")
+        hull_flows.append(flow)
+        for p in phases:
+            by_name.setdefault(p.name, p)
+    settings = asdict(s)
+    key = input_hash("study choose", STUDY_VERSION, [f.output.uuid for f in hull_flows], settings,
+                     calculator_info(makers.calculator), makers.neb.key_settings()
+                     if hasattr(makers.neb, "key_settings") else makers.neb.settings(),
+                     {n: r.as_dict() for n, r in sorted(by_name.items())})
+    choose = choose_barriers([f.output for f in hull_flows], by_name, settings, makers.relax, makers.neb,
+                             makers.calculator, key, makers.elastic)
+    keyed(choose, key, label="choose barrier phases")
+    choose.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "choose barrier phases"})
+    exposing_store(choose)
+    return hull_flows, choose
+
+
+@job
+def study_hulls(search_results: list, records: dict, settings: dict, relax_maker, neb_maker, calculator: str,
+                elastic_maker=None):
+    """Add each search's predicted phases to its system's library phases; replace this job by the hull flows
+    and the barrier choice (the jobs the store lacks)."""
+    s = StudySettings(**settings)
+    results = [SearchResult.model_validate(as_dict(r)) for r in search_results]
+    phases = {system: [r if isinstance(r, PhaseRecord) else PhaseRecord.from_dict(r) for r in rs]
+              for system, rs in records.items()}
+    for result, system in zip(results, s.systems, strict=True):
+        known = {p.name for p in phases[system]}
+        phases[system] += [r for r in predicted_records(result, s.phases) if r.name not in known]
+    hull_flows, choose = hulls_and_choice(Makers(calculator, relax_maker, None, neb_maker, elastic_maker), s, phases)
+    return Response(replace=replacement([*hull_flows, choose], choose.output, "study hulls"))
 
 
 def study_flow(settings: StudySettings, library: StructureLibrary | None = None, makers: Makers | None = None) -> Flow:

@@ -51,6 +51,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements, get_calculator
 from alloyflow.engine import ResultStore, deterministic_uuid, input_hash, keyed, run_cached, structure_fingerprint
+from alloyflow.engine.guarded import run_guarded
 from alloyflow.engine.keys import maker_settings
 from alloyflow.analysis.attempt import signed_frequencies_thz, vineyard_prefactor  # noqa: F401
 
@@ -152,10 +153,17 @@ class AttemptFrequencyMaker(Maker):
             raise ValueError(f"{label}: moving_index {moving_index} outside 0..{len(initial) - 1}")
         check_elements(self.calculator, [el.symbol for el in initial.composition.elements], where=label)
 
-    def keyed_job(self, initial: Structure, saddle: Structure, moving_index: int, label: str, metadata: dict | None = None):
-        """A job whose uuid is the input hash, so a finished one is reused."""
+    def keyed_job(self, initial: Structure, saddle: Structure, moving_index: int, label: str,
+                  metadata: dict | None = None, tolerant: bool = False):
+        """A job whose uuid is the input hash, so a finished one is reused.
+
+        ``tolerant``: the same key, but a failure is returned as an error record (``alloyflow.engine.guarded``).
+        """
         self._check(initial, saddle, moving_index, label)
-        j = self.make(initial, saddle, moving_index, label=label, metadata=metadata or {})
+        if tolerant:
+            j = run_guarded(self, [initial, saddle, int(moving_index)], label=label, metadata=metadata or {})
+        else:
+            j = self.make(initial, saddle, moving_index, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"
         return keyed(j, self.key(initial, saddle, moving_index), label=f"{self.name} {label}")
 
@@ -234,24 +242,43 @@ def _fixed(label: str, nu: float, reason: str, neb_key: str | None = None) -> At
                                     flags=[f"fixed attempt frequency {nu:.1e} Hz, not computed ({reason})"], neb_key=neb_key)
 
 
-def run_attempt_frequencies(
+@dataclass
+class AttemptPlan:
+    """The keyed attempt-frequency jobs of a barrier result, not run (``attempt_jobs``).
+
+    ``jobs``: hop id -> keyed job; ``fixed``: hop id -> labelled fallback
+    document (no job); ``notes``: hop id -> what ``attempt_document`` adds to
+    the job's output (the band's key and its flags).
+    """
+
+    jobs: dict = field(default_factory=dict)
+    fixed: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+
+
+def _stored(jobstore, uuid: str) -> bool:
+    return jobstore.query_one({"uuid": uuid}, properties=["uuid"]) is not None
+
+
+def attempt_jobs(
     result,
-    store: ResultStore,
+    store,
     calculator: str = DEFAULT_CALCULATOR,
-    progress=None,
     hops: str | list[int] = "percolation",
     maker: AttemptFrequencyMaker | None = None,
     fallback_hz: float | None = None,
-) -> dict[int, AttemptFrequencyDocument]:
-    """Hop id -> Vineyard attempt frequency for the hops of a ``BarrierResult`` (keyed jobs, reused).
+    tolerant: bool = False,
+) -> AttemptPlan:
+    """The keyed Vineyard jobs of a ``BarrierResult``'s hops, built from its stored bands but not run.
 
-    ``hops``: ``"percolation"`` (default: the hops setting the 1D/2D/3D
-    thresholds), ``"all"`` (every hop with a stored band) or a list of ids.
-    The bands are read from ``store`` (``HopBarrier.neb_key``); the Hessians
-    use ``calculator``, which must be the one that made the bands (a saddle
-    of one potential is no saddle of another). ``fallback_hz``: only if
-    given, a hop without a usable band gets that fixed, labelled frequency
-    (mode "fixed") instead of an error.
+    ``store`` holds the bands: a ``ResultStore`` or a jobflow ``JobStore`` (``CURRENT_JOB.store``
+    inside a job). The other arguments are ``run_attempt_frequencies``'s;
+    ``tolerant``: the jobs return an error record instead of raising (same keys).
+
+    Raises
+    ------
+    ValueError
+        Bands of another calculator, unknown hops, or a hop without a usable band (unless ``fallback_hz``).
     """
     from alloyflow.workflows.jobs.neb import NebDocument
 
@@ -271,7 +298,9 @@ def run_attempt_frequencies(
     unknown = [i for i in ids if i not in by_id]
     if unknown:
         raise ValueError(f"{result.phase}: no hop(s) {unknown}; hops are {sorted(by_id)}")
-    out: dict[int, AttemptFrequencyDocument] = {}
+    jobstore = getattr(store, "jobstore", store)
+    where = f"the store {store.out_dir}" if hasattr(store, "out_dir") else "the job store"
+    plan = AttemptPlan()
     for hop_id in ids:
         hop = by_id[hop_id]
         label = f"{result.phase} hop {hop_id}"
@@ -279,29 +308,71 @@ def run_attempt_frequencies(
         if not hop.neb_key:
             problem = "no NEB band stored for this hop"
         else:
-            uuid = hop.neb_key if store.has(hop.neb_key) else deterministic_uuid(hop.neb_key)
-            if not store.has(uuid):
-                problem = f"its band ({hop.neb_key[:12]}...) is not in the store {store.out_dir}"
+            uuid = hop.neb_key if _stored(jobstore, hop.neb_key) else deterministic_uuid(hop.neb_key)
+            if not _stored(jobstore, uuid):
+                problem = f"its band ({hop.neb_key[:12]}...) is not in {where}"
         if problem is None:
-            raw = store.output(uuid)
+            raw = jobstore.get_output(uuid, load=True)
             raw = raw if isinstance(raw, dict) else raw.model_dump()
             if "endpoint_error" in raw:
                 problem = f"no band: {raw['endpoint_error']}"
         if problem is not None:
             if fallback_hz is None:
                 raise ValueError(f"{label}: {problem}; pass fallback_hz to use a fixed, labelled frequency")
-            out[hop_id] = _fixed(label, fallback_hz, problem, hop.neb_key)
+            plan.fixed[hop_id] = _fixed(label, fallback_hz, problem, hop.neb_key)
             continue
         band = NebDocument.model_validate(raw)
         initial, saddle, moving = band_states(band)
-        job = maker.keyed_job(initial, saddle, moving, label=label, metadata={"phase": result.phase, "hop_id": hop_id})
-        run_cached(job, store, progress=progress)
-        doc = store.output(job.uuid)
-        doc = doc if isinstance(doc, AttemptFrequencyDocument) else AttemptFrequencyDocument.model_validate(doc)
-        doc.neb_key = hop.neb_key
+        plan.jobs[hop_id] = maker.keyed_job(initial, saddle, moving, label=label,
+                                            metadata={"phase": result.phase, "hop_id": hop_id}, tolerant=tolerant)
+        flags = []
         if not band.converged:
-            doc.flags.append(f"the band was not converged (max force {band.max_force:.3f} eV/Å): the climbing image is no exact saddle")
+            flags.append(f"the band was not converged (max force {band.max_force:.3f} eV/Å): the climbing image is no exact saddle")
         if hop.moving_index is not None and moving != hop.moving_index:
-            doc.flags.append(f"the atom moving most in the band ({moving}) is not the hop's moving_index ({hop.moving_index})")
-        out[hop_id] = doc
+            flags.append(f"the atom moving most in the band ({moving}) is not the hop's moving_index ({hop.moving_index})")
+        plan.notes[hop_id] = {"neb_key": hop.neb_key, "flags": flags}
+    return plan
+
+
+def attempt_document(output, note: dict | None = None) -> AttemptFrequencyDocument:
+    """An attempt-frequency job's output with its band's key and flags (``AttemptPlan.notes``) added."""
+    doc = output if isinstance(output, AttemptFrequencyDocument) else AttemptFrequencyDocument.model_validate(
+        output if isinstance(output, dict) else output.model_dump())
+    if note:
+        doc.neb_key = note.get("neb_key")
+        doc.flags.extend(note.get("flags", []))
+    return doc
+
+
+def run_attempt_frequencies(
+    result,
+    store: ResultStore,
+    calculator: str = DEFAULT_CALCULATOR,
+    progress=None,
+    hops: str | list[int] = "percolation",
+    maker: AttemptFrequencyMaker | None = None,
+    fallback_hz: float | None = None,
+) -> dict[int, AttemptFrequencyDocument]:
+    """Hop id -> Vineyard attempt frequency for the hops of a ``BarrierResult`` (keyed jobs, reused).
+
+    ``hops``: ``"percolation"`` (default: the hops setting the 1D/2D/3D
+    thresholds), ``"all"`` (every hop with a stored band) or a list of ids.
+    The bands are read from ``store`` (``HopBarrier.neb_key``); the Hessians
+    use ``calculator``, which must be the one that made the bands (a saddle
+    of one potential is no saddle of another). ``fallback_hz``: only if
+    given, a hop without a usable band gets that fixed, labelled frequency
+    (mode "fixed") instead of an error. The jobs are ``attempt_jobs``'s.
+    """
+    from jobflow import Flow
+
+    plan = attempt_jobs(result, store, calculator, hops, maker, fallback_hz)
+    if plan.jobs:
+        run_cached(Flow(list(plan.jobs.values()), name=f"attempt frequencies {result.phase}"), store,
+                   progress=progress)
+    out: dict[int, AttemptFrequencyDocument] = {}
+    for hop_id in sorted({*plan.jobs, *plan.fixed}):
+        if hop_id in plan.fixed:
+            out[hop_id] = plan.fixed[hop_id]
+        else:
+            out[hop_id] = attempt_document(store.output(plan.jobs[hop_id].uuid), plan.notes[hop_id])
     return out

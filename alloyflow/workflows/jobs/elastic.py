@@ -34,6 +34,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements, get_calculator
 from alloyflow.engine import KeyedStructureMaker, ResultStore, run_cached
+from alloyflow.engine.guarded import job_error
 from alloyflow.analysis.elastic import voigt_strain, strained_structure, born_stable, fit_elastic_tensor, moduli, VolumeExpansionPerLi, volume_expansion_per_li  # noqa: F401
 
 DEFAULT_STRAINS = (-0.01, -0.005, 0.005, 0.01)
@@ -241,6 +242,33 @@ class ElasticMaker(KeyedStructureMaker, Maker):
         )
 
 
+def elastic_job(structure: Structure, name: str, maker: ElasticMaker, tolerant: bool = False):
+    """The keyed elastic job of an already relaxed cell, not run: the job ``run_elastic(relax=False)`` runs.
+
+    Parameters
+    ----------
+    structure : Structure
+        A relaxed cell; it is reduced to its primitive cell first (as ``run_elastic`` does), so the key
+        is ``run_elastic``'s and a stored result is reused by either.
+    name : str
+        Phase name (label and ``metadata["phase"]``).
+    maker : ElasticMaker
+        The settings and calculator (part of the key).
+    tolerant : bool
+        Same key, but a failing fit is returned as an error record (``alloyflow.engine.guarded``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a cell the maker refuses (elements, size, strains), before any job exists.
+    """
+    from alloyflow.structures.library import primitive
+
+    if not isinstance(structure, Structure):
+        raise TypeError(f"{name}: expected a pymatgen Structure, got {type(structure).__name__}")
+    return maker.keyed_job(primitive(structure), label=name, metadata={"phase": name}, tolerant=tolerant)
+
+
 def run_elastic(
     structures: dict[str, Structure],
     store: ResultStore,
@@ -283,6 +311,8 @@ def run_elastic(
         ejob = maker.keyed_job(reference, label=name, metadata={"phase": name})
         run_cached(ejob, store, progress=progress)
         doc = store.output(ejob.uuid)
+        if job_error(doc):  # stored by a thermo flow's tolerant job
+            raise ValueError(f"{name}: the stored elastic job failed ({job_error(doc)})")
         doc = doc if isinstance(doc, ElasticDocument) else ElasticDocument.model_validate(doc)
         if relax_warning:
             doc.warnings.append(relax_warning)

@@ -290,6 +290,15 @@ class PhononMaker(KeyedStructureMaker, Maker):
         return bands, float(flat.min()) if flat.size else 0.0
 
 
+def phonon_jobs(structures: dict[str, Structure], maker: PhononMaker) -> dict:
+    """The keyed phonon job of each named structure, not run (name -> Job; ``run_phonons`` runs these).
+
+    Each uuid is the input hash of (structure, calculator, ``maker`` settings),
+    so a job stored by ``run_phonons`` or by a thermo flow is found by the other.
+    """
+    return {name: maker.keyed_job(s, label=name, metadata={"phase": name}) for name, s in structures.items()}
+
+
 def run_phonons(structures: dict[str, Structure], store, calculator: str = DEFAULT_CALCULATOR,
                 progress=None, maker: PhononMaker | None = None) -> dict[str, PhononDocument]:
     """Phonons of each named structure (one keyed job each; stored ones are reused)."""
@@ -298,7 +307,7 @@ def run_phonons(structures: dict[str, Structure], store, calculator: str = DEFAU
     from alloyflow.engine import run_cached
 
     maker = maker or PhononMaker(calculator=calculator)
-    jobs = {name: maker.keyed_job(s, label=name, metadata={"phase": name}) for name, s in structures.items()}
+    jobs = phonon_jobs(structures, maker)
     run_cached(Flow(list(jobs.values()), name="phonons"), store, progress=progress)
     out = {}
     for name, j in jobs.items():
@@ -308,5 +317,5 @@ def run_phonons(structures: dict[str, Structure], store, calculator: str = DEFAU
     return out
 
 
-__all__ = ["PhononMaker", "PhononDocument", "PhononBands", "run_phonons", "choose_supercell",
+__all__ = ["PhononMaker", "PhononDocument", "PhononBands", "phonon_jobs", "run_phonons", "choose_supercell",
            "standard_primitive", "widths", "IMAGINARY_THRESHOLD_THZ"]

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from alloyflow.analysis.hull import HullResult
 from alloyflow.analysis.migration import BarrierResult
+from alloyflow.analysis.thermo import ThermoResult
 from alloyflow.analysis.voltage import VoltageResult
 
 
@@ -39,7 +40,8 @@ class StudyDocument(BaseModel):
     """The whole study: hulls of every system, the chosen phases and their barrier results.
 
     Barrier results carry their metastability correction (labelled, from the
-    hull's energy above hull) where the phase lies above the hull.
+    hull's energy above hull) where the phase lies above the hull. A study
+    with a temperature adds its finite-temperature results (``thermo``).
     """
 
     systems: list[str]
@@ -48,3 +50,5 @@ class StudyDocument(BaseModel):
     choices: list[BarrierChoice] = Field(default_factory=list)
     barriers: list[BarrierResult] = Field(default_factory=list)
     settings: dict = Field(default_factory=dict)
+    thermo: dict[str, ThermoResult] = Field(
+        default_factory=dict, description="system -> finite-temperature result (a study run with a temperature)")

@@ -1,0 +1,147 @@
+"""Which torch thread setting survives a busy machine: SevenNet-0 force calls and a relaxation, idle and loaded.
+
+Each configuration runs in a fresh Python process (so ``OMP_WAIT_POLICY`` and
+the thread counts apply before torch starts):
+
+- torch intra-op threads: 1, 2 (here: all cores), ...;
+- OpenMP wait policy: the default (threads spin before they sleep) or ``PASSIVE``;
+- background load: none, or ``--load N`` busy processes that this script starts
+  before and kills after each measurement (``--load 4`` = 2x the cores of a
+  2-core machine).
+
+Workloads (SevenNet-0, the default potential): force calls on a 63-atom
+vacancy-sized cell (what a NEB band costs), on a 16-atom cell (what the
+search screens), and one relaxation of a rattled 16-atom cell. The table
+gives seconds per force call (median over repeats) and the ratio to 1 thread
+in the same load.
+
+    python benchmarks/thread_policy.py [--threads 1 2] [--load 0 4] [--repeats 2] [--out FILE]
+
+Other processes running at the same time are listed in the output (the
+machine's load average before each measurement), so a reader can judge the
+noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORKER = r"""
+import json, os, time
+import numpy as np
+from alloyflow.calculators import get_calculator
+from alloyflow.structures.library import StructureLibrary
+from alloyflow.workflows.jobs.relax import RelaxMaker
+from pymatgen.io.ase import AseAtomsAdaptor
+
+calc = get_calculator("sevennet")
+lib = StructureLibrary()
+base = lib.get("LiIn").structure  # B32, 16 atoms in the conventional cell
+rng = np.random.default_rng(7)
+
+def atoms_of(structure):
+    a = AseAtomsAdaptor.get_atoms(structure)
+    a.positions += rng.normal(0, 0.03, a.positions.shape)
+    a.calc = calc
+    return a
+
+small = atoms_of(base.copy())
+big = base * (2, 2, 1)  # a vacancy-cell-sized cell: 2x2x1 conventional cells less one Li
+big.remove_sites([0])
+big = atoms_of(big)
+out = {"natoms_small": len(small), "natoms_big": len(big)}
+for name, a, n in (("big", big, int(os.environ["BENCH_CALLS"])), ("small", small, int(os.environ["BENCH_CALLS"]))):
+    a.get_forces()  # warm-up (graph build, lazy init)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a.positions += 1e-4
+        a.get_forces()
+    out[name] = (time.perf_counter() - t0) / n
+rattled = base.copy(); rattled.perturb(0.05, min_distance=0.02)
+t0 = time.perf_counter()
+doc = RelaxMaker(calculator="sevennet", fmax=0.02, steps=60).run(rattled, label="bench")
+out["relax_seconds"] = time.perf_counter() - t0
+out["relax_steps"] = doc.n_steps if hasattr(doc, "n_steps") else None
+import torch
+out["torch_threads"] = torch.get_num_threads()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def busy(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def measure(threads: int, policy: str | None, load: int, calls: int) -> dict:
+    env = {**os.environ, "ALLOYFLOW_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1", "BENCH_CALLS": str(calls),
+           "PYTHONWARNINGS": "ignore"}
+    env.pop("OMP_WAIT_POLICY", None)
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    hogs = busy(load)
+    try:
+        time.sleep(1.0 if load else 0.0)
+        before = os.getloadavg()[0]
+        res = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=1800)
+    finally:
+        for h in hogs:
+            h.kill()
+        for h in hogs:
+            h.wait()
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(res.stderr[-2000:])
+    return {**json.loads(line[7:]), "loadavg_before": round(before, 2)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--policies", nargs="+", default=["default", "PASSIVE"])
+    ap.add_argument("--load", type=int, nargs="+", default=[0, 4], help="busy background processes")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--calls", type=int, default=15, help="force calls per cell per measurement")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/thread_policy.json"))
+    args = ap.parse_args(argv)
+
+    rows = []
+    for load in args.load:
+        for rep in range(args.repeats):  # configurations interleaved, so drifting background load hits all alike
+            for threads in args.threads:
+                for policy in args.policies:
+                    r = measure(threads, None if policy == "default" else policy, load, args.calls)
+                    rows.append({"load": load, "threads": threads, "policy": policy, "repeat": rep, **r})
+                    print(json.dumps(rows[-1]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1))
+
+    def med(load, threads, policy, key):
+        return statistics.median(r[key] for r in rows
+                                 if (r["load"], r["threads"], r["policy"]) == (load, threads, policy))
+
+    print(f"\nSevenNet-0 on {os.cpu_count()} cores; seconds per force call (median of {args.repeats}); "
+          "ratio = time / time at 1 thread, same policy and load")
+    nb, ns = rows[0]["natoms_big"], rows[0]["natoms_small"]
+    print(f"| background busy processes | torch threads | OMP wait policy | {nb}-atom cell s/call | ratio | "
+          f"{ns}-atom cell s/call | ratio | relaxation ({ns} atoms) s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for load in args.load:
+        for policy in args.policies:
+            base = {k: med(load, args.threads[0], policy, k) for k in ("big", "small", "relax_seconds")}
+            for threads in args.threads:
+                v = {k: med(load, threads, policy, k) for k in ("big", "small", "relax_seconds")}
+                print(f"| {load} | {threads} | {policy} | {v['big']:.3f} | {v['big'] / base['big']:.2f} | "
+                      f"{v['small']:.3f} | {v['small'] / base['small']:.2f} | {v['relax_seconds']:.1f} | "
+                      f"{v['relax_seconds'] / base['relax_seconds']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
