@@ -4,7 +4,8 @@ Each configuration runs in a fresh Python process (so ``OMP_WAIT_POLICY`` and
 the thread counts apply before torch starts):
 
 - torch intra-op threads: 1, 2 (here: all cores), ...;
-- OpenMP wait policy: the default (threads spin before they sleep) or ``PASSIVE``;
+- OpenMP wait policy: libgomp's default (threads spin before they sleep) or ``PASSIVE``
+  (alloyflow's default since this measurement);
 - background load: none, or ``--load N`` busy processes that this script starts
   before and kills after each measurement (``--load 4`` = 2x the cores of a
   2-core machine).
@@ -82,9 +83,9 @@ def busy(n: int) -> list[subprocess.Popen]:
 def measure(threads: int, policy: str | None, load: int, calls: int) -> dict:
     env = {**os.environ, "ALLOYFLOW_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1", "BENCH_CALLS": str(calls),
            "PYTHONWARNINGS": "ignore"}
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
+    # "default" is libgomp's own (spin, then sleep): an empty value, which libgomp ignores with a warning,
+    # keeps alloyflow (which sets PASSIVE when the variable is unset) from choosing for it
+    env["OMP_WAIT_POLICY"] = policy or ""
     hogs = busy(load)
     try:
         time.sleep(1.0 if load else 0.0)

@@ -614,3 +614,18 @@ def test_a_temporary_file_left_by_a_killed_write_is_removed_by_the_next_write(tm
     write_text_atomic(tmp_path / "hull.json", "{}")
     assert not stale.exists() and (tmp_path / "hull.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hull.json"]
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose():
+    """torch's spinning OpenMP threads made two threads 3-8x slower beside other jobs (benchmarks/thread_policy.py)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import alloyflow, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() \
+        == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() \
+        == "ACTIVE"

@@ -223,39 +223,99 @@ def _candidates(structure: Structure, n: int, diagonal_only: bool) -> tuple[np.n
     return hnfs, _sublattice_min_lengths(hnfs, n, k, lengths, rmax)
 
 
-def _pick(structure: Structure, hnfs: np.ndarray, mins: np.ndarray, diagonal_only: bool) -> tuple[np.ndarray, float]:
+SUPERCELL_TIE = 1e-4
+"""Å: candidate supercells (of equal shortest vectors) whose compactness differs by less than this are tied.
+
+A tie goes to the candidate listed first (Hermite normal forms in a fixed
+order), and the chosen sublattice gets a canonical reduced basis
+(``_canonical_basis``): never does floating-point noise choose. A cubic host
+has many tied cells, images of one another under its point group (12 of 6
+primitive cells for B32 LiIn at 8 Å), whose compactness differs in the last
+bits only, and a highly symmetric cell has many reduced bases. Picking the
+smallest float, and pymatgen's first Niggli mapping, let a relaxed lattice
+that differed by 1e-9 (another torch thread count) choose another cell or
+basis: the same hop then lies differently in the cell, and in the 23-atom
+LiIn cell that alone changed the SevenNet-0 barrier from 42-45 to 119 meV
+(``tests/test_reproducible_barriers.py``). 1e-4 Å is far above that noise
+and far below any real difference between candidates.
+
+``legacy_ties=True`` (``vacancy_supercell_matrix`` and the functions above
+it) is the earlier rule, for plans whose NEBs a store already holds
+(``alloyflow.workflows.flows.barriers``); it is deterministic for the same
+input bits only.
+"""
+
+REDUCED_ANGLE_TOL = 1e-3
+"""Degrees: bases whose angles match the Niggli cell's within this are the same reduced cell."""
+
+
+def _pick(structure: Structure, hnfs: np.ndarray, mins: np.ndarray, diagonal_only: bool,
+          legacy_ties: bool = False) -> tuple[np.ndarray, float]:
+    """The candidate with the longest shortest vector, then the most compact (smallest sum of reduced
+    vector lengths); ties within ``SUPERCELL_TIE`` go to the first in ``hnfs``' order."""
     a = structure.lattice.matrix
-    # ties: the most compact cell (smallest sum of reduced vector lengths)
     order = np.flatnonzero(mins >= mins.max() - 1e-6)
-    best = min(order, key=lambda i: sum(Lattice(hnfs[i] @ a).get_niggli_reduced_lattice().abc))
-    return _reduced_matrix(hnfs[best], a, diagonal_only), float(mins[best])
+    compact = np.array([sum(Lattice(hnfs[i] @ a).get_niggli_reduced_lattice().abc) for i in order])
+    if legacy_ties:
+        best = int(order[np.argmin(compact)])
+    else:
+        best = int(order[np.flatnonzero(compact <= compact.min() + SUPERCELL_TIE)[0]])
+    return _reduced_matrix(hnfs[best], a, diagonal_only, legacy_ties), float(mins[best])
 
 
-def best_supercell_of_size(structure: Structure, n: int, diagonal_only: bool = False) -> tuple[np.ndarray, float]:
+def best_supercell_of_size(structure: Structure, n: int, diagonal_only: bool = False,
+                           legacy_ties: bool = False) -> tuple[np.ndarray, float]:
     """The index-``n`` supercell matrix with the largest shortest lattice vector, and that length."""
-    return _pick(structure, *_candidates(structure, n, diagonal_only), diagonal_only)
+    return _pick(structure, *_candidates(structure, n, diagonal_only), diagonal_only, legacy_ties)
 
 
-def _reduced_matrix(hnf: np.ndarray, a: np.ndarray, keep: bool) -> np.ndarray:
-    """The same sublattice on a Niggli-reduced (near-orthogonal) basis, det > 0."""
+def _canonical_basis(hnf: np.ndarray, a: np.ndarray) -> np.ndarray | None:
+    """The Niggli-reduced basis of the sublattice ``hnf @ a`` chosen by integers, not by rounding noise.
+
+    Every basis with the Niggli cell's lengths and angles (one per lattice
+    automorphism: up to 48 for a cubic sublattice) is listed, right-handed,
+    and the lexicographically largest integer matrix is taken. None when no
+    such basis is found (the caller keeps pymatgen's).
+    """
+    sub = Lattice(hnf @ a)
+    niggli = sub.get_niggli_reduced_lattice()
+    inv = np.linalg.inv(a)
+    n = round(abs(np.linalg.det(hnf)))
+    found = set()
+    for aligned, _, _ in sub.find_all_mappings(niggli, ltol=1e-5, atol=REDUCED_ANGLE_TOL, skip_rotation_matrix=True):
+        m = np.round(aligned.matrix @ inv).astype(int)
+        if not np.allclose(m @ a, aligned.matrix, atol=1e-6):
+            continue
+        if round(np.linalg.det(m)) < 0:
+            m = -m
+        if round(np.linalg.det(m)) == n:
+            found.add(tuple(m.ravel()))
+    return np.array(max(found)).reshape(3, 3) if found else None
+
+
+def _reduced_matrix(hnf: np.ndarray, a: np.ndarray, keep: bool, legacy_ties: bool = False) -> np.ndarray:
+    """The same sublattice on a Niggli-reduced (near-orthogonal) basis, det > 0 (canonical: ``_canonical_basis``)."""
     if keep:
         return hnf
-    reduced = Lattice(hnf @ a).get_niggli_reduced_lattice().matrix
-    m = np.round(reduced @ np.linalg.inv(a)).astype(int)
-    if round(np.linalg.det(m)) < 0:
-        m = -m
+    m = None if legacy_ties else _canonical_basis(hnf, a)
+    if m is None:
+        reduced = Lattice(hnf @ a).get_niggli_reduced_lattice().matrix
+        m = np.round(reduced @ np.linalg.inv(a)).astype(int)
+        if round(np.linalg.det(m)) < 0:
+            m = -m
     if round(abs(np.linalg.det(m))) != round(abs(np.linalg.det(hnf))):
         return hnf  # rounding trouble on a very skewed cell: keep the HNF basis
     return m
 
 
-def _smallest(structure: Structure, d: float, max_atoms: int, diagonal_only: bool) -> tuple[np.ndarray, float]:
+def _smallest(structure: Structure, d: float, max_atoms: int, diagonal_only: bool,
+              legacy_ties: bool = False) -> tuple[np.ndarray, float]:
     # Densest lattice packing (fcc) bounds the volume: V >= d^3 / sqrt(2).
     n = max(1, int(np.floor(d**3 / np.sqrt(2) / structure.volume)))
     while n * len(structure) <= max_atoms:
         hnfs, mins = _candidates(structure, n, diagonal_only)
         if mins.max() >= d - 1e-6:
-            return _pick(structure, hnfs, mins, diagonal_only)
+            return _pick(structure, hnfs, mins, diagonal_only, legacy_ties)
         n += 1
     need = n * len(structure)  # a lower bound: no smaller cell keeps the images d apart
     raise ValueError(
@@ -266,7 +326,7 @@ def _smallest(structure: Structure, d: float, max_atoms: int, diagonal_only: boo
 
 
 def vacancy_supercell_matrix(structure: Structure, min_image_distance: float = 10.0, max_atoms: int | None = None,
-                             hop_length: float | None = None) -> SupercellChoice:
+                             hop_length: float | None = None, legacy_ties: bool = False) -> SupercellChoice:
     """The supercell with the fewest atoms whose shortest lattice vector is ≥ ``min_image_distance``.
 
     Refused (``ValueError``, one line, before any job needs the cell): a cell
@@ -285,17 +345,21 @@ def vacancy_supercell_matrix(structure: Structure, min_image_distance: float = 1
     ``MigrationHop.get_sc_structures`` uses): it looks for near-cubic cells
     above ``min_atoms`` (80 by default) and samples few shapes, while NEB cost
     grows with the atom count and only the image distance matters here.
+
+    Ties between equally good cells, and the reduced basis, are decided
+    without floating-point noise (``SUPERCELL_TIE``; ``legacy_ties`` for the
+    earlier rule).
     """
     if not min_image_distance > 0:
         raise ValueError(f"min_image_distance must be > 0 Å, got {min_image_distance}")
     max_atoms = atom_limit() if max_atoms is None else max_atoms
-    matrix, dmin = _smallest(structure, min_image_distance, max_atoms, diagonal_only=False)
+    matrix, dmin = _smallest(structure, min_image_distance, max_atoms, diagonal_only=False, legacy_ties=legacy_ties)
     if hop_length is None:
         check_image_distance(dmin, shortest_distance(structure), hop_what="nearest-neighbour distance (the shortest hop)")
     else:
         check_image_distance(dmin, hop_length)
     try:
-        diag, _ = _smallest(structure, min_image_distance, max_atoms, diagonal_only=True)
+        diag, _ = _smallest(structure, min_image_distance, max_atoms, diagonal_only=True, legacy_ties=legacy_ties)
     except ValueError:
         diag = matrix
     natoms = lambda m: round(abs(np.linalg.det(m))) * len(structure)  # noqa: E731
@@ -406,34 +470,39 @@ def vacancy_hop_endpoints(
     structure: Structure,
     hop: Hop,
     min_image_distance: float = 10.0,
-    supercell: SupercellChoice | None = None,
+    supercell: SupercellChoice | np.ndarray | list | None = None,
 ) -> tuple[Structure, Structure, dict]:
     """Vacancy-mediated hop in the smallest supercell with images ≥ ``min_image_distance`` apart.
 
     Built directly in the supercell (not via ``get_sc_structures``) so that the
     two endpoints share one site order; ``info['moving_index']`` is the moving
-    Li in both.
+    Li in both. ``supercell`` may also be a matrix (rows: supercell vectors in
+    ``structure``'s basis).
     """
-    supercell = supercell or vacancy_supercell_matrix(structure, min_image_distance, hop_length=hop.length)
+    if supercell is None:
+        supercell = vacancy_supercell_matrix(structure, min_image_distance, hop_length=hop.length)
     if isinstance(supercell, SupercellChoice):
         image_distance, natoms = supercell.min_image_distance, supercell.natoms
+        cell = supercell.as_dict()
     else:
         m = np.asarray(supercell, dtype=int)
         image_distance = min(Lattice(m @ structure.lattice.matrix).get_niggli_reduced_lattice().abc)
         natoms = round(abs(np.linalg.det(m))) * len(structure)
+        cell = {"natoms": natoms, "min_image_distance": round(image_distance, 4), "matrix": m.tolist()}
     check_image_distance(image_distance, hop.length)
     check_cell_size(natoms, f"the vacancy supercell of {structure.composition.reduced_formula}")
     sc, inv_m = _supercell(structure, supercell)
     initial, final, a = _hop_structures(sc, inv_m, hop)
     mover = _checked(initial, final, a)
-    info = {**supercell.as_dict(), "natoms": len(initial), "mode": "vacancy", **_hop_info(hop, mover)}
+    info = {**cell, "natoms": len(initial), "mode": "vacancy", **_hop_info(hop, mover)}
     return initial, final, info
 
 
 # --------------------------------------------------------------------------- dilute Li in a host
 
 
-def _host_supercell(host: Structure, n_host_sites: int | None, matrix, extra: int = 0) -> tuple[np.ndarray, float]:
+def _host_supercell(host: Structure, n_host_sites: int | None, matrix, extra: int = 0,
+                    legacy_ties: bool = False) -> tuple[np.ndarray, float]:
     """The host supercell (``matrix``, or the best of ``n_host_sites`` sites) and its image distance.
 
     A cell of more than the atom limit (``extra`` atoms added) is refused before it is searched for.
@@ -446,7 +515,7 @@ def _host_supercell(host: Structure, n_host_sites: int | None, matrix, extra: in
     if n_host_sites is None or n_host_sites % len(host):
         raise ValueError(f"n_host_sites={n_host_sites} is not a multiple of the {len(host)} sites of the host cell")
     check_cell_size(n_host_sites + extra, what)
-    return best_supercell_of_size(host, n_host_sites // len(host))
+    return best_supercell_of_size(host, n_host_sites // len(host), legacy_ties=legacy_ties)
 
 
 def interstitial_site(host: Structure, spacing: float = 0.1) -> np.ndarray:
@@ -489,6 +558,7 @@ def dilute_li_hops(
     mode: str = "substitution",
     matrix=None,
     max_length: float | None = None,
+    legacy_ties: bool = False,
 ) -> tuple[HopNetwork, list[tuple[Hop, Structure, Structure, dict]]]:
     """Endpoints for one Li moving in a host; one entry per distinct hop.
 
@@ -507,7 +577,8 @@ def dilute_li_hops(
         network = _interstitial_network(host_structure, max_length)
     else:
         raise ValueError(f"mode must be 'substitution' or 'interstitial', not {mode!r}")
-    m, dmin = _host_supercell(host_structure, n_host_sites, matrix, extra=int(mode == "interstitial"))
+    m, dmin = _host_supercell(host_structure, n_host_sites, matrix, extra=int(mode == "interstitial"),
+                              legacy_ties=legacy_ties)
     remedy = "--min-image-distance" if n_host_sites is None else "more --host-sites"
     for hop in network.hops:
         check_image_distance(dmin, hop.length, what="dilute-Li", remedy=remedy)

@@ -109,8 +109,10 @@ def hop_from_neb(hop, doc: NebDocument, cn_initial, cn_final, info, initial=None
     spread = list(getattr(doc, "endpoint_spread", None) or [])
     if spread and max(spread) > ENDPOINT_TOL:
         which = " and ".join(f"{k} {1000 * v:.0f} meV" for k, v in zip(("initial", "final"), spread) if v > ENDPOINT_TOL)
+        kept = ("the symmetric one (the lowest, if another lay more than 5 meV below it)"
+                if (doc.settings or {}).get("endpoint_symprec") is not None else "the lowest")
         warnings.append(f"hop {hop.id}: endpoint relaxations from {len(doc.endpoint_energies[0])} seeded starts reach "
-                        f"different minima ({which} apart; energies in barriers.json); the lowest was used and the "
+                        f"different minima ({which} apart; energies in barriers.json); {kept} was used and the "
                         "barrier may depend on which minimum the host prefers")
     problem, relaxation = endpoint_problem(doc, initial, final, hop.length)
     if problem:
@@ -151,6 +153,47 @@ def _failed_hop(hop, cn_i, cn_f, info, why: str) -> HopBarrier:
     )
 
 
+def _stored_nebs(plan, neb_maker, jobstore) -> bool:
+    """Whether ``jobstore`` holds the NEB of any hop of ``plan`` (keys only, nothing runs)."""
+    for hop, initial, final, _ in plan.entries:
+        try:
+            output = neb_maker.keyed_job(initial, final, label=f"hop {hop.id}").output
+        except (EndpointError, ValueError):
+            continue
+        if jobstore.query_one({"uuid": output.uuid}, properties=["uuid"]) is not None:
+            return True
+    return False
+
+
+def stored_plan(phase: str, formula: str, structure: Structure, settings: BarrierSettings, neb_maker,
+                jobstore=None) -> tuple:
+    """(hop plan, earlier supercell tie rule?, NEB maker): today's, or the earlier ones whose NEBs a store holds.
+
+    Supercells that tie (a cubic host has many) are chosen without
+    floating-point noise since ``SUPERCELL_TIE``; before, the tie went to
+    whichever candidate the last bits of the relaxed lattice favoured. And
+    NEB endpoints keep the vacancy cell's symmetry since ``endpoint_symprec``
+    (``NebMaker.earlier_methods``). Bands computed the earlier way are valid
+    barriers, only less reproducible, so a store that holds them and none of
+    today's keeps them: studies stored before stay valid and nothing is
+    computed twice; ``barrier_hops`` says so beside the hops. Without a store
+    (``CURRENT_JOB.store`` unexposed) today's rule and maker apply.
+    """
+    plan = plan_hops(phase, formula, structure, settings)
+    if jobstore is None or not plan.entries:
+        return plan, False, neb_maker
+    legacy = None
+    for maker in [neb_maker, *getattr(neb_maker, "earlier_methods", list)()]:
+        if _stored_nebs(plan, maker, jobstore):
+            return plan, False, maker
+        if legacy is None:
+            legacy = plan_hops(phase, formula, structure, settings, legacy_ties=True)
+        if legacy.entries and legacy.entries[0][3].get("matrix") != plan.entries[0][3].get("matrix") \
+                and _stored_nebs(legacy, maker, jobstore):
+            return legacy, True, maker
+    return plan, False, neb_maker
+
+
 @job
 def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_maker, key: str,
                  relaxation_warning: str | None = None, host_maker=None):
@@ -158,11 +201,22 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
 
     The replacement holds only NEB jobs the store does not have yet; the
     collect job references all of them (stored ones resolve from the store).
+    A phase whose NEBs a store holds from before the supercell tie rule or
+    the symmetric endpoints keeps that plan and maker, its missing hops
+    included, and says so (``stored_plan``).
     """
     doc = RelaxationDocument.model_validate(as_dict(relaxed_doc))
     s = BarrierSettings(**settings)
-    plan = plan_hops(phase, formula, doc.structure, s)
+    plan, legacy_ties, maker = stored_plan(phase, formula, doc.structure, s, neb_maker, CURRENT_JOB.store)
     warnings = list(plan.warnings)
+    if legacy_ties:
+        warnings.append(f"the hops are those stored in supercell {plan.entries[0][3]['matrix']}, chosen among equally "
+                        "good cells before that choice was made reproducible; a new run may use an equivalent cell "
+                        "in which the hop lies differently (a finite-size effect)")
+    if maker is not neb_maker:
+        warnings.append("the stored bands relaxed their endpoints freely, before endpoints kept the vacancy cell's "
+                        "symmetry: such barriers can differ by several meV between runs; remove them from the "
+                        "store to recompute")
     if not doc.converged:
         warnings.insert(0, f"the cell relaxation of {phase} did not converge (max force {doc.max_force:.3f} eV/Å)")
     neb_jobs, outputs, failures = [], [], {}
@@ -171,7 +225,7 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
     for (hop, initial, final, info) in plan.entries:
         label = f"{plan.name}{' interstitial' if plan.mode == 'interstitial' else ''} hop {hop.id}"
         try:
-            j = neb_maker.keyed_job(initial, final, label=label, metadata={"phase": plan.name, **info})
+            j = maker.keyed_job(initial, final, label=label, metadata={"phase": plan.name, **info})
         except (EndpointError, ValueError) as exc:
             failures[hop.id] = f"{type(exc).__name__}: {exc}"
             outputs.append(None)
@@ -191,7 +245,7 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
         neb_jobs.append(hj)
     collect = collect_barriers(doc.model_dump(), outputs, failures, phase, formula, settings,
                                {"n_images": neb_maker.n_images, "fmax": neb_maker.fmax}, neb_maker.calculator,
-                               warnings, host, host_note)
+                               warnings, host, host_note, legacy_ties)
     keyed(collect, input_hash("barrier collect", FLOW_VERSION, key, [getattr(o, "uuid", None) for o in outputs],
                               failures, getattr(host, "uuid", None)), label=f"collect barriers {plan.name}")
     collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": stage})
@@ -201,12 +255,15 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
 @job
 def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase: str, formula: str,
                      settings: dict, band: dict, calculator: str, warnings: list[str], host=None,
-                     host_note: str = "") -> BarrierResult:
-    """The barrier document of a phase from its NEB documents: flags, percolation, coordination."""
+                     host_note: str = "", legacy_ties: bool = False) -> BarrierResult:
+    """The barrier document of a phase from its NEB documents: flags, percolation, coordination.
+
+    ``legacy_ties``: the plan was made with the earlier supercell tie rule (``stored_plan``).
+    """
     relaxed_doc = RelaxationDocument.model_validate(as_dict(relaxed_doc))
     relaxed = relaxed_doc.structure
     s = BarrierSettings(**settings)
-    plan = plan_hops(phase, formula, relaxed, s)
+    plan = plan_hops(phase, formula, relaxed, s, legacy_ties=legacy_ties)
     warnings = list(warnings)
     hops: list[HopBarrier] = []
     for (hop, initial, final, info), (cn_i, cn_f), output in zip(plan.entries, plan.cns, neb_outputs):

@@ -119,14 +119,19 @@ def _interstitial_cn(initial: Structure, final: Structure) -> tuple[dict, dict]:
     return out[0], out[1]
 
 
-def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSettings) -> HopPlan:
-    """Distinct hops, supercell and endpoints of ``relaxed`` (a pure, deterministic function)."""
+def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSettings,
+              legacy_ties: bool = False) -> HopPlan:
+    """Distinct hops, supercell and endpoints of ``relaxed`` (a pure, deterministic function).
+
+    ``legacy_ties``: the supercell tie rule of plans stored before ties were
+    decided without floating-point noise (``alloyflow.structures.migration.SUPERCELL_TIE``).
+    """
     elements = sorted(el.symbol for el in relaxed.composition.elements)
     if settings.dilute:
-        host_sc = (vacancy_supercell_matrix(relaxed, settings.min_image_distance).matrix
+        host_sc = (vacancy_supercell_matrix(relaxed, settings.min_image_distance, legacy_ties=legacy_ties).matrix
                    if settings.n_host_sites is None else None)
         network, entries = dilute_li_hops(relaxed, settings.n_host_sites, settings.dilute_mode, matrix=host_sc,
-                                          max_length=settings.max_length)
+                                          max_length=settings.max_length, legacy_ties=legacy_ties)
         n_host = int(round(abs(np.linalg.det(entries[0][3]["matrix"])))) * len(relaxed)
         n_m = n_host - 1 if settings.dilute_mode == "substitution" else n_host
         name = Composition({"Li": 1, formula: n_m}).reduced_formula if len(elements) == 1 else f"Li in {formula}"
@@ -141,7 +146,7 @@ def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSet
             network = hop_network(decorated, PLACEHOLDER, settings.max_length)
             dim = geometric_dimension(network)
         choice = vacancy_supercell_matrix(relaxed, settings.min_image_distance,
-                                          hop_length=max(h.length for h in network.hops))
+                                          hop_length=max(h.length for h in network.hops), legacy_ties=legacy_ties)
         entries = []
         for hop in network.hops:
             initial, final, info = interstitial_endpoints(relaxed, hop, choice.matrix)
@@ -154,7 +159,7 @@ def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSet
         else:
             network = hop_network(relaxed, "Li", settings.max_length)
             dim = geometric_dimension(network)
-        choice = vacancy_supercell_matrix(relaxed, settings.min_image_distance)
+        choice = vacancy_supercell_matrix(relaxed, settings.min_image_distance, legacy_ties=legacy_ties)
         entries = [(hop, *vacancy_hop_endpoints(relaxed, hop, supercell=choice)) for hop in network.hops]
         name, mode = phase, "vacancy"
         cns = [hop_coordination(relaxed, hop.isite_index, hop.esite_index) for hop, *_ in entries]

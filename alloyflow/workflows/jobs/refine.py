@@ -190,6 +190,7 @@ class ReconvergeBandMaker(NebMaker):
     calculator: str = "gpaw"
     relax_endpoints: bool = False
     endpoint_trials: int = 1
+    endpoint_symprec: float | None = None
     max_steps: int = 60
     batched: bool = False
 

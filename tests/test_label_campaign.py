@@ -1,0 +1,129 @@
+"""The GPAW label campaign (benchmarks/label_campaign.py) on the mock potential: set, split, resume, export.
+
+The mock pair potential stands in for both SevenNet-0 (relaxations, the NEB
+band) and GPAW (the labels), so this runs in seconds; the campaign's own
+code paths (structure set, split, deduplication, keyed labels, progress
+files, extxyz export) are the real ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def lc():
+    spec = importlib.util.spec_from_file_location("label_campaign", ROOT / "benchmarks" / "label_campaign.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["label_campaign"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def small_config(lc):
+    """Li-In only: Li, In, LiIn (with its NEB band), Li3In2 (validation), dilute Li in In."""
+    return lc.CampaignConfig(systems=("Li-In",), phases=("LiIn", "Li3In2"), ml_calculator="mock",
+                             neb_phases=(("LiIn", "Li-In"),), dilute_hosts=(("In", "Li-In"),),
+                             validation_phases=("Li3In2",))
+
+
+def build(lc, folder):
+    from alloyflow.engine import ResultStore
+
+    with ResultStore(folder) as store:
+        return lc.build_structure_set(store, small_config(lc), log_fn=lambda msg: None)
+
+
+@pytest.fixture(scope="module")
+def campaign(lc, tmp_path_factory):
+    """The small campaign's folder and structure set (built once for the module)."""
+    out = tmp_path_factory.mktemp("campaign")
+    items, notes = build(lc, out)
+    return out, items, notes
+
+
+def test_structure_set_is_deterministic(lc, campaign, tmp_path):
+    out, a, _ = campaign
+    b, _ = build(lc, tmp_path / "fresh")  # a fresh store: relaxations and band recomputed
+    c, _ = build(lc, out)  # the same store: everything reused
+    sig = [[(it.label, it.split, it.fingerprint_hash()) for it in items] for items in (a, b, c)]
+    assert sig[0] == sig[1] == sig[2]
+    assert len(a) > 20
+    kinds = {it.kind for it in a}
+    assert {"relaxed", "strain", "shear", "rattle", "rattle_strained", "neb_endpoint", "neb_saddle", "vacancy",
+            "dilute"} <= kinds
+    # fixed seeds: a rattle depends on its label only
+    li = next(it for it in a if it.label == "element/Li/rattle0.05")
+    again = lc.rattled(lc.at_least(next(it for it in a if it.label == "element/Li/relaxed").structure, 8), 0.05,
+                       lc.rng_for("element/Li/rattle0.05"))
+    assert lc.Item("x", "g", "rattle", "s", again).fingerprint_hash() == li.fingerprint_hash()
+    # cheapest-most-valuable first: priorities never decrease along the order
+    assert [it.priority for it in a] == sorted(it.priority for it in a)
+
+
+def test_split_keeps_whole_structures_apart(lc, campaign):
+    _, items, _ = campaign
+    train = [it for it in items if it.split == "train"]
+    val = [it for it in items if it.split == "validation"]
+    assert train and val
+    assert {it.group for it in val} == {"phase:Li3In2"}  # the fixed rule: a whole phase
+    assert not {it.group for it in train} & {it.group for it in val}  # no group on both sides
+    assert not {it.fingerprint_hash() for it in train} & {it.fingerprint_hash() for it in val}
+    assert {it.kind for it in val} >= {"relaxed", "strain", "rattle", "vacancy"}  # with all its derived cells
+    labels = [it.label for it in items]
+    assert len(labels) == len(set(labels))
+
+    # a validation structure equal to a training one is dropped from validation, never kept on both sides
+    twin = lc.Item("val twin", "phase:Li3In2", "relaxed", "Li-In", train[0].structure.copy())
+    kept, dropped = lc.deduplicate(lc.split([*train, twin], {"phase:Li3In2"}))
+    assert twin not in kept and dropped == [{"label": "val twin", "split": "validation", "same_as": train[0].label}]
+
+
+def test_rerun_computes_no_new_label_and_exports(lc, campaign, tmp_path):
+    from ase.io import read
+
+    from alloyflow.engine import ResultStore
+
+    out, items, _ = campaign
+    with ResultStore(out) as store:
+        first = lc.label_campaign(store, out, items, dft="mock", dft_kwargs={}, log_fn=lambda msg: None)
+        assert first["computed"] == len(items) and first["failed"] == 0
+        second = lc.label_campaign(store, out, items, dft="mock", dft_kwargs={}, log_fn=lambda msg: None)
+        assert second["computed"] == 0 and second["reused"] == len(items)
+        meta = lc.export_labels(store, items, tmp_path / "export", dft="mock", dft_kwargs={}, out=out)
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["labels_done"] == progress["labels_total"] == len(items)
+    assert progress["projected_remaining_cpu_hours"] == 0
+    assert (out / "progress.md").read_text().startswith("# GPAW label campaign")
+
+    frames = {s: read(tmp_path / "export" / f"li_in_sn_mock_{s}.extxyz", index=":") for s in ("train", "validation")}
+    assert sum(map(len, frames.values())) == len(items) == sum(meta["counts"].values())
+    f = frames["validation"][0]
+    assert f.info["split"] == "validation" and f.info["group"] == "phase:Li3In2"
+    assert f.get_forces().shape == (len(f), 3) and f.get_stress().shape == (6,)
+    assert f.info["dft_cpu_seconds"] >= 0
+    stored = {it.label: it for it in items}[f.info["label"]]
+    assert f.get_potential_energy() == pytest.approx(
+        lc.label_maker("mock", {}).run(stored.structure)["energy"], abs=1e-6)
+
+
+def test_frozen_set_keeps_every_label_key(lc, campaign, tmp_path):
+    """A later run labels the saved set: same structures to the last digit, so the same label keys."""
+    out, items, notes = campaign
+    path = tmp_path / lc.SET_FILE
+    lc.save_structure_set(path, items, notes, small_config(lc))
+    loaded, loaded_notes = lc.load_structure_set(path)
+    maker = lc.label_maker("mock", {})
+    assert [(it.label, it.split, it.group, maker.key(it.structure)) for it in loaded] == \
+        [(it.label, it.split, it.group, maker.key(it.structure)) for it in items]
+    assert loaded_notes["neb"] == json.loads(json.dumps(notes["neb"], default=str))
+    # structure_set() prefers the frozen file: nothing is rebuilt (no store needed)
+    again, _ = lc.structure_set(None, tmp_path, small_config(lc), log_fn=lambda msg: None)
+    assert [it.fingerprint_hash() for it in again] == [it.fingerprint_hash() for it in items]
