@@ -438,8 +438,12 @@ def build_structure_set(store, config: CampaignConfig | None = None, log_fn=log)
     items = split(items, validation_groups(config, notes))
     items, dropped = deduplicate(items)
     notes["dropped_duplicates"] = dropped
-    items.sort(key=lambda it: (it.priority, cost_model(it.structure), it.label))
-    return items, notes
+    return ordered(items), notes
+
+
+def ordered(items: list[Item]) -> list[Item]:
+    """Cheapest-most-valuable first: by priority, then by the cost model at the campaign's settings."""
+    return sorted(items, key=lambda it: (it.priority, cost_model(it.structure), it.label))
 
 
 SET_FILE = "structure_set.json.gz"
@@ -485,7 +489,8 @@ def structure_set(store, out: Path, config: CampaignConfig, rebuild: bool = Fals
     path = out / SET_FILE
     if path.is_file() and not rebuild:
         log_fn(f"structure set: {path} (frozen; --rebuild to build anew)")
-        return load_structure_set(path)
+        items, notes = load_structure_set(path)
+        return ordered(items), notes  # the order may follow a better cost model; the structures never change
     log_fn(f"building the structure set ({config.ml_calculator} relaxations and bands are keyed jobs in {out})")
     items, notes = build_structure_set(store, config, log_fn)
     save_structure_set(path, items, notes, config)
@@ -552,11 +557,64 @@ def irreducible_kpoints(structure, density: float) -> int:
     return len(np.unique(mapping))
 
 
-def cost_model(structure, density: float | None = None) -> float:
-    """Relative GPAW cost: atoms x valence electrons x irreducible k-points (plane waves ~ atoms, bands ~ electrons)."""
+_COSTS: dict = {}
+
+
+def cost_model(structure, density: float | None = None, ecut: float | None = None) -> float:
+    """Relative GPAW cost of a single point: FFT grid points x irreducible k-points x valence electrons.
+
+    The grid and the k-points are GPAW's own (its symmetry analysis, its
+    symmetrised FFT grid), which matters: a rhombohedral or body-centred
+    tetragonal primitive cell gets an N x N x N grid sized by its longest
+    vector (Li8Sn3: 63^3 points at 600 eV where Li13Sn5, 18 atoms, has
+    27 x 27 x 98), and on the first 12 labels this model predicts the CPU time
+    to within a factor 1.5 (Li8Sn3: 1046 s predicted, 1031 s measured), where
+    atoms x electrons x k-points was off by 3.5. Without GPAW:
+    atoms x electrons x spglib's irreducible k-points.
+    """
     density = DFT_SETTINGS["kpt_density"] if density is None else density
-    electrons = sum(VALENCE.get(s.species_string, 4) for s in structure)
-    return float(len(structure) * electrons * irreducible_kpoints(structure, density))
+    ecut = DFT_SETTINGS["ecut"] if ecut is None else ecut
+    key = (Item("", "", "relaxed", "", structure).fingerprint_hash(), float(density), float(ecut))
+    if key not in _COSTS:
+        electrons = sum(VALENCE.get(s.species_string, 4) for s in structure)
+        try:
+            _COSTS[key] = float(gpaw_grid_points(structure, ecut) * gpaw_kpoints(structure, density) * electrons)
+        except Exception:  # no GPAW (CI without it): the coarser model
+            _COSTS[key] = float(len(structure) * electrons * irreducible_kpoints(structure, density)) * 1e4
+    return _COSTS[key]
+
+
+def _gpaw_symmetry(structure):
+    from gpaw.new.symmetry import create_symmetries_object
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    return atoms, create_symmetries_object(atoms)
+
+
+def gpaw_kpoints(structure, density: float) -> int:
+    """GPAW's irreducible k-points for a Gamma-centred grid of ``density``."""
+    from ase.calculators.calculator import kpts2sizeandoffsets
+    from gpaw.new.brillouin import MonkhorstPackKPoints
+
+    atoms, sym = _gpaw_symmetry(structure)
+    size, offsets = kpts2sizeandoffsets(density=density, gamma=True, atoms=atoms)
+    return len(MonkhorstPackKPoints(size, offsets).reduce(sym, strict=False))
+
+
+def gpaw_grid_points(structure, ecut: float) -> int:
+    """GPAW's FFT grid points in plane-wave mode at ``ecut`` eV (symmetrised as GPAW does)."""
+    from types import SimpleNamespace
+
+    from ase.units import Bohr, Hartree
+    from gpaw.utilities.gpts import get_number_of_grid_points
+
+    atoms, sym = _gpaw_symmetry(structure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n = get_number_of_grid_points(atoms.cell.array / Bohr, mode=SimpleNamespace(name="pw", ecut=ecut / Hartree),
+                                      realspace=False, symmetry=sym._old_symmetry)
+    return int(np.prod(n))
 
 
 # --------------------------------------------------------------------------- labelling
@@ -584,33 +642,34 @@ def resolved_settings(dft: str, dft_kwargs: dict) -> dict:
     return dict(dft_kwargs)
 
 
-MIN_FIT_COST = 2000.0
-"""Cost units below which a label is mostly start-up (1-2 atom cells): left out of the fit."""
+MIN_FIT_SECONDS = 10.0
+"""Labels faster than this are mostly start-up (1-2 atom cells): left out of the fit."""
+COST_REF = 1e9
 
 
 def fit_cost(timed: list[tuple[dict, float]]) -> dict | None:
-    """CPU seconds ~ ``scale * (cost / 1e5) ** exponent`` by least squares in logs over the timed labels.
+    """CPU seconds ~ ``scale * (cost / COST_REF) ** exponent`` by least squares in logs over the timed labels.
 
     The exponent is fitted only once the labels span a factor 5 in cost (else 1,
     and the scale is the median ratio), and kept within [0.8, 1.6]: the model's
     atoms x electrons x k-points misses the cubic orthogonalisation of larger cells.
     """
-    pts = [(m, c["cpu_seconds"]) for c, m in timed if m >= MIN_FIT_COST and c["cpu_seconds"] > 0] or \
+    pts = [(m, c["cpu_seconds"]) for c, m in timed if c["cpu_seconds"] >= MIN_FIT_SECONDS] or \
         [(m, c["cpu_seconds"]) for c, m in timed if c["cpu_seconds"] > 0]
     if not pts:
         return None
-    x = np.log(np.array([m for m, _ in pts]) / 1e5)
+    x = np.log(np.array([m for m, _ in pts]) / COST_REF)
     y = np.log(np.array([t for _, t in pts]))
     if len(pts) >= 4 and x.max() - x.min() > np.log(5):
         exponent = float(np.clip(np.polyfit(x, y, 1)[0], 0.8, 1.6))
     else:
         exponent = 1.0
     scale = float(np.exp(np.median(y - exponent * x)))
-    return {"scale_seconds_at_1e5": scale, "exponent": exponent, "n": len(pts)}
+    return {"scale_seconds_at_ref": scale, "cost_ref": COST_REF, "exponent": exponent, "n": len(pts)}
 
 
 def predicted_seconds(fit: dict, cost: float) -> float:
-    return fit["scale_seconds_at_1e5"] * (cost / 1e5) ** fit["exponent"]
+    return fit["scale_seconds_at_ref"] * (cost / fit["cost_ref"]) ** fit["exponent"]
 
 
 class Progress:
@@ -620,7 +679,8 @@ class Progress:
         self.out, self.items, self.dft, self.dft_kwargs = out, items, dft, dft_kwargs
         maker = label_maker(dft, dft_kwargs)
         self.keys = {it.label: maker.key(it.structure) for it in items}
-        self.costs = {it.label: cost_model(it.structure, dft_kwargs.get("kpt_density")) for it in items}
+        self.costs = {it.label: cost_model(it.structure, dft_kwargs.get("kpt_density"), dft_kwargs.get("ecut"))
+                      for it in items}
         self.cpu = self._read("cpu_seconds.json")
         self.failures = self._read("failures.json")
         self.done: dict[str, dict] = {}
@@ -704,7 +764,8 @@ def progress_markdown(s: dict) -> str:
         f"(mean {h(s['cpu_seconds_per_label_mean'])} s per label)",
         f"- projected: {h(s['projected_remaining_cpu_hours'])} CPU h remaining, "
         f"{h(s['projected_total_cpu_hours'])} CPU h in all (cost model scaled to the labels done"
-        + (f": CPU s ≈ {s['cost_fit']['scale_seconds_at_1e5']:.0f} × (cost/1e5)^{s['cost_fit']['exponent']:.2f} "
+        + (f": CPU s ≈ {s['cost_fit']['scale_seconds_at_ref']:.0f} × (cost/{s['cost_fit']['cost_ref']:.0e})"
+           f"^{s['cost_fit']['exponent']:.2f} "
            f"from {s['cost_fit']['n']} labels, largest timed cost {s['largest_timed_cost']:.0f} of "
            f"{s['largest_cost']:.0f}; beyond the timed range it extrapolates)" if s.get("cost_fit") else ")"),
     ]
@@ -730,7 +791,8 @@ def manifest(items: list[Item], notes: dict, config: CampaignConfig, dft: str, d
         "items": [{"order": k, "label": it.label, "group": it.group, "kind": it.kind, "split": it.split,
                    "natoms": len(it.structure), "formula": it.structure.composition.reduced_formula,
                    "fingerprint": it.fingerprint_hash(), "key": it.key(dft, dft_kwargs),
-                   "cost_model": cost_model(it.structure, dft_kwargs.get("kpt_density")), "meta": it.meta}
+                   "cost_model": cost_model(it.structure, dft_kwargs.get("kpt_density"), dft_kwargs.get("ecut")),
+                   "meta": it.meta}
                   for k, it in enumerate(items)],
     }
 
@@ -972,7 +1034,7 @@ def main(argv=None) -> int:
             f"(groups {', '.join(m['validation_groups'])}); {len(notes['dropped_duplicates'])} duplicates dropped")
         if args.command == "plan":
             for k, it in enumerate(items):
-                print(f"{k:4d} {it.split:10s} {len(it.structure):3d} atoms  cost {cost_model(it.structure, args.kpt_density):9.0f}  "
+                print(f"{k:4d} {it.split:10s} {len(it.structure):3d} atoms  cost {cost_model(it.structure, args.kpt_density, args.ecut):9.2e}  "
                       f"{it.label}")
             return 0
         if args.command == "export":
