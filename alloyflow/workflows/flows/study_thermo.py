@@ -17,14 +17,13 @@ from jobflow import Flow, OutputReference, Response, job
 
 from alloyflow.analysis.thermo import ThermoResult
 from alloyflow.engine.keys import input_hash, keyed
-from alloyflow.engine.local import DYNAMIC
+from alloyflow.engine.local import DYNAMIC, exposing_store
 from alloyflow.engine.store import as_dict
 from alloyflow.workflows.flows.thermo import (
     STORED,
     THERMO_VERSION,
     ThermoFlowMaker,
     check_temperature,
-    expose_store,
     load_stored,
     relaxation_inputs,
     study_barriers,
@@ -48,7 +47,7 @@ def study_thermo_job(study_output: OutputReference, calculator: str, temperature
     j = study_thermo(study_output, study_output.uuid, maker, float(temperature), stage_key)
     keyed(j, stage_key, label=f"plan thermo ({temperature:g} K)")
     j.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "plan thermo"})
-    expose_store(j)
+    exposing_store(j)
     return j
 
 
@@ -72,7 +71,7 @@ def study_thermo(study_doc, study_uuid: str, maker: ThermoFlowMaker, temperature
     keyed(final, input_hash("study thermo collect", THERMO_VERSION, key, {s: o.uuid for s, o in outputs.items()}),
           label="collect study thermo")
     final.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": "plan thermo"})
-    expose_store(final)
+    exposing_store(final)
     return Response(replace=Flow([*jobs, final], output=final.output, name="study thermo"))
 
 

@@ -128,12 +128,6 @@ def _identity(value):
     return input_hash(data)
 
 
-def expose_store(planning_job) -> None:
-    """Let a planning job read the job store (``CURRENT_JOB.store``): the stored bands, the relaxations of a
-    ``HullDocument``, and which force jobs are finished (left out of its replacement)."""
-    exposing_store(planning_job)
-
-
 STORED = "alloyflow_stored_output"
 """``{STORED: uuid}`` stands for the output of a job the store holds, left out of a replacement flow.
 
@@ -220,14 +214,14 @@ class ThermoFlowMaker(Maker):
         plan = plan_thermo(self, system, relaxations, barriers, float(temperature), key, missing_barriers)
         keyed(plan, key, label=f"plan thermo {system}")
         plan.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": f"{system} thermo"})
-        expose_store(plan)
+        exposing_store(plan)
         return Flow([plan], output=plan.output, name=f"{self.name} {system}")
 
     def plan(self, system: str, docs: list, hull_warnings: list[str], barriers: list | None, temperature: float,
              key: str, missing_barriers: str | None = None, known: set | None = None):
         """Inside a running job: the unfinished force jobs of ``system`` and its ``collect_thermo`` job.
 
-        The calling job must expose the store (``expose_store``): the barrier results' bands are read
+        The calling job must expose the store (``exposing_store``): the barrier results' bands are read
         from it, and the jobs it holds are left out (the collecting job reads their outputs from it).
         ``known``: uuids already planned by the caller (shared across systems), left out here.
         Returns (jobs, collect).
@@ -274,7 +268,7 @@ class ThermoFlowMaker(Maker):
         keyed(collect, input_hash("thermo collect", THERMO_VERSION, key, ident, head, barrier_warning),
               label=f"collect thermo {system}")
         collect.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": f"{system} thermo"})
-        expose_store(collect)
+        exposing_store(collect)
         return jobs, collect
 
     def _diffusion_entry(self, res: BarrierResult, add) -> dict:
@@ -366,5 +360,5 @@ def collect_thermo(system: str, temperature: float, relaxations: list, phonons: 
 
 
 __all__ = ["ThermoFlowMaker", "thermo_flow_maker", "plan_thermo", "collect_thermo", "barriers_of_system",
-           "study_barriers", "relaxation_inputs", "check_temperature", "diffusion_rows", "expose_store", "load_stored",
+           "study_barriers", "relaxation_inputs", "check_temperature", "diffusion_rows", "load_stored",
            "STORED", "THERMO_VERSION"]
