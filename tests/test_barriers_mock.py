@@ -116,22 +116,40 @@ def test_refused_endpoints_are_flagged_not_dropped(tmp_path):
 def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
     pytest.importorskip("alloyflow.workflows.jobs.neb")
     seen = []
+    with ResultStore(tmp_path / "full") as store:
+        full = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
+                            progress=lambda label, reused: seen.append((label, reused)), screen=False)
+    assert len(seen) == 4 and not any(reused for _, reused in seen)  # relax + two bands + the host's elastic tensor
+    assert full.screening is None and not any(h.screened_only for h in full.hops)
+    seen.clear()
     with ResultStore(tmp_path) as store:
         result = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
                               progress=lambda label, reused: seen.append((label, reused)), e_above_hull=0.001)
     assert result.calculator["name"] == "mock" and result.mode == "vacancy"
     assert result.supercell.min_image_distance >= 6.0
     assert [h.id for h in result.hops] == [0, 1]
-    for h in result.hops:
+    for h in full.hops:
         assert h.n_images == 3 and len(h.energies) == 5
         assert h.cn_initial.cn == 8 and h.cn_initial.li == 8
         if h.converged:
             assert h.forward_barrier > 0 and h.cost == pytest.approx(max(h.forward_barrier, h.reverse_barrier))
+    # screened: the nearest-neighbour hop alone is a 3D net in bcc, so the second hop cannot set a threshold
+    assert [h.screened_only for h in result.hops] == [False, True]
+    assert result.screening.screened_only == [1] and result.screening.force_calls == 2 * (7 + 2)
+    assert all(h.screened_estimate > 0 for h in result.hops)
+    skipped = result.hops[1]
+    assert skipped.forward_barrier is None and skipped.cost is None and not skipped.converged
+    assert result.hops[0].forward_barrier == pytest.approx(full.hops[0].forward_barrier)
+    assert result.percolation == pytest.approx(full.percolation)  # the same thresholds from one band of two
+    if full.hops[1].cost is not None:  # the mock's second-shell band need not converge
+        assert full.hops[1].cost >= result.screening.factor * skipped.screened_estimate
+    labels = [label for label, _ in seen]
+    assert len(seen) == 5 and sum("screen" in x for x in labels) == 2  # relax, two screens, one band, host
+    assert "screened only (no band): hops 1" in format_barrier_table([result])
     assert result.percolation["1d"] is not None
     assert result.percolation["1d"] == result.percolation["3d"]  # bcc: the nn hop alone is a 3D net
     mc = result.metastability_correction
     assert mc.correction == pytest.approx(0.001 * result.supercell.natoms)
-    assert len(seen) == 4 and not any(reused for _, reused in seen)  # relax + two bands + the host's elastic tensor
     assert result.host_stability.stable is True
 
     seen.clear()
@@ -141,10 +159,12 @@ def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
     assert all(reused for _, reused in seen)
     assert [h.forward_barrier for h in again.hops] == [h.forward_barrier for h in result.hops]
 
-    files = write_barrier_outputs(tmp_path / "out", result)
+    files = write_barrier_outputs(tmp_path / "out", full)
     assert set(files) >= {"json", "csv", "profile_0", "profile_1"}
-    back = BarrierResult.model_validate_json(files["json"].read_text())
+    assert set(write_barrier_outputs(tmp_path / "out_screened", result)) >= {"json", "csv", "profile_0"}
+    back = BarrierResult.model_validate_json((tmp_path / "out_screened" / "barriers.json").read_text())
     assert back.percolation == result.percolation and back.metastability_correction.correction == mc.correction
+    assert back.screening == result.screening
     header = files["csv"].read_text().splitlines()[0]
     assert header.startswith("phase,hop_id,length_A") and "percolating_dimension" in header
     assert files["profile_0"].stat().st_size > 1000

@@ -314,7 +314,7 @@ def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):
     """Kill the worker during the second NEB firework; detect_lostruns --rerun; finish: the first NEB is kept."""
     fw.cli("alloyflow", "submit", "barriers", "Li", "--system", "Li-In", "--calculator", "mock", "--launchpad",
            str(fw.lp), "--out", str(fw.out), "--min-image-distance", "6", "--images", "3", "--max-hops", "2",
-           "--max-length", "4", "--endpoint-trials", "1")
+           "--max-length", "4", "--endpoint-trials", "1", "--no-screen")
 
     def nebs() -> dict:
         try:
@@ -388,7 +388,7 @@ def test_a_worker_leaves_out_the_nebs_a_local_run_stored(fw):
     from alloyflow.engine import ResultStore
 
     opts = ["--system", "Li-In", "--calculator", "mock", "--min-image-distance", "6", "--images", "3",
-            "--max-hops", "2", "--max-length", "4", "--endpoint-trials", "1"]
+            "--max-hops", "2", "--max-length", "4", "--endpoint-trials", "1", "--no-screen"]
     assert main(["barriers", "Li", *opts, "--out", str(fw.out), "--no-progress"]) == 0
     with ResultStore(fw.out) as store:
         docs = store.jobstore.docs_store
@@ -404,3 +404,22 @@ def test_a_worker_leaves_out_the_nebs_a_local_run_stored(fw):
         docs = store.jobstore.docs_store
         assert {d["uuid"]: d["completed_at"] for d in docs.query({"name": {"$regex": "^neb "}})} == nebs
         assert docs.query_one({"name": "collect_barriers"}) is not None
+
+
+def test_screening_rounds_run_on_the_workers_as_locally(fw, tmp_path):
+    """Screens, the rounds that choose the hops to converge and the collect job run as fireworks added at run
+    time; the result equals the local command's, with the same hop left screened-only."""
+    from alloyflow.cli import main
+
+    opts = ["--system", "Li-In", "--calculator", "mock", "--min-image-distance", "6", "--images", "3",
+            "--max-length", "4", "--endpoint-trials", "1"]
+    fw.cli("alloyflow", "submit", "barriers", "Li", *opts, "--launchpad", str(fw.lp), "--out", str(fw.out))
+    fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
+    assert list(fw.states()) == ["COMPLETED"]
+    fw.cli("alloyflow", "report", "--out", str(fw.out))
+    queued = json.loads((fw.out / "barriers" / "Li" / "barriers.json").read_text())
+    assert [h["screened_only"] for h in queued["hops"]] == [False, True]
+    assert queued["screening"]["screened_only"] == [1] and queued["hops"][0]["converged"]
+    local = tmp_path / "local"
+    assert main(["barriers", "Li", *opts, "--out", str(local), "--no-progress"]) == 0
+    assert json.loads((local / "barriers" / "Li" / "barriers.json").read_text()) == queued

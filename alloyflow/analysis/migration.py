@@ -78,6 +78,10 @@ class HopBarrier(BaseModel):
     endpoint_energies: list[list[float]] = Field(
         default_factory=list, description="relaxed energies (eV) of the seeded endpoint trials: [initial, final]")
     endpoint_spread: list[float] = Field(default_factory=list, description="max - min trial energy, eV: [initial, final]")
+    endpoint_force_calls: int | None = Field(None, description="force calls of the endpoint relaxations")
+    screened_estimate: float | None = Field(
+        None, description="eV: max(forward, reverse) of the hop's screen (single points on the unrelaxed IDPP path)")
+    screened_only: bool = Field(False, description="not converged: the screen shows it cannot set a threshold")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -93,6 +97,18 @@ class MetastabilityCorrection(BaseModel):
         "a correction, not a computed barrier: the endpoints belong to a phase above the hull, which lowers "
         "the 0 K barrier; hull distance x atoms in the supercell is a crude estimate of that lowering"
     )
+
+
+class ScreeningInfo(BaseModel):
+    """How the hops were screened before the ones a threshold needs were converged."""
+
+    method: str
+    calculator: str = Field(description="label of the calculator of the screens")
+    factor: float = Field(description="a hop is left screened-only when factor x estimate >= the highest threshold")
+    screened_only: list[int] = Field(default_factory=list, description="hop ids whose band was not converged")
+    rounds: int = Field(0, description="rounds of the screening rule before the thresholds were settled")
+    force_calls: int = Field(0, description="force calls of all screens")
+    note: str = ""
 
 
 class HostStability(BaseModel):
@@ -124,6 +140,7 @@ class BarrierResult(BaseModel):
     host_stability: HostStability | None = None
     phase_status: str = Field("", description="the library status of the phase: verified, predicted, ...")
     phase_source: str = Field("", description="where its structure came from (CIF provenance or the search)")
+    screening: ScreeningInfo | None = None
 
     @property
     def display_name(self) -> str:
@@ -375,7 +392,7 @@ def plot_profile(hop: HopBarrier, calculator: dict | None = None, phase: str = "
 CSV_COLUMNS = [
     "phase", "hop_id", "length_A", "multiplicity", "cn_initial", "cn_initial_li", "cn_initial_m", "cn_final",
     "cn_final_li", "cn_final_m", "forward_barrier_eV", "reverse_barrier_eV", "percolating_dimension",
-    "converged", "supercell_atoms", "calculator",
+    "converged", "supercell_atoms", "calculator", "screened_estimate_eV", "screened_only",
 ]
 
 
@@ -393,6 +410,7 @@ def barrier_csv_text(result: BarrierResult) -> str:
             "" if h.forward_barrier is None else f"{h.forward_barrier:.5f}",
             "" if h.reverse_barrier is None else f"{h.reverse_barrier:.5f}",
             h.percolation_dim, h.converged, result.supercell.natoms, result.calculator.get("label", ""),
+            "" if h.screened_estimate is None else f"{h.screened_estimate:.5f}", h.screened_only,
         ])
     return buf.getvalue()
 
@@ -413,7 +431,8 @@ def format_barrier_table(results: list[BarrierResult]) -> str:
         for h in r.hops:
             rows.append([r.phase, str(h.id), f"{h.length:.2f}", _cn_text(h.cn_initial), _cn_text(h.cn_final),
                          _mev(h.forward_barrier), _mev(h.reverse_barrier), str(h.percolation_dim),
-                         "yes" if h.converged else "NO"])
+                         f"screened ~{_mev(h.screened_estimate)}" if h.screened_only
+                         else "yes" if h.converged else "NO"])
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     lines = ["Li hop barriers (meV; fwd = Li from initial to final site)", line(head), line(["-" * w for w in widths])]
@@ -428,5 +447,8 @@ def format_barrier_table(results: list[BarrierResult]) -> str:
             text += (f"; with metastability correction +{_mev(mc.correction)} "
                      f"({1000 * mc.e_above_hull_per_atom:.1f} meV/atom x {mc.natoms}): 1D {_mev(mc.corrected_percolation.get('1d'))}")
         lines.append(text)
+        if r.screening is not None and r.screening.screened_only:
+            lines.append(f"  screened only (no band): hops {', '.join(map(str, r.screening.screened_only))}; "
+                         f"{r.screening.note}")
         lines += [f"  warning: {w}" for w in r.warnings]
     return "\n".join(lines)

@@ -50,6 +50,7 @@ def _rebuild(entry: dict):
     from alloyflow.commands.common import library_for
 
     s = dict(entry["settings"])
+    s.setdefault("screen", False)  # submissions recorded before hop screening converged every hop
     if entry["kind"] == "study":
         from alloyflow.workflows.flows.study import StudySettings, study_flow
 

@@ -85,6 +85,8 @@ class StudySettings:
     interstitial: bool = True
     # The barrier phases' mechanical stability (Born criteria), beside their barriers.
     host_check: bool = True
+    # Screen every hop first and converge only those a percolation threshold can need (ASE backends).
+    screen: bool = True
     # VASP only: INCAR overrides (--incar) and plain NEB for a VASP without VTST (climb=False, --no-climb).
     incar: dict = field(default_factory=dict)
     climb: bool | None = None
@@ -180,12 +182,12 @@ def _find_record(records: dict, choice: BarrierChoice) -> PhaseRecord:
 
 @job
 def choose_barriers(hull_docs: list, records: dict, settings: dict, relax_maker, neb_maker, calculator: str,
-                    key: str, elastic_maker=None):
+                    key: str, elastic_maker=None, screen_maker=None):
     """Pick the barrier phases from the hulls; replace this job by their barrier flows and ``collect_study``."""
     hulls = [HullDocument.model_validate(as_dict(d)) for d in hull_docs]
     s = StudySettings(**settings)
     choices = choose_phases(s.barriers, hulls, s.interstitial)
-    makers = Makers(calculator, relax_maker, None, neb_maker, elastic_maker)
+    makers = Makers(calculator, relax_maker, None, neb_maker, elastic_maker, screen_maker if s.screen else None)
     jobs, outputs = [], []
     for c in choices:
         flow = BarrierFlowMaker(makers=makers, settings=s.barrier_settings(c.dilute, c.n_host_sites, c.mechanism)).make(
@@ -276,7 +278,8 @@ class StudyFlowMaker(Maker):
                          calculator_info(self.makers.calculator), self.makers.relax.settings(),
                          {sy: [r.as_dict() for r in rs] for sy, rs in records.items()})
         hulls = study_hulls([f.output for f in searches], {sy: [r.as_dict() for r in rs] for sy, rs in records.items()},
-                            asdict(s), self.makers.relax, self.makers.neb, self.makers.calculator, self.makers.elastic)
+                            asdict(s), self.makers.relax, self.makers.neb, self.makers.calculator, self.makers.elastic,
+                            self.makers.screen)
         keyed(hulls, key, label="hulls with the predicted phases")
         hulls.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "choose barrier phases"})
         exposing_store(hulls)
@@ -317,8 +320,11 @@ def hulls_and_choice(makers: Makers, s: StudySettings, records: dict[str, list[P
                      calculator_info(makers.calculator), makers.neb.key_settings()
                      if hasattr(makers.neb, "key_settings") else makers.neb.settings(),
                      {n: r.as_dict() for n, r in sorted(by_name.items())})
+    screen = makers.screen if s.screen else None
+    if screen is not None:
+        key = input_hash(key, screen.settings())
     choose = choose_barriers([f.output for f in hull_flows], by_name, settings, makers.relax, makers.neb,
-                             makers.calculator, key, makers.elastic)
+                             makers.calculator, key, makers.elastic, screen)
     keyed(choose, key, label="choose barrier phases")
     choose.metadata.update({DYNAMIC: True, "alloyflow_kind": "assembly", "alloyflow_stage": "choose barrier phases"})
     exposing_store(choose)
@@ -327,7 +333,7 @@ def hulls_and_choice(makers: Makers, s: StudySettings, records: dict[str, list[P
 
 @job
 def study_hulls(search_results: list, records: dict, settings: dict, relax_maker, neb_maker, calculator: str,
-                elastic_maker=None):
+                elastic_maker=None, screen_maker=None):
     """Add each search's predicted phases to its system's library phases; replace this job by the hull flows
     and the barrier choice (the jobs the store lacks)."""
     s = StudySettings(**settings)
@@ -337,7 +343,8 @@ def study_hulls(search_results: list, records: dict, settings: dict, relax_maker
     for result, system in zip(results, s.systems, strict=True):
         known = {p.name for p in phases[system]}
         phases[system] += [r for r in predicted_records(result, s.phases) if r.name not in known]
-    hull_flows, choose = hulls_and_choice(Makers(calculator, relax_maker, None, neb_maker, elastic_maker), s, phases)
+    hull_flows, choose = hulls_and_choice(Makers(calculator, relax_maker, None, neb_maker, elastic_maker, screen_maker),
+                                          s, phases)
     return Response(replace=replacement([*hull_flows, choose], choose.output, "study hulls"))
 
 

@@ -39,6 +39,9 @@ class Makers:
     neb: Any
     elastic: Any = None
     """Elastic-tensor maker for the host-stability check (None where the backend has none: VASP)."""
+    screen: Any = None
+    """Hop screen maker (``ScreenMaker``: single points on the unrelaxed IDPP path) for the barrier flow's
+    choice of which hops to converge; None converges every hop (VASP, or ``screen=False``)."""
 
     @property
     def runner(self) -> str:
@@ -78,7 +81,7 @@ def parse_incar(items) -> dict:
 
 def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: dict | None = None,
                relax: dict | None = None, neb: dict | None = None, endpoint_trials: int | None = None,
-               climb: bool | None = None) -> Makers:
+               climb: bool | None = None, screen: bool = True) -> Makers:
     """The relax, static and NEB makers for a registry name.
 
     Parameters
@@ -97,6 +100,9 @@ def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: di
     climb : bool, optional
         Climbing-image NEB (default: the NEB maker's, True). For VASP ``climb=False`` is VASP's
         own NEB, for a VASP built without VTST (``True`` writes VTST's LCLIMB, IOPT).
+    screen : bool
+        Screen every hop before converging bands (ASE backends): only the hops a percolation
+        threshold can need get a CI-NEB. VASP converges every hop (screens would be DFT single points).
 
     Returns
     -------
@@ -129,11 +135,12 @@ def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: di
     from alloyflow.workflows.jobs.elastic import ElasticMaker
     from alloyflow.workflows.jobs.neb import NebMaker
     from alloyflow.workflows.jobs.relax import RelaxMaker, StaticMaker
+    from alloyflow.workflows.jobs.screen import ScreenMaker
 
     return Makers(calculator, RelaxMaker(calculator=calculator, **relax), StaticMaker(calculator=calculator),
                   NebMaker(calculator=calculator, n_images=n_images, fmax=fmax,
                            **({"endpoint_trials": endpoint_trials} if endpoint_trials is not None else {}), **neb),
-                  ElasticMaker(calculator=calculator))
+                  ElasticMaker(calculator=calculator), ScreenMaker(calculator=calculator) if screen else None)
 
 
 def relax_maker_for(calculator: str, **kwargs):
