@@ -75,6 +75,18 @@ def _mev(x) -> str:
     return "–" if x is None else f"{1000 * x:.0f}"
 
 
+def stored_results(store, out: Path):
+    """Every barrier result of the folder: ``barriers.json`` files, else the store's collect jobs (a running study)."""
+    from alloyflow.analysis.migration import BarrierResult
+    from alloyflow.io.barriers import read_barrier_json
+
+    paths = sorted(out.rglob("barriers.json"))
+    if paths:
+        return [read_barrier_json(p) for p in paths]
+    docs = store.jobstore.query({"name": "collect_barriers"}, properties=["uuid"])
+    return sorted((store.document(d["uuid"], BarrierResult) for d in docs), key=lambda r: (r.phase, r.mode))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="a study's output folder with every hop converged")
@@ -88,15 +100,13 @@ def main(argv=None) -> int:
 
     from alloyflow.engine import ResultStore
     from alloyflow.engine.keys import deterministic_uuid
-    from alloyflow.io.barriers import read_barrier_json
     from alloyflow.workflows.flows.hop_plan import plan_hops
     from alloyflow.workflows.jobs.neb import NebDocument
     from alloyflow.workflows.jobs.screen import ScreenMaker
 
-    store = ResultStore(args.out)
+    store = ResultStore(args.out)  # read only: a study may be writing
     rows = []
-    for path in sorted(args.out.rglob("barriers.json")):
-        result = read_barrier_json(path)
+    for result in stored_results(store, args.out):
         relaxed = Structure.from_dict(result.relaxed_structure)
         plan = plan_hops(result.phase, result.formula, relaxed, settings_for(result))
         by_id = {h.id: h for h in result.hops}

@@ -490,6 +490,31 @@ def test_missing_or_unreachable_launchpad_is_one_line(tmp_path, capsys):
     assert str(lp) in err and "unreachable" in err and "ServerSelectionTimeoutError" in err
 
 
+def test_bad_qadapter_is_one_line_and_names_no_class_to_import(tmp_path):
+    """Before: a traceback from FireWorks' loader, which also imports whatever class ``_fw_name`` names."""
+    from pathlib import Path
+
+    pytest.importorskip("fireworks")
+    from alloyflow.engine.fireworks import load_qadapter
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "hpc" / "my_qadapter.yaml"
+    assert load_qadapter(example)["_fw_q_type"] == "SLURM"
+    cases = {
+        "missing": (None, "does not exist"),
+        "broken": ("_fw_name: CommonAdapter\n  x: [unclosed\n", "not valid YAML at line"),
+        "list": ("- a\n- b\n", "must be a mapping"),
+        "other": ("_fw_name: '{{os.system}}'\n_fw_q_type: SLURM\n", "_fw_name must be CommonAdapter"),
+        "queue": ("_fw_name: CommonAdapter\n_fw_q_type: CONDOR\n", "_fw_q_type must be one of"),
+    }
+    for name, (text, why) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ValueError, match=why) as info:
+            load_qadapter(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
 # --------------------------------------------------------------------------- 9. one corrupt document
 
 

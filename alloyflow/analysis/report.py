@@ -89,6 +89,18 @@ def _host(hs) -> str:
     return "yes" if hs["stable"] else f"NO (min eig C {hs['min_eigenvalue_gpa']:.1f} GPa): metastable host"
 
 
+SCREEN_NOTE = ("Screened only: every hop was first screened by single points on its unrelaxed IDPP path; a hop "
+               "whose estimate, times the screening factor, lies at or above the highest percolation threshold of "
+               "the converged hops cannot lower a threshold and got no band (`--no-screen` converges every hop).")
+
+
+def _converged_cell(hop) -> str:
+    """yes, NO, or "screened only (~N meV estimate)" for a hop the screening rule left without a band."""
+    if _hop_get(hop, "screened_only"):
+        return f"screened only (estimate {_fmt(_hop_get(hop, 'screened_estimate'), 1000, 0)})"
+    return "yes" if _hop_get(hop, "converged") else "NO"
+
+
 def barrier_section(barriers) -> str:
     rows, perc_rows = [], []
     for res in barriers:
@@ -97,7 +109,7 @@ def barrier_section(barriers) -> str:
             rows.append([res.phase + (f" ({res.mode})" if res.mode != "vacancy" else ""), _hop_get(hop, "id"), _fmt(_hop_get(hop, "length"), digits=2),
                          _cn(_hop_get(hop, "cn_initial")), _cn(_hop_get(hop, "cn_final")),
                          _fmt(_hop_get(hop, "forward_barrier"), 1000, 0), _fmt(_hop_get(hop, "reverse_barrier"), 1000, 0),
-                         "yes" if _hop_get(hop, "converged") else "NO"])
+                         _converged_cell(hop)])
         sc = res.supercell if isinstance(res.supercell, dict) else res.supercell.model_dump()
         left_out = list(getattr(res, "hops_left_out", None) or [])
         bound = "≤ " if left_out else ""
@@ -114,6 +126,7 @@ def barrier_section(barriers) -> str:
         "",
         table(["phase", "hop", "length (Å)", "CN initial", "CN final", "forward", "reverse", "converged"], rows),
         "",
+        *([SCREEN_NOTE, ""] if any(getattr(res, "screening", None) for res in barriers) else []),
         "Lowest barrier at which the hop network percolates (meV; ≤: an upper bound, some distinct hops "
         "were not computed):",
         "",

@@ -140,10 +140,41 @@ def load_launchpad(launchpad_file: str | Path):
 
 
 def load_qadapter(qadapter_file: str | Path):
-    """The queue adapter of a qadapter YAML (``_fw_name: CommonAdapter``, ``_fw_q_type: SLURM``)."""
-    from fireworks.utilities.fw_serializers import load_object_from_file
+    """The queue adapter of a qadapter YAML (``_fw_name: CommonAdapter``, ``_fw_q_type: SLURM``).
 
-    return load_object_from_file(str(qadapter_file))
+    Only FireWorks' ``CommonAdapter`` is accepted: FireWorks would otherwise
+    import whatever class the file names. A missing, unreadable or malformed
+    file, another adapter or an unknown queue type is a ``ValueError`` of one
+    line naming the file, raised before anything is submitted.
+    """
+    from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+    from ruamel.yaml import YAML
+
+    path = Path(qadapter_file)
+    if not path.is_file():
+        raise ValueError(f"qadapter file {qadapter_file} does not exist (or is not a file)")
+    try:
+        data = YAML(typ="safe").load(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read qadapter file {qadapter_file}: {exc.strerror or type(exc).__name__}") from None
+    except Exception as exc:  # ruamel's parser and scanner errors
+        raise ValueError(f"qadapter file {qadapter_file} is not valid YAML{_yaml_line(exc)} "
+                         f"({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"qadapter file {qadapter_file} must be a mapping with _fw_name: CommonAdapter and "
+                         "_fw_q_type (see docs/HPC.md)")
+    if data.get("_fw_name") != CommonAdapter._fw_name:
+        raise ValueError(f"qadapter file {qadapter_file}: _fw_name must be CommonAdapter, got "
+                         f"{data.get('_fw_name')!r}")
+    q_types = sorted(CommonAdapter.default_q_commands)
+    if data.get("_fw_q_type") not in q_types:
+        raise ValueError(f"qadapter file {qadapter_file}: _fw_q_type must be one of {', '.join(q_types)}, got "
+                         f"{data.get('_fw_q_type')!r}")
+    try:
+        return CommonAdapter.from_dict(data)
+    except Exception as exc:  # noqa: BLE001 (FireWorks' own checks of the remaining keys)
+        raise ValueError(f"qadapter file {qadapter_file} is not a usable CommonAdapter ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def render_submit_script(qadapter_file: str | Path, launch_dir: str | Path = ".") -> str:
@@ -190,6 +221,8 @@ def submit_flow(flow: Flow, launchpad_file: str | Path, qadapter_file: str | Pat
     folder, a ``JobStore``, or ``None`` for the workers' jobflow settings).
     """
     lp = load_launchpad(launchpad_file)
+    if qadapter_file is not None:
+        load_qadapter(qadapter_file)  # a bad qadapter is refused before any firework exists
     wf, n_jobs, done, queued = flow_to_pending_workflow(flow, store, lp=lp, name=name)
     _, where = jobstore_for(store)
     result = SubmitResult(workflow=name or flow.name, jobs=n_jobs, done=done, queued=queued, store=where)
