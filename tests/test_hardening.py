@@ -498,7 +498,7 @@ def test_bad_qadapter_is_one_line_and_names_no_class_to_import(tmp_path):
     from alloyflow.engine.fireworks import load_qadapter
 
     example = Path(__file__).resolve().parent.parent / "examples" / "hpc" / "my_qadapter.yaml"
-    assert load_qadapter(example)["_fw_q_type"] == "SLURM"
+    assert load_qadapter(example).q_type == "SLURM"
     cases = {
         "missing": (None, "does not exist"),
         "broken": ("_fw_name: CommonAdapter\n  x: [unclosed\n", "not valid YAML at line"),
