@@ -228,3 +228,29 @@ def test_mock_entries_end_to_end(tmp_path, mock_entries):
     assert len(csv_lines) == 1 + len(hull.phases) and "formation_energy_per_atom" in csv_lines[0]
     assert isinstance(read_hull_json(paths["hull_json"]), HullResult)
     assert np.isfinite([p.energy_per_atom for p in hull.phases]).all()
+
+
+def test_predicted_phases_say_whether_they_have_the_reference_crystal_system():
+    """The search's Li13In3 is an ordering on the bcc lattice; the reference's is cubic: the report says which."""
+    from pymatgen.core import Lattice, Structure
+
+    from alloyflow.analysis.hull import HullPhase, _symmetry
+    from alloyflow.analysis.report import predicted_structure_notes
+
+    cubic = Structure(Lattice.cubic(3.4), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert _symmetry(cubic) == {"space_group": "Im-3m", "crystal_system": "cubic"}
+    base = dict(x_li=0.8, energy_per_atom=-2.0, formation_energy_per_atom=-0.2, stable=True, natoms=16)
+    hull = type("Hull", (), {"phases": [
+        HullPhase(name="Li13In3_bcc16_1", formula="Li13In3", status="predicted", e_above_hull=0.0,
+                  space_group="P4/mmm", crystal_system="tetragonal", **base),
+        HullPhase(name="Li13In3_bcc16_2", formula="Li13In3", status="predicted", e_above_hull=0.001,
+                  space_group="Pm-3m", crystal_system="cubic", **base),
+        HullPhase(name="Li2In_x", formula="Li2In", status="predicted", e_above_hull=0.0,
+                  space_group="Cmcm", crystal_system="orthorhombic", **base),
+        HullPhase(name="Li3In2", formula="Li3In2", status="verified", e_above_hull=0.0,
+                  space_group="R-3m", crystal_system="trigonal", **base),
+    ]})()
+    lines = [x for x in predicted_structure_notes(hull) if x]
+    assert len(lines) == 2  # the lowest Li13In3 only; the observed Li3In2 is not a prediction
+    assert "Li13In3_bcc16_1" in lines[0] and "not the reference's structure" in lines[0] and "cubic" in lines[0]
+    assert "Li2In_x" in lines[1] and "the same crystal system" in lines[1]

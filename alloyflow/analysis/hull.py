@@ -44,6 +44,21 @@ class HullPhase(BaseModel):
     )
     converged: bool | None = None
     natoms: int
+    space_group: str = Field("", description="international symbol of the relaxed structure (symprec 0.1 Å)")
+    crystal_system: str = ""
+
+
+def _symmetry(structure) -> dict:
+    """Space group and crystal system of a relaxed structure (empty where there is none or spglib fails)."""
+    if structure is None:
+        return {}
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        sga = SpacegroupAnalyzer(structure, symprec=0.1)
+        return {"space_group": sga.get_space_group_symbol(), "crystal_system": sga.get_crystal_system()}
+    except Exception:  # noqa: BLE001 (spglib refuses some distorted cells: no symmetry is reported then)
+        return {}
 
 
 class HullMinimum(BaseModel):
@@ -207,6 +222,7 @@ def build_hull(entries: Sequence, system: str) -> HullResult:
                 volume_expansion=(vol / n_host) / host_v0 - 1.0 if vol is not None and n_host > 0 and host_v0 else None,
                 converged=data.get("converged"),
                 natoms=int(round(n)),
+                **_symmetry(getattr(e, "structure", None)),
             )
         )
     phases.sort(key=lambda p: (p.x_li, p.energy_per_atom))

@@ -14,6 +14,12 @@ REFERENCE_STABLE = {
     "Li-In": ["LiIn3", "Li5In4", "Li3In2", "Li2In", "Li13In3"],
     "Li-Sn": ["Li2Sn5", "LiSn", "Li13Sn5", "Li8Sn3", "Li7Sn2", "Li17Sn4"],
 }
+# Crystal systems of the reference hulls' stable phases (reference text, Figure 4a/b discussion).
+REFERENCE_CRYSTAL_SYSTEMS = {
+    "LiIn3": "tetragonal", "Li5In4": "trigonal", "Li3In2": "rhombohedral", "Li2In": "orthorhombic",
+    "Li13In3": "cubic", "Li2Sn5": "tetragonal", "LiSn": "monoclinic", "Li13Sn5": "trigonal",
+    "Li8Sn3": "rhombohedral", "Li7Sn2": "orthorhombic", "Li17Sn4": "cubic",
+}
 # Hull minimum, eV/atom (reference text: -293.4 and -419.0 meV/atom).
 REFERENCE_HULL_MINIMUM = {"Li-In": ("Li3In2", -0.2934), "Li-Sn": ("Li13Sn5", -0.4190)}
 # Distance above the reference hull, eV/atom, for phases discussed in the text.

@@ -14,6 +14,7 @@ from alloyflow.analysis.thermo import format_thermo_table
 from alloyflow.analysis.reference_data import (
     REFERENCE_BARRIERS,
     REFERENCE_CITATION,
+    REFERENCE_CRYSTAL_SYSTEMS,
     REFERENCE_HULL_MINIMUM,
     REFERENCE_STABLE,
     REFERENCE_VOLTAGE,
@@ -36,7 +37,8 @@ def hull_section(system: str, hull, voltage) -> str:
     rows = [
         [p.name, p.formula, p.status, _fmt(p.x_li, digits=3), _fmt(p.formation_energy_per_atom, 1000),
          _fmt(p.e_above_hull, 1000), "yes" if p.stable else "", _fmt(p.volume_per_atom, digits=2),
-         _fmt(p.volume_per_li, digits=2), _fmt(p.volume_expansion, 100, 0), "" if p.converged else "NO"]
+         _fmt(p.volume_per_li, digits=2), _fmt(p.volume_expansion, 100, 0), "" if p.converged else "NO",
+         _symmetry_cell(p)]
         for p in hull.phases
     ]
     if voltage is None:
@@ -48,13 +50,36 @@ def hull_section(system: str, hull, voltage) -> str:
         f"![hull]({system}/hull.png)" + (f" ![voltage]({system}/voltage.png)" if voltage else ""),
         "",
         table(["phase", "formula", "status", "x(Li)", "E_f (meV/at)", "E_hull (meV/at)", "stable",
-                "V/atom (Å³)", "V/Li (Å³)", "ΔV/V(M) (%)", "unconverged"], rows),
+                "V/atom (Å³)", "V/Li (Å³)", "ΔV/V(M) (%)", "unconverged", "space group"], rows),
         "",
+        *predicted_structure_notes(hull),
         *voltage_text,
     ]
     if getattr(hull, "warnings", None):
         parts += ["", *[f"> warning: {w}" for w in hull.warnings]]
     return "\n".join(parts)
+
+
+def _symmetry_cell(p) -> str:
+    sg, cs = getattr(p, "space_group", ""), getattr(p, "crystal_system", "")
+    return f"{sg} ({cs})" if sg else "–"
+
+
+def predicted_structure_notes(hull) -> list[str]:
+    """One line per predicted phase whose formula the reference study reports: same crystal system or not."""
+    lines, seen = [], set()
+    for p in sorted(hull.phases, key=lambda p: p.e_above_hull):
+        want = REFERENCE_CRYSTAL_SYSTEMS.get(p.formula)
+        if p.status != "predicted" or want is None or p.formula in seen or not getattr(p, "crystal_system", ""):
+            continue
+        seen.add(p.formula)
+        same = p.crystal_system == want or {p.crystal_system, want} == {"trigonal", "rhombohedral"}
+        verdict = ("the same crystal system" if same else
+                   f"**not the reference's structure**: a {p.crystal_system} ordering found by the tie-line search")
+        lines.append(f"- predicted {p.formula} ({p.name}, {1000 * p.e_above_hull:.1f} meV/atom above the hull): "
+                     f"{p.space_group}, {p.crystal_system}; the reference's {p.formula} is {want} "
+                     f"({REFERENCE_CITATION}): {verdict}.")
+    return [*lines, ""] if lines else []
 
 
 def _voltage_text(voltage) -> list[str]:
