@@ -35,3 +35,13 @@ def test_failed_screens_and_failed_bands(bcc_li):
     assert hops_to_converge(bcc_li, {0: 0.1, 1: 0.5}, {0: None}) == [1]  # the band failed: the next hop is needed
     with pytest.raises(ValueError, match="screening factor"):
         hops_to_converge(bcc_li, {0: 0.1, 1: 0.5}, {}, factor=0.0)
+
+
+def test_the_phase_own_ratios_can_only_lower_the_factor(bcc_li):
+    from alloyflow.analysis.screening import PHASE_MARGIN, effective_factor
+
+    assert effective_factor({0: 0.2, 1: 0.5}, {0: 0.1}, factor=0.3) == 0.3  # ratio 0.5: the measured factor holds
+    assert effective_factor({0: 0.2, 1: 0.5}, {0: 0.02}, factor=0.3) == pytest.approx(PHASE_MARGIN * 0.1)
+    # hop 1's estimate x 0.3 = 0.075 >= 0.02 would leave it out; this host's screens overestimate 10x, so it is kept
+    assert hops_to_converge(bcc_li, {0: 0.2, 1: 0.25}, {0: 0.02}, factor=0.3) == [1]
+    assert hops_to_converge(bcc_li, {0: 0.2, 1: 0.5}, {0: 0.06}, factor=0.3) == []

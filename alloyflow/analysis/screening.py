@@ -11,7 +11,8 @@ The screen (``alloyflow.workflows.jobs.screen``) gives an estimate S of each
 hop's cost but no bound. A hop is taken to lie above T_D when
 ``SCREEN_FACTOR * S >= T_D``, where ``SCREEN_FACTOR`` is the smallest ratio
 of converged to screened cost measured over the reference phases' hops,
-with a margin (``benchmarks/hop_screening.py``). The rule converges, in
+with a margin (``benchmarks/hop_screening.py``), and at most ``PHASE_MARGIN``
+times the smallest such ratio among the phase's own converged hops. The rule converges, in
 rounds, the hops of lowest estimate until the converged hops reach D, then
 every hop the factor cannot exclude; each round can only lower T_D, so it
 ends after at most one extra round in practice and after all hops at worst.
@@ -28,6 +29,19 @@ SCREEN_FACTOR = 0.5
 
 Measured on SevenNet-0 over the hops of the reference phases' study
 (``benchmarks/hop_screening.py``; table in ``benchmarks/README.md``)."""
+
+
+PHASE_MARGIN = 0.75
+"""The factor is also at most this times the smallest converged/screened ratio among the phase's own
+converged hops, so a host whose screens overestimate more than the measured set's gets a smaller factor."""
+
+
+def effective_factor(screened: dict[int, float | None], converged: dict[int, float | None],
+                     factor: float = SCREEN_FACTOR) -> float:
+    """``factor``, lowered to ``PHASE_MARGIN`` x the smallest converged/screened ratio seen in this phase."""
+    ratios = [converged[i] / screened[i] for i in converged
+              if _finite(converged[i]) and _finite(screened.get(i)) and screened[i] > 0]
+    return min([factor, *(PHASE_MARGIN * r for r in ratios)])
 
 
 def _finite(x) -> bool:
@@ -57,7 +71,8 @@ def hops_to_converge(network, screened: dict[int, float | None], converged: dict
     converged : dict
         Hop id -> converged cost (eV) of the hops done so far; None for a hop that gave no barrier.
     factor : float
-        A hop whose ``factor * estimate`` is at least the threshold is left out.
+        A hop whose ``factor * estimate`` is at least the threshold is left out; the phase's own
+        converged hops can lower it (``effective_factor``).
     """
     if not 0 < factor <= 1:
         raise ValueError(f"the screening factor must lie in (0, 1], got {factor}")
@@ -83,4 +98,5 @@ def hops_to_converge(network, screened: dict[int, float | None], converged: dict
             if network_dimension(network.n_sites, graph_edges(network, trial)) >= full:
                 break
         return sorted(chosen)
+    factor = effective_factor(screened, converged, factor)
     return sorted(i for i in pending if factor * screened[i] < threshold)

@@ -28,7 +28,7 @@ from jobflow import CURRENT_JOB, Flow, Maker, Response, job
 from pymatgen.core import Structure
 
 from alloyflow.analysis.migration import BarrierResult
-from alloyflow.analysis.screening import SCREEN_FACTOR, hops_to_converge
+from alloyflow.analysis.screening import SCREEN_FACTOR, effective_factor, hops_to_converge
 from alloyflow.calculators import calculator_info, check_elements
 from alloyflow.engine.keys import input_hash, keyed
 from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
@@ -132,7 +132,8 @@ class HopStage:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
-def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_: int = 0) -> Flow:
+def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_: int = 0,
+              factor: float = SCREEN_FACTOR) -> Flow:
     """The replacement of a planning job: host check, screens, the NEBs of ``chosen``, then what comes next.
 
     ``chosen`` None: every hop. ``final``: the next job collects the result;
@@ -176,7 +177,7 @@ def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_:
     host = host_job.output if host_job is not None else None
     if final:
         band = {"n_images": st.neb_maker.n_images, "fmax": st.neb_maker.fmax}
-        screening = None if screens is None else {"factor": SCREEN_FACTOR, "rounds": round_}
+        screening = None if screens is None else {"factor": round(factor, 6), "rounds": round_}
         nxt = collect_barriers(st.relaxed_doc, outputs, failures, st.phase, st.formula, st.settings, band,
                                st.neb_maker.calculator, st.warnings, host, host_note, st.legacy_ties,
                                screens=screens, screening=screening)
@@ -252,7 +253,8 @@ def converge_hops(stage: dict, chosen: list[int], screens: list, neb_outputs: li
     more = hops_to_converge(plan.network, screened, converged, SCREEN_FACTOR)
     if more:
         return Response(replace=hop_stage(st, plan, sorted({*chosen, *more}), final=False, round_=round_ + 1))
-    return Response(replace=hop_stage(st, plan, chosen, final=True, round_=round_))
+    factor = effective_factor(screened, converged, SCREEN_FACTOR)
+    return Response(replace=hop_stage(st, plan, chosen, final=True, round_=round_, factor=factor))
 
 
 @dataclass
