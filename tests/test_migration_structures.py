@@ -130,3 +130,19 @@ def test_dilute_rejects_li_host_and_bad_size():
     host = StructureLibrary().get("Sn").structure
     with pytest.raises(ValueError, match="multiple"):
         dilute_li_supercell(host.get_primitive_structure(), n_host_sites=35)
+
+
+def test_void_copies_off_a_special_position_merge_into_one_site():
+    """SevenNet-0's relaxed In: the grid's largest void lay 0.14 Å off the octahedral site, its symmetry copies
+    split 0.29 Å apart, and planning the study's interstitial dilute-Li hops failed (a 0.29 Å 'hop')."""
+    from alloyflow.structures.interstitial import VOID_MERGE, void_orbit
+    from alloyflow.structures.migration import dilute_li_hops
+
+    relaxed_in = Structure(Lattice.from_parameters(3.3183979787168374, 3.318397978716838, 3.4357855390414977,
+                                                   118.87608495598332, 118.87608495598332, 90.0), ["In"], [[0, 0, 0]])
+    orbit = void_orbit(relaxed_in)
+    dists = [relaxed_in.lattice.get_distance_and_image(a, b)[0] for i, a in enumerate(orbit) for b in orbit[i + 1:]]
+    assert all(d >= VOID_MERGE for d in dists)
+    assert np.allclose(orbit[0], [0.5, 0.5, 0.0], atol=1e-9)  # the octahedral void's special position
+    network, entries = dilute_li_hops(relaxed_in, 36, "interstitial")
+    assert min(h.length for h in network.hops) > 3.0 and len(entries) == len(network.hops)

@@ -32,15 +32,33 @@ def void_site(structure: Structure, spacing: float = 0.1) -> np.ndarray:
     return grid[int(np.argmax(nearest))]
 
 
-def void_orbit(structure: Structure, symprec: float = 0.1) -> list[np.ndarray]:
-    """The largest void and its symmetry-equivalent copies in the cell (fractional coordinates)."""
+VOID_MERGE = 1.0
+"""Å: symmetry copies of the void point closer than this are one void (no two Li sit 1 Å apart).
+
+The void point is a grid point, so it lies up to half a grid step off a
+special position; its symmetry copies then split into clusters around that
+position (0.29 Å apart for the octahedral void of body-centred tetragonal
+In), which would give spurious hops shorter than any Li-Li distance. Each
+cluster is replaced by its mean, which is the special position."""
+
+
+def void_orbit(structure: Structure, symprec: float = 0.1, merge: float = VOID_MERGE) -> list[np.ndarray]:
+    """The largest void and its symmetry-equivalent copies in the cell (fractional coordinates).
+
+    Copies closer than ``merge`` Å are averaged into one site (``VOID_MERGE``).
+    """
     x = void_site(structure)
-    orbit: list[np.ndarray] = []
+    clusters: list[list[np.ndarray]] = []
     for op in SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_operations():
         y = op.operate(x) % 1.0
-        if all(structure.lattice.get_all_distances([y], [z])[0, 0] > 0.2 for z in orbit):
-            orbit.append(y)
-    return orbit
+        for cluster in clusters:
+            d, image = structure.lattice.get_distance_and_image(cluster[0], y)
+            if d < merge:
+                cluster.append(y + image)  # the copy nearest the cluster's first member
+                break
+        else:
+            clusters.append([y])
+    return [np.mean(c, axis=0) % 1.0 for c in clusters]
 
 
 def decorate_voids(structure: Structure) -> Structure:

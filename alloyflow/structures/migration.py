@@ -518,23 +518,18 @@ def _host_supercell(host: Structure, n_host_sites: int | None, matrix, extra: in
     return best_supercell_of_size(host, n_host_sites // len(host), legacy_ties=legacy_ties)
 
 
-def interstitial_site(host: Structure, spacing: float = 0.1) -> np.ndarray:
-    """Fractional coordinates of the largest void: the grid point farthest from every atom."""
-    n = np.maximum(4, np.ceil(np.array(host.lattice.abc) / spacing)).astype(int)
-    grid = np.stack(np.meshgrid(*[np.arange(k) / k for k in n], indexing="ij"), -1).reshape(-1, 3)
-    nearest = host.lattice.get_all_distances(grid, host.frac_coords).min(axis=1)
-    return grid[int(np.argmax(nearest))]
+def interstitial_site(host: Structure) -> np.ndarray:
+    """Fractional coordinates of the largest void, on its special position (``void_orbit``'s first site)."""
+    from alloyflow.structures.interstitial import void_orbit
+
+    return void_orbit(host)[0]
 
 
 def _interstitial_network(host: Structure, max_length: float | None) -> HopNetwork:
-    x = interstitial_site(host)
-    orbit: list[np.ndarray] = []
-    for op in SpacegroupAnalyzer(host, symprec=0.1).get_symmetry_operations():
-        y = op.operate(x) % 1.0
-        if all(host.lattice.get_all_distances([y], [z])[0, 0] > 0.2 for z in orbit):
-            orbit.append(y)
+    from alloyflow.structures.interstitial import void_orbit
+
     decorated = host.copy()
-    for y in orbit:
+    for y in void_orbit(host):
         decorated.append("Li", y)
     return hop_network(decorated, "Li", max_length)
 
