@@ -45,3 +45,13 @@ def test_the_phase_own_ratios_can_only_lower_the_factor(bcc_li):
     # hop 1's estimate x 0.3 = 0.075 >= 0.02 would leave it out; this host's screens overestimate 10x, so it is kept
     assert hops_to_converge(bcc_li, {0: 0.2, 1: 0.25}, {0: 0.02}, factor=0.3) == [1]
     assert hops_to_converge(bcc_li, {0: 0.2, 1: 0.5}, {0: 0.06}, factor=0.3) == []
+
+
+def test_the_first_round_takes_every_hop_the_full_dimension_needs():
+    """Simple tetragonal Li: chains along c (2.8 Å) and square nets in the plane (3.5 Å); only both reach 3D.
+    The first round must converge both at once: one round per hop would serialise the NEBs on a queue."""
+    s = Structure(Lattice.tetragonal(3.5, 2.8), ["Li"], [[0, 0, 0]])
+    net = hop_network(s, "Li", 3.6)
+    assert [round(h.length, 2) for h in net.hops] == [2.8, 3.5]
+    assert hops_to_converge(net, {0: 0.1, 1: 0.2}, {}) == [0, 1]
+    assert converged_threshold(net, {0: 0.1}) == (1, pytest.approx(0.1))

@@ -95,7 +95,8 @@ def hops_to_converge(network, screened: dict[int, float | None], converged: dict
         for i in order:
             chosen.append(i)
             trial = {**known, **{c: 0.0 for c in chosen}}
-            if network_dimension(network.n_sites, graph_edges(network, trial)) >= full:
+            edges = [e for e in graph_edges(network, trial) if math.isfinite(e[3])]
+            if network_dimension(network.n_sites, edges) >= full:
                 break
         return sorted(chosen)
     factor = effective_factor(screened, converged, factor)
