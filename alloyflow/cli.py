@@ -49,6 +49,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     value = _number(text, int)
@@ -97,6 +105,9 @@ def _barrier_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-screen", action="store_true",
                    help="converge every hop (default: screen all hops with single points on the IDPP path and "
                         "converge only those a percolation threshold can need; ML potentials only)")
+    p.add_argument("--screen-factor", type=unit_fraction, default=None, metavar="F",
+                   help="trust in the screens, 0 < F <= 1: a hop gets no band when F x its estimate is at or above "
+                        "the highest threshold (default: the measured SCREEN_FACTOR, 0.15)")
 
 
 def _thermo_options(p: argparse.ArgumentParser) -> None:
@@ -259,7 +270,7 @@ def cmd_barriers(args) -> int:
         structure_dirs=args.structures, min_image_distance=args.min_image_distance, n_images=args.images,
         fmax=args.fmax, max_hops=args.max_hops or None, max_length=args.max_length, dilute=args.dilute,
         dilute_mode=args.dilute_mode, n_host_sites=args.host_sites, progress=not args.no_progress,
-        endpoint_trials=args.endpoint_trials, screen=not args.no_screen,
+        endpoint_trials=args.endpoint_trials, screen=not args.no_screen, screen_factor=args.screen_factor,
     )
     print(result.text)
     return 0
@@ -279,6 +290,7 @@ def _study_settings(args, systems):
         search_max_sites=getattr(args, "search_max_sites", 16),
         interstitial=not getattr(args, "no_interstitial", False),
         host_check=not getattr(args, "no_host_check", False), screen=not getattr(args, "no_screen", False),
+        screen_factor=getattr(args, "screen_factor", None),
     )
 
 
@@ -373,7 +385,7 @@ def cmd_submit(args) -> int:
         result = submit.submit_barriers(
             args.targets[0], calculator=args.calculator, system=args.system, structure_dirs=args.structures,
             use_jobflow_store=args.jobflow_store, n_images=args.images, fmax=args.fmax, njobs=args.njobs,
-            endpoint_trials=args.endpoint_trials, screen=not args.no_screen,
+            endpoint_trials=args.endpoint_trials, screen=not args.no_screen, screen_factor=args.screen_factor,
             min_image_distance=args.min_image_distance, max_hops=args.max_hops or None,
             max_length=args.max_length, dilute=args.dilute, n_host_sites=args.host_sites, **vasp, **common)
     elif args.what == "study":

@@ -412,7 +412,7 @@ def test_screening_rounds_run_on_the_workers_as_locally(fw, tmp_path):
     from alloyflow.cli import main
 
     opts = ["--system", "Li-In", "--calculator", "mock", "--min-image-distance", "6", "--images", "3",
-            "--max-length", "4", "--endpoint-trials", "1"]
+            "--max-length", "4", "--endpoint-trials", "1", "--screen-factor", "0.5"]
     fw.cli("alloyflow", "submit", "barriers", "Li", *opts, "--launchpad", str(fw.lp), "--out", str(fw.out))
     fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
     assert list(fw.states()) == ["COMPLETED"]

@@ -133,7 +133,7 @@ class HopStage:
 
 
 def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_: int = 0,
-              factor: float = SCREEN_FACTOR) -> Flow:
+              factor: float | None = None) -> Flow:
     """The replacement of a planning job: host check, screens, the NEBs of ``chosen``, then what comes next.
 
     ``chosen`` None: every hop. ``final``: the next job collects the result;
@@ -177,6 +177,8 @@ def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_:
     host = host_job.output if host_job is not None else None
     if final:
         band = {"n_images": st.neb_maker.n_images, "fmax": st.neb_maker.fmax}
+        if factor is None:
+            factor = st.screen_maker.factor if st.screen_maker is not None else SCREEN_FACTOR
         screening = None if screens is None else {"factor": round(factor, 6), "rounds": round_}
         nxt = collect_barriers(st.relaxed_doc, outputs, failures, st.phase, st.formula, st.settings, band,
                                st.neb_maker.calculator, st.warnings, host, host_note, st.legacy_ties,
@@ -250,10 +252,10 @@ def converge_hops(stage: dict, chosen: list[int], screens: list, neb_outputs: li
         if hop.id in chosen:
             why = failures.get(hop.id, failures.get(str(hop.id)))
             converged[hop.id] = hop_result(hop, cns, info, initial, final, output, why).cost
-    more = hops_to_converge(plan.network, screened, converged, SCREEN_FACTOR)
+    more = hops_to_converge(plan.network, screened, converged, st.screen_maker.factor)
     if more:
         return Response(replace=hop_stage(st, plan, sorted({*chosen, *more}), final=False, round_=round_ + 1))
-    factor = effective_factor(screened, converged, SCREEN_FACTOR)
+    factor = effective_factor(screened, converged, st.screen_maker.factor)
     return Response(replace=hop_stage(st, plan, chosen, final=True, round_=round_, factor=factor))
 
 
@@ -296,7 +298,7 @@ class BarrierFlowMaker(Maker):
         screen = self.makers.screen
         key = input_hash("barrier hops", FLOW_VERSION, relax.uuid, settings, calculator_info(neb.calculator),
                          getattr(neb, "key_settings", neb.settings)(),
-                         *([screen.settings(), SCREEN_FACTOR] if screen is not None else []))
+                         *([screen.settings(), screen.factor] if screen is not None else []))
         hops = barrier_hops(relax.output, phase.name, phase.formula, settings, neb, key,
                             host_maker=self.makers.elastic if self.settings.host_check else None,
                             screen_maker=screen)
@@ -309,17 +311,23 @@ class BarrierFlowMaker(Maker):
 
 def barrier_flow(phase: str, calculator: str = "sevennet", system: str | None = None, library=None,
                  n_images: int = 5, fmax: float = 0.05, neb_maker=None, endpoint_trials: int | None = None,
-                 incar: dict | None = None, climb: bool | None = None, screen: bool = True, **settings) -> Flow:
+                 incar: dict | None = None, climb: bool | None = None, screen: bool = True,
+                 screen_factor: float | None = None, **settings) -> Flow:
     """The barrier flow of a library phase (``BarrierSettings`` fields as keywords).
 
     ``incar`` and ``climb`` reach the VASP makers (``makers_for``): INCAR overrides, plain NEB.
-    ``screen=False`` converges every hop instead of screening them first.
+    ``screen=False`` converges every hop instead of screening them first; ``screen_factor`` replaces
+    the measured ``SCREEN_FACTOR`` (how far the screens are trusted).
     """
     from alloyflow.structures.library import StructureLibrary
 
     library = library or StructureLibrary()
     makers = makers_for(calculator, n_images=n_images, fmax=fmax, endpoint_trials=endpoint_trials, incar=incar,
                         climb=climb, screen=screen)
+    if screen_factor is not None and makers.screen is not None:
+        from dataclasses import replace as _with
+
+        makers = _with(makers, screen=_with(makers.screen, factor=screen_factor))
     if neb_maker is not None:
         makers = Makers(calculator, makers.relax, makers.static, neb_maker, screen=makers.screen)
     return BarrierFlowMaker(makers=makers, settings=BarrierSettings(**settings)).make(library.get(phase, system))

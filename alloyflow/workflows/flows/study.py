@@ -85,8 +85,10 @@ class StudySettings:
     interstitial: bool = True
     # The barrier phases' mechanical stability (Born criteria), beside their barriers.
     host_check: bool = True
-    # Screen every hop first and converge only those a percolation threshold can need (ASE backends).
+    # Screen every hop first and converge only those a percolation threshold can need (ASE backends);
+    # screen_factor (0, 1] replaces the measured SCREEN_FACTOR.
     screen: bool = True
+    screen_factor: float | None = None
     # VASP only: INCAR overrides (--incar) and plain NEB for a VASP without VTST (climb=False, --no-climb).
     incar: dict = field(default_factory=dict)
     climb: bool | None = None
@@ -110,6 +112,8 @@ class StudySettings:
             raise ValueError(f"endpoint_trials must be >= 1, got {self.endpoint_trials}")
         if self.temperature is not None and not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0 K, not {self.temperature}")
+        if self.screen_factor is not None and not 0 < self.screen_factor <= 1:
+            raise ValueError(f"screen_factor must lie in (0, 1], got {self.screen_factor}")
         BarrierSettings(min_image_distance=self.min_image_distance, max_hops=self.max_hops,
                         max_length=self.max_length).check()
 
@@ -187,7 +191,7 @@ def choose_barriers(hull_docs: list, records: dict, settings: dict, relax_maker,
     hulls = [HullDocument.model_validate(as_dict(d)) for d in hull_docs]
     s = StudySettings(**settings)
     choices = choose_phases(s.barriers, hulls, s.interstitial)
-    makers = Makers(calculator, relax_maker, None, neb_maker, elastic_maker, screen_maker if s.screen else None)
+    makers = Makers(calculator, relax_maker, None, neb_maker, elastic_maker, screen_maker)
     jobs, outputs = [], []
     for c in choices:
         flow = BarrierFlowMaker(makers=makers, settings=s.barrier_settings(c.dilute, c.n_host_sites, c.mechanism)).make(
@@ -321,8 +325,12 @@ def hulls_and_choice(makers: Makers, s: StudySettings, records: dict[str, list[P
                      if hasattr(makers.neb, "key_settings") else makers.neb.settings(),
                      {n: r.as_dict() for n, r in sorted(by_name.items())})
     screen = makers.screen if s.screen else None
+    if screen is not None and s.screen_factor is not None:
+        from dataclasses import replace as _with
+
+        screen = _with(screen, factor=s.screen_factor)
     if screen is not None:
-        key = input_hash(key, screen.settings())
+        key = input_hash(key, screen.settings(), screen.factor)
     choose = choose_barriers([f.output for f in hull_flows], by_name, settings, makers.relax, makers.neb,
                              makers.calculator, key, makers.elastic, screen)
     keyed(choose, key, label="choose barrier phases")

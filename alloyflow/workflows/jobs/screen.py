@@ -21,6 +21,7 @@ from jobflow import Maker, job
 from pydantic import BaseModel, Field
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from alloyflow.analysis.screening import SCREEN_FACTOR
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements
 from alloyflow.engine.keys import input_hash, keyed, maker_settings, structure_fingerprint
 from alloyflow.structures.cells import right_handed
@@ -63,19 +64,26 @@ class ScreenMaker(Maker):
         Registry name (an ASE calculator: an ML potential, GPAW or the mock).
     n_images : int
         Intermediate images; 7 samples the path's maximum more finely than the band's 5 at no real cost.
+    factor : float
+        How far the barrier flow trusts these estimates: a hop is left screened-only when ``factor``
+        times its estimate lies at or above the highest threshold (``alloyflow.analysis.screening``).
     """
 
     name: str = "screen"
     calculator: str = DEFAULT_CALCULATOR
     n_images: int = 7
+    factor: float = SCREEN_FACTOR
     calculator_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.n_images < 1:
             raise ValueError(f"a screen needs at least one intermediate image, got n_images={self.n_images}")
+        if not 0 < self.factor <= 1:
+            raise ValueError(f"the screening factor must lie in (0, 1], got {self.factor}")
 
     def settings(self) -> dict:
-        return maker_settings(self, extra={"idpp_fmax": IDPP_FMAX})
+        """What the screen's document depends on (the factor only changes which hops get a band)."""
+        return maker_settings(self, exclude=("factor",), extra={"idpp_fmax": IDPP_FMAX})
 
     def key(self, initial, final) -> str:
         return input_hash("screen", structure_fingerprint(initial), structure_fingerprint(final),
