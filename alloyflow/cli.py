@@ -102,12 +102,13 @@ def _barrier_options(p: argparse.ArgumentParser) -> None:
                    help="longest hop considered, Å (default: the shortest cutoff percolating in 3D, at most 5 Å)")
     p.add_argument("--endpoint-trials", type=positive_int, default=3,
                    help="relaxations per NEB endpoint from seeded starts, lowest kept (default 3; 1 = as before)")
-    p.add_argument("--no-screen", action="store_true",
-                   help="converge every hop (default: screen all hops with single points on the IDPP path and "
-                        "converge only those a percolation threshold can need; ML potentials only)")
+    p.add_argument("--screen", action="store_true",
+                   help="screen all hops with single points on their IDPP paths first and converge only those a "
+                        "percolation threshold can need (ML potentials; off by default: on the reference phases "
+                        "every hop within the 3D cutoff was needed, see README 'Hop screening')")
     p.add_argument("--screen-factor", type=unit_fraction, default=None, metavar="F",
                    help="trust in the screens, 0 < F <= 1: a hop gets no band when F x its estimate is at or above "
-                        "the highest threshold (default: the measured SCREEN_FACTOR, 0.15)")
+                        "the highest threshold (with --screen; default: the measured SCREEN_FACTOR, 0.15)")
 
 
 def _thermo_options(p: argparse.ArgumentParser) -> None:
@@ -270,7 +271,7 @@ def cmd_barriers(args) -> int:
         structure_dirs=args.structures, min_image_distance=args.min_image_distance, n_images=args.images,
         fmax=args.fmax, max_hops=args.max_hops or None, max_length=args.max_length, dilute=args.dilute,
         dilute_mode=args.dilute_mode, n_host_sites=args.host_sites, progress=not args.no_progress,
-        endpoint_trials=args.endpoint_trials, screen=not args.no_screen, screen_factor=args.screen_factor,
+        endpoint_trials=args.endpoint_trials, screen=args.screen, screen_factor=args.screen_factor,
     )
     print(result.text)
     return 0
@@ -289,7 +290,7 @@ def _study_settings(args, systems):
         endpoint_trials=args.endpoint_trials, search=not getattr(args, "no_search", True),
         search_max_sites=getattr(args, "search_max_sites", 16),
         interstitial=not getattr(args, "no_interstitial", False),
-        host_check=not getattr(args, "no_host_check", False), screen=not getattr(args, "no_screen", False),
+        host_check=not getattr(args, "no_host_check", False), screen=getattr(args, "screen", False),
         screen_factor=getattr(args, "screen_factor", None),
     )
 
@@ -385,7 +386,7 @@ def cmd_submit(args) -> int:
         result = submit.submit_barriers(
             args.targets[0], calculator=args.calculator, system=args.system, structure_dirs=args.structures,
             use_jobflow_store=args.jobflow_store, n_images=args.images, fmax=args.fmax, njobs=args.njobs,
-            endpoint_trials=args.endpoint_trials, screen=not args.no_screen, screen_factor=args.screen_factor,
+            endpoint_trials=args.endpoint_trials, screen=args.screen, screen_factor=args.screen_factor,
             min_image_distance=args.min_image_distance, max_hops=args.max_hops or None,
             max_length=args.max_length, dilute=args.dilute, n_host_sites=args.host_sites, **vasp, **common)
     elif args.what == "study":

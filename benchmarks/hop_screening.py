@@ -84,7 +84,10 @@ def stored_results(store, out: Path):
     if paths:
         return [read_barrier_json(p) for p in paths]
     docs = store.jobstore.query({"name": "collect_barriers"}, properties=["uuid"])
-    return sorted((store.document(d["uuid"], BarrierResult) for d in docs), key=lambda r: (r.phase, r.mode))
+    results = [store.document(d["uuid"], BarrierResult) for d in docs]
+    # the results with every hop converged (screened studies leave some without a band)
+    full = {(r.phase, r.mode): r for r in results if r.screening is None}
+    return sorted(full.values(), key=lambda r: (r.phase, r.mode))
 
 
 def main(argv=None) -> int:

@@ -125,7 +125,7 @@ def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
     with ResultStore(tmp_path) as store:
         result = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
                               progress=lambda label, reused: seen.append((label, reused)), e_above_hull=0.001,
-                              screen_factor=0.5)  # the mock's unrelaxed second-shell path is 3.5 eV high
+                              screen=True, screen_factor=0.5)  # the mock's second-shell path is 3.5 eV high
     assert result.calculator["name"] == "mock" and result.mode == "vacancy"
     assert result.supercell.min_image_distance >= 6.0
     assert [h.id for h in result.hops] == [0, 1]
@@ -156,7 +156,8 @@ def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
     seen.clear()
     with ResultStore(tmp_path) as store:
         again = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
-                             progress=lambda label, reused: seen.append((label, reused)), screen_factor=0.5)
+                             progress=lambda label, reused: seen.append((label, reused)), screen=True,
+                             screen_factor=0.5)
     assert all(reused for _, reused in seen)
     assert [h.forward_barrier for h in again.hops] == [h.forward_barrier for h in result.hops]
 

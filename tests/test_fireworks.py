@@ -314,7 +314,7 @@ def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):
     """Kill the worker during the second NEB firework; detect_lostruns --rerun; finish: the first NEB is kept."""
     fw.cli("alloyflow", "submit", "barriers", "Li", "--system", "Li-In", "--calculator", "mock", "--launchpad",
            str(fw.lp), "--out", str(fw.out), "--min-image-distance", "6", "--images", "3", "--max-hops", "2",
-           "--max-length", "4", "--endpoint-trials", "1", "--no-screen")
+           "--max-length", "4", "--endpoint-trials", "1")
 
     def nebs() -> dict:
         try:
@@ -388,7 +388,7 @@ def test_a_worker_leaves_out_the_nebs_a_local_run_stored(fw):
     from alloyflow.engine import ResultStore
 
     opts = ["--system", "Li-In", "--calculator", "mock", "--min-image-distance", "6", "--images", "3",
-            "--max-hops", "2", "--max-length", "4", "--endpoint-trials", "1", "--no-screen"]
+            "--max-hops", "2", "--max-length", "4", "--endpoint-trials", "1"]
     assert main(["barriers", "Li", *opts, "--out", str(fw.out), "--no-progress"]) == 0
     with ResultStore(fw.out) as store:
         docs = store.jobstore.docs_store
@@ -412,7 +412,7 @@ def test_screening_rounds_run_on_the_workers_as_locally(fw, tmp_path):
     from alloyflow.cli import main
 
     opts = ["--system", "Li-In", "--calculator", "mock", "--min-image-distance", "6", "--images", "3",
-            "--max-length", "4", "--endpoint-trials", "1", "--screen-factor", "0.5"]
+            "--max-length", "4", "--endpoint-trials", "1", "--screen", "--screen-factor", "0.5"]
     fw.cli("alloyflow", "submit", "barriers", "Li", *opts, "--launchpad", str(fw.lp), "--out", str(fw.out))
     fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
     assert list(fw.states()) == ["COMPLETED"]

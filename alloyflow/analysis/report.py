@@ -116,7 +116,7 @@ def _host(hs) -> str:
 
 SCREEN_NOTE = ("Screened only: every hop was first screened by single points on its unrelaxed IDPP path; a hop "
                "whose estimate, times the screening factor, lies at or above the highest percolation threshold of "
-               "the converged hops cannot lower a threshold and got no band (`--no-screen` converges every hop).")
+               "the converged hops cannot lower a threshold and got no band (`--screen`; off by default).")
 
 
 def _converged_cell(hop) -> str:

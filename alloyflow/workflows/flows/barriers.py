@@ -311,13 +311,13 @@ class BarrierFlowMaker(Maker):
 
 def barrier_flow(phase: str, calculator: str = "sevennet", system: str | None = None, library=None,
                  n_images: int = 5, fmax: float = 0.05, neb_maker=None, endpoint_trials: int | None = None,
-                 incar: dict | None = None, climb: bool | None = None, screen: bool = True,
+                 incar: dict | None = None, climb: bool | None = None, screen: bool = False,
                  screen_factor: float | None = None, **settings) -> Flow:
     """The barrier flow of a library phase (``BarrierSettings`` fields as keywords).
 
     ``incar`` and ``climb`` reach the VASP makers (``makers_for``): INCAR overrides, plain NEB.
-    ``screen=False`` converges every hop instead of screening them first; ``screen_factor`` replaces
-    the measured ``SCREEN_FACTOR`` (how far the screens are trusted).
+    ``screen=True`` screens every hop first and converges only those a threshold can need;
+    ``screen_factor`` replaces the measured ``SCREEN_FACTOR`` (how far the screens are trusted).
     """
     from alloyflow.structures.library import StructureLibrary
 

@@ -86,8 +86,9 @@ class StudySettings:
     # The barrier phases' mechanical stability (Born criteria), beside their barriers.
     host_check: bool = True
     # Screen every hop first and converge only those a percolation threshold can need (ASE backends);
-    # screen_factor (0, 1] replaces the measured SCREEN_FACTOR.
-    screen: bool = True
+    # screen_factor (0, 1] replaces the measured SCREEN_FACTOR. Off: on the reference phases every hop
+    # within the 3D cutoff could set a threshold (benchmarks/hop_screening.py), so screens only added work.
+    screen: bool = False
     screen_factor: float | None = None
     # VASP only: INCAR overrides (--incar) and plain NEB for a VASP without VTST (climb=False, --no-climb).
     incar: dict = field(default_factory=dict)
@@ -360,5 +361,5 @@ def study_flow(settings: StudySettings, library: StructureLibrary | None = None,
     """The study flow of ``settings`` on its calculator (VASP, GPAW or an ML potential)."""
     makers = makers or makers_for(settings.calculator, n_images=settings.n_images, fmax=settings.fmax,
                                   endpoint_trials=settings.endpoint_trials, incar=settings.incar or None,
-                                  climb=settings.climb)
+                                  climb=settings.climb, screen=settings.screen)
     return StudyFlowMaker(makers=makers, settings=settings).make(library)

@@ -81,7 +81,7 @@ def parse_incar(items) -> dict:
 
 def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: dict | None = None,
                relax: dict | None = None, neb: dict | None = None, endpoint_trials: int | None = None,
-               climb: bool | None = None, screen: bool = True) -> Makers:
+               climb: bool | None = None, screen: bool = False) -> Makers:
     """The relax, static and NEB makers for a registry name.
 
     Parameters
@@ -102,7 +102,8 @@ def makers_for(calculator: str, n_images: int = 5, fmax: float = 0.05, incar: di
         own NEB, for a VASP built without VTST (``True`` writes VTST's LCLIMB, IOPT).
     screen : bool
         Screen every hop before converging bands (ASE backends): only the hops a percolation
-        threshold can need get a CI-NEB. VASP converges every hop (screens would be DFT single points).
+        threshold can need get a CI-NEB. Off by default (on the reference phases every hop within
+        the 3D cutoff was needed). VASP converges every hop (screens would be DFT single points).
 
     Returns
     -------
