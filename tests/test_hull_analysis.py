@@ -254,3 +254,22 @@ def test_predicted_phases_say_whether_they_have_the_reference_crystal_system():
     assert len(lines) == 2  # the lowest Li13In3 only; the observed Li3In2 is not a prediction
     assert "Li13In3_bcc16_1" in lines[0] and "not the reference's structure" in lines[0] and "cubic" in lines[0]
     assert "Li2In_x" in lines[1] and "the same crystal system" in lines[1]
+
+
+def test_a_predicted_phase_is_compared_with_the_reference_by_formula():
+    """The search's Li13In3 (named Li13In3_bcc16_...) joins the barrier comparison and the Spearman rank."""
+    from alloyflow.analysis.migration import BarrierResult, SupercellInfo
+    from alloyflow.analysis.report import comparison_section
+
+    def result(phase, formula, lowest, status=""):
+        return BarrierResult(phase=phase, formula=formula, calculator={"name": "x"}, hops=[],
+                             supercell=SupercellInfo(natoms=10, min_image_distance=10.0, matrix=[[1, 0, 0]] * 3),
+                             percolation={"1d": lowest, "2d": None, "3d": None}, phase_status=status)
+
+    barriers = [result("Li", "Li", 0.05), result("LiIn", "LiIn", 0.02),
+                result("Li13In3_bcc16_1", "Li13In3", 0.08, "predicted"), result("LiSn", "LiSn", 0.26)]
+    text = comparison_section({}, {}, barriers, "test")
+    assert "Li13In3 (predicted: Li13In3_bcc16_1) lowest percolating barrier, vacancy (meV) | 80 | 172 |" in text
+    assert "over 4 phases" in text
+    observed = result("Li13In3_x", "Li13In3", 0.08)  # not predicted: a name the reference does not use is not matched
+    assert "over 3 phases" in comparison_section({}, {}, barriers[:2] + [observed, barriers[3]], "test")
