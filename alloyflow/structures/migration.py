@@ -518,13 +518,6 @@ def _host_supercell(host: Structure, n_host_sites: int | None, matrix, extra: in
     return best_supercell_of_size(host, n_host_sites // len(host), legacy_ties=legacy_ties)
 
 
-def interstitial_site(host: Structure) -> np.ndarray:
-    """Fractional coordinates of the largest void, on its special position (``void_orbit``'s first site)."""
-    from alloyflow.structures.interstitial import void_orbit
-
-    return void_orbit(host)[0]
-
-
 def _interstitial_network(host: Structure, max_length: float | None) -> HopNetwork:
     from alloyflow.structures.interstitial import void_orbit
 
@@ -541,7 +534,9 @@ def dilute_li_supercell(host_structure: Structure, n_host_sites: int | None = 36
     if mode == "substitution":
         sc.replace(0, "Li")
     elif mode == "interstitial":
-        sc.append("Li", interstitial_site(host_structure) @ inv_m)
+        from alloyflow.structures.interstitial import void_orbit
+
+        sc.append("Li", void_orbit(host_structure)[0] @ inv_m)  # the largest void, on its special position
     else:
         raise ValueError(f"mode must be 'substitution' or 'interstitial', not {mode!r}")
     return sc, {"natoms": len(sc), "min_image_distance": round(dmin, 4), "matrix": m.tolist(), "mode": f"dilute-{mode}"}

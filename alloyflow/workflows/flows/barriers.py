@@ -35,14 +35,8 @@ from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.store import as_dict
 from alloyflow.structures.library import Phase, primitive
 from alloyflow.structures.migration import check_barrier_supercell
-from alloyflow.workflows.flows.barrier_collect import (  # noqa: F401 (re-exported: the barrier flow's documents)
-    SAME_MINIMUM_TOL,
-    collect_barriers,
-    endpoint_problem,
-    hop_from_neb,
-    hop_result,
-    host_stability,
-)
+from alloyflow.workflows.flows.barrier_collect import collect_barriers, hop_result
+from alloyflow.workflows.flows.barrier_collect import hop_from_neb, host_stability  # noqa: F401 (public API)
 from alloyflow.workflows.flows.hop_plan import BarrierSettings, plan_hops
 from alloyflow.workflows.jobs.backends import Makers, makers_for
 from alloyflow.workflows.jobs.neb import EndpointError
