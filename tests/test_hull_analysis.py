@@ -21,7 +21,7 @@ from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEn
 
 from alloyflow.analysis.hull import HullResult, build_hull
 from alloyflow.analysis.outputs import format_hull_table
-from alloyflow.io.files import OutputFileError
+from alloyflow.io.files import FIGURE_INDEX, OutputFileError
 from alloyflow.io.hull import read_hull_json, read_voltage_json, write_hull_outputs
 from alloyflow.analysis.plots import plot_hull, plot_voltage
 from alloyflow.analysis.voltage import voltage_profile
@@ -208,7 +208,7 @@ def test_mock_entries_end_to_end(tmp_path, mock_entries):
         assert p.stat().st_size > 0
     for key in ("hull_png", "voltage_png"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list((tmp_path / "out").glob(".*"))  # no temp files left behind
+    assert [p.name for p in (tmp_path / "out").glob(".*")] == [FIGURE_INDEX]  # no temp files left behind
 
     h = json.loads(paths["hull_json"].read_text())
     assert h["system"] == "Li-In"

@@ -69,6 +69,16 @@ def test_study_writes_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "reused" in out
 
+    # a rerun reuses every job, draws no figure again, and keeps the timings of the run that computed
+    pngs = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.png")}
+    assert main([*STUDY, "--out", str(tmp_path)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.png")} == pngs
+    meta = json.loads((tmp_path / "study.json").read_text())
+    assert meta["jobs"]["computed"] == 0
+    assert [r["jobs"]["computed"] > 0 for r in meta["runs"]] == [True, False]
+    report = (tmp_path / "report.md").read_text()
+    assert "The last run that computed jobs" in report
+
 
 def test_sigkill_then_rerun_reuses_finished_jobs(tmp_path, capsys):
     reference, killed = tmp_path / "reference", tmp_path / "killed"

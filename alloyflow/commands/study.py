@@ -9,9 +9,9 @@ and the files and report are written from the stored ``StudyDocument``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from alloyflow.calculators import calculator_info
@@ -65,7 +65,7 @@ def write_search_results(store: ResultStore, flow) -> list:
 
 def run_study(settings: StudySettings, out: Path, progress: bool = True) -> StudyReport:
     """Build the study flow, run it on the local engine in ``out`` and write the files and report."""
-    from alloyflow.io.report import write_report
+    from alloyflow.io.report import write_report, write_study_json
 
     out = Path(out)
     settings.check()  # bad settings are refused here, before any job exists
@@ -92,8 +92,9 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
         "jobs": {"computed": total.computed, "reused": total.reused},
         "flow_output": flow.output.uuid,
     }
+    meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_study_json(out, meta)  # adds the earlier runs, which the report quotes
     path = write_report(out, hulls, voltages, barriers, meta, thermo=thermo)
-    (out / "study.json").write_text(json.dumps(meta, indent=2, default=str))
     summary = (f"study of {', '.join(settings.systems)} on {calculator_info(settings.calculator)['label']}: "
                f"{total.computed} job(s) computed, {total.reused} reused from {out / 'store'}; "
                f"{timings['total']:.0f} s; report: {path}")

@@ -1,4 +1,4 @@
-"""The job store of an output folder: a maggma ``MontyStore`` (sqlite) in ``<out>/store`` and the run lock.
+"""The job store of an output folder: montydb (sqlite) in ``<out>/store``, indexed on its keys, and the run lock.
 
 One bad document does not cost the others: a row whose BSON does not decode
 (found when the store is opened) and a document whose output does not
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from jobflow import JobStore
-from maggma.stores import MontyStore
+
+from alloyflow.engine.indexed import IndexedMontyStore
 
 
 class StoreError(RuntimeError):
@@ -105,12 +106,12 @@ class ResultStore:
         return self.store_dir / QUARANTINE
 
     def _connect(self) -> JobStore:
-        docs = MontyStore("outputs", database_path=str(self.store_dir), database_name=DATABASE, key="uuid")
-        data = MontyStore("data", database_path=str(self.store_dir), database_name=DATABASE, key="blob_uuid")
+        docs = IndexedMontyStore("outputs", database_path=str(self.store_dir), database_name=DATABASE, key="uuid")
+        data = IndexedMontyStore("data", database_path=str(self.store_dir), database_name=DATABASE, key="blob_uuid")
         store = JobStore(docs, additional_stores={"data": data})
         store.connect()
-        store.docs_store.count()  # decodes every document
-        data.count()
+        for collection in (docs, data):  # decodes every stored document once: an undecodable one is found here
+            collection.refresh()
         return store
 
     def _open(self) -> JobStore:
@@ -216,7 +217,14 @@ class ResultStore:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close_readers()
         self.unlock()
+
+    def close_readers(self) -> None:
+        """Close the store indexes' sqlite connections, so that montydb's write-ahead log is folded into the file."""
+        for collection in (self.jobstore.docs_store, *self.jobstore.additional_stores.values()):
+            if hasattr(collection, "close_reader"):
+                collection.close_reader()
 
     def lock(self) -> None:
         path = self.out_dir / ".alloyflow.lock"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from alloyflow.analysis.migration import BarrierResult, barrier_csv_text, plot_profile
-from alloyflow.io.files import save_figure, write_text_atomic
+from alloyflow.io.files import figure_key, save_figure_once, write_text_atomic
 
 
 def _safe(name: str) -> str:
@@ -27,8 +27,9 @@ def write_barrier_outputs(out_dir, result: BarrierResult) -> dict[str, Path]:
     for hop in result.hops:
         if hop.energies:
             name = f"profile_{_safe(result.phase)}_{hop.id}.png"
-            fig = plot_profile(hop, result.calculator, result.phase)
-            files[f"profile_{hop.id}"] = save_figure(fig, out / name)
+            key = figure_key("profile", hop.model_dump(mode="json"), result.calculator, result.phase)
+            files[f"profile_{hop.id}"] = save_figure_once(
+                out / name, key, lambda tmp, hop=hop: plot_profile(hop, result.calculator, result.phase).savefig(tmp, dpi=120, format="png"))
     kept = set(files.values())
     for old in out.glob("profile_*.png"):
         if old not in kept:

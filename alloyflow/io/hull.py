@@ -10,13 +10,20 @@ from pydantic import ValidationError
 from alloyflow.analysis.hull import HullResult
 from alloyflow.analysis.outputs import hull_csv_text
 from alloyflow.analysis.voltage import VoltageResult
-from alloyflow.io.files import OutputFileError, atomic_write, write_json_atomic, write_text_atomic
+from alloyflow.io.files import OutputFileError, figure_key, save_figure_once, write_json_atomic, write_text_atomic
 
 
 HULL_FILES = {"hull_json": "hull.json", "hull_csv": "hull.csv", "hull_png": "hull.png"}
 
 
 VOLTAGE_FILES = {"voltage_json": "voltage.json", "voltage_png": "voltage.png"}
+
+
+def _plots():
+    """``alloyflow.analysis.plots``, imported (with matplotlib) only when a figure is drawn."""
+    from alloyflow.analysis import plots
+
+    return plots
 
 
 def write_hull_outputs(out_dir, hull_result: HullResult, voltage_result: VoltageResult | None = None) -> dict[str, Path]:
@@ -27,18 +34,18 @@ def write_hull_outputs(out_dir, hull_result: HullResult, voltage_result: Voltage
     Returns ``{"hull_json": path, "hull_csv": ..., "hull_png": ...,
     "voltage_json": ..., "voltage_png": ...}`` (the voltage keys only with a curve).
     """
-    from alloyflow.analysis.plots import plot_hull, plot_voltage  # matplotlib only when drawing
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {key: out / name for key, name in HULL_FILES.items()}
     write_json_atomic(paths["hull_json"], hull_result)
     write_text_atomic(paths["hull_csv"], hull_csv_text(hull_result))
-    atomic_write(paths["hull_png"], lambda tmp: plot_hull(hull_result, path=tmp))
+    save_figure_once(paths["hull_png"], figure_key("hull", hull_result.model_dump(mode="json")),
+                     lambda tmp: _plots().plot_hull(hull_result, path=tmp))
     if voltage_result is not None:
         vpaths = {key: out / name for key, name in VOLTAGE_FILES.items()}
         write_json_atomic(vpaths["voltage_json"], voltage_result)
-        atomic_write(vpaths["voltage_png"], lambda tmp: plot_voltage(voltage_result, path=tmp))
+        save_figure_once(vpaths["voltage_png"], figure_key("voltage", voltage_result.model_dump(mode="json")),
+                         lambda tmp: _plots().plot_voltage(voltage_result, path=tmp))
         paths.update(vpaths)
     else:
         for name in VOLTAGE_FILES.values():

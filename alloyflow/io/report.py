@@ -41,7 +41,47 @@ def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: d
     parts += ["## Jobs and timings", "",
               f"Jobs: {meta['jobs']['computed']} computed in this run, {meta['jobs']['reused']} reused from the store.",
               "", table(["stage", "wall time this run (s)"], timing_rows), ""]
+    computing = last_computing_run(meta)
+    if computing is not None and meta["jobs"].get("computed", 0) == 0:
+        rows = [[k, f"{v:.1f}"] for k, v in computing.get("timings_seconds", {}).items()]
+        parts += [f"The last run that computed jobs ({computing.get('finished', 'time not recorded')}): "
+                  f"{computing.get('jobs', {}).get('computed', '?')} computed, "
+                  f"{computing.get('jobs', {}).get('reused', '?')} reused.", "",
+                  table(["stage", "wall time of that run (s)"], rows), ""]
     return write_text_atomic(Path(out) / "report.md", "\n".join(parts))
+
+
+RUNS_KEPT = 50
+"""Runs whose jobs and timings ``study.json`` keeps (newest last)."""
+
+
+def _runs(meta) -> list[dict]:
+    runs = meta.get("runs") if isinstance(meta, dict) else None
+    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+
+
+def last_computing_run(meta: dict) -> dict | None:
+    """The newest run in ``meta["runs"]`` that computed at least one job, or None."""
+    return next((r for r in reversed(_runs(meta))
+                 if isinstance(r.get("jobs"), dict) and (r["jobs"].get("computed") or 0) > 0), None)
+
+
+def write_study_json(out: Path, meta: dict) -> Path:
+    """``<out>/study.json``: this run's ``meta`` plus the jobs and timings of earlier runs (``runs``).
+
+    A rerun that reuses everything would otherwise overwrite the timings of
+    the run that computed the study; an unreadable earlier file only loses
+    its history.
+    """
+    path = Path(out) / "study.json"
+    try:
+        earlier = _runs(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        earlier = []
+    run = {k: meta[k] for k in ("finished", "jobs", "timings_seconds") if k in meta}
+    meta["runs"] = (earlier + [run])[-RUNS_KEPT:]
+    write_text_atomic(path, json.dumps(meta, indent=2, default=str))
+    return path
 
 
 def load_stored_results(out: Path):
