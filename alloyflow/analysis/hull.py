@@ -12,13 +12,16 @@ Energies are eV/atom throughout; tables and plots convert to meV/atom.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
-from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
-from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from alloyflow.structures.library import parse_system
+
+if TYPE_CHECKING:  # pymatgen's phase diagram and entries import in 1.8 s; a rerun that only reads needs neither
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 WORKING_ION = "Li"
 UNKNOWN_CALCULATOR = {"name": "unknown", "model": "unknown", "version": "unknown", "kind": "unknown", "label": "unknown calculator"}
@@ -161,6 +164,8 @@ def phase_diagram(entries: Sequence, system: str) -> PhaseDiagram:
     for el in (li, host):
         if not any(e.composition.is_element and e.composition.elements[0] == Element(el) for e in entries):
             raise ValueError(f"no elemental reference for {el} among the {system} entries")
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+
     return PhaseDiagram(list(entries), elements=[Element(li), Element(host)])
 
 
@@ -256,6 +261,8 @@ def entries_from_hull(hull: HullResult) -> list[PDEntry]:
     The total energies per atom are all a phase diagram needs, so a voltage
     curve can be recomputed from ``hull.json`` without the relaxation store.
     """
+    from pymatgen.analysis.phase_diagram import PDEntry
+
     entries = []
     for p in hull.phases:
         comp = Composition(p.formula)
@@ -278,6 +285,8 @@ __all__ = [
 
 def entries_from_documents(docs: list) -> list[ComputedStructureEntry]:
     """One ``ComputedStructureEntry`` per relaxed phase (``RelaxationDocument``s in), provenance in ``data``."""
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
     entries = []
     for doc in docs:
         entries.append(
