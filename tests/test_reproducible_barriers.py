@@ -55,7 +55,8 @@ def test_single_trial_keeps_the_keys_of_bands_stored_before_trials_existed():
     assert "endpoint_symprec" not in one.key_settings() and three.key_settings()["endpoint_symprec"] == 1e-3
     assert one.key_settings() == {k: v for k, v in three.key_settings().items()
                                   if k not in ("endpoint_trials", "endpoint_symprec")}
-    assert three.earlier_methods() == [NebMaker(calculator="mock", endpoint_symprec=None)]
+    assert three.earlier_methods() == [NebMaker(calculator="mock", climb_fmax=None),  # before issue 18, item 1
+                                       NebMaker(calculator="mock", climb_fmax=None, endpoint_symprec=None)]
     assert ENDPOINT_TOL == TOLERANCE
 
 
