@@ -177,3 +177,38 @@ def test_study_runs_the_search_and_labels_predicted_phases(tmp_path, capsys):
     assert all(statuses[p.stem] == "predicted" for p in predicted)
     assert "predicted" in (tmp_path / "report.md").read_text()
     assert "search Li-In" in json.loads((tmp_path / "study.json").read_text())["timings_seconds"]
+
+
+def test_a_phase_whose_planning_fails_is_reported_and_retried(tmp_path, capsys, monkeypatch):
+    import alloyflow.workflows.flows.barriers as barriers
+
+    real = barriers.stored_plan
+
+    def failing(phase, *args, **kwargs):
+        if phase == "LiIn":
+            raise ValueError("0 atoms move by more than 0.5 Å")
+        return real(phase, *args, **kwargs)
+
+    argv = [*STUDY[:-5], "LiIn", *STUDY[-5:]]  # --barriers Li LiIn
+    monkeypatch.setattr(barriers, "stored_plan", failing)
+    assert main([*argv, "--out", str(tmp_path)]) == 0  # the study goes on without LiIn
+    captured = capsys.readouterr()
+    assert "the hops of LiIn could not be planned" in captured.err
+    report = (tmp_path / "report.md").read_text()
+    assert "**LiIn** (vacancy): no barriers, its hop planning failed: ValueError: 0 atoms move" in report
+    li = json.loads((tmp_path / "barriers" / "Li" / "barriers.json").read_text())
+    assert li["hops"] and li["error"] is None
+    failed = json.loads((tmp_path / "barriers" / "LiIn" / "barriers.json").read_text())
+    assert failed["hops"] == [] and failed["retry_next_run"] is True
+
+    monkeypatch.setattr(barriers, "stored_plan", real)  # the fix: the next run plans LiIn again, reuses the rest
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    computed = int(re.search(r"(\d+) job\(s\) computed", out).group(1))
+    fixed = json.loads((tmp_path / "barriers" / "LiIn" / "barriers.json").read_text())
+    assert fixed["hops"] and fixed["error"] is None and not fixed["retry_next_run"]
+    assert computed > 0
+    assert "planning failed" not in (tmp_path / "report.md").read_text()
+    # and a third run reuses everything
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "0 job(s) computed" in capsys.readouterr().out

@@ -125,7 +125,7 @@ class BarrierResult(BaseModel):
     formula: str = ""
     mode: str = "vacancy"
     calculator: dict
-    supercell: SupercellInfo
+    supercell: SupercellInfo | None = Field(None, description="the NEB cell (None only where planning failed)")
     hops: list[HopBarrier]
     percolation: dict[str, float | None] = Field(default_factory=lambda: dict.fromkeys(DIMENSIONS))
     percolation_hops: dict[str, int | None] = Field(default_factory=lambda: dict.fromkeys(DIMENSIONS))
@@ -141,6 +141,8 @@ class BarrierResult(BaseModel):
     phase_status: str = Field("", description="the library status of the phase: verified, predicted, ...")
     phase_source: str = Field("", description="where its structure came from (CIF provenance or the search)")
     screening: ScreeningInfo | None = None
+    error: str | None = Field(None, description="why the phase has no hops: its planning failed (one line)")
+    retry_next_run: bool = Field(False, description="a failed result the next run computes again (not reused)")
 
     @property
     def display_name(self) -> str:
@@ -343,6 +345,9 @@ def metastability_correction(e_above_hull_per_atom: float, natoms: int) -> float
 
 
 def apply_metastability_correction(result: BarrierResult, e_above_hull_per_atom: float) -> BarrierResult:
+    if result.supercell is None:  # a failed phase: no barrier to correct
+        result.e_above_hull = e_above_hull_per_atom
+        return result
     corr = metastability_correction(e_above_hull_per_atom, result.supercell.natoms)
     result.e_above_hull = e_above_hull_per_atom
     result.metastability_correction = MetastabilityCorrection(
@@ -439,6 +444,10 @@ def format_barrier_table(results: list[BarrierResult]) -> str:
     lines += [line(r) for r in rows]
     lines += ["", "Lowest percolating barrier (meV)"]
     for r in results:
+        if r.error:
+            lines.append(f"{r.display_name} [{r.calculator.get('label', r.calculator.get('name', '?'))}, {r.mode}]: "
+                         f"FAILED ({r.error}); the next run retries it")
+            continue
         bound = "" if r.percolation_complete else "<="
         perc = " ".join(f"{d.upper()} {bound}{_mev(r.percolation.get(d))}" for d in DIMENSIONS)
         text = f"{r.display_name} [{r.calculator.get('label', r.calculator.get('name', '?'))}, {r.supercell.natoms} atoms, {r.mode}]: {perc}"

@@ -127,8 +127,12 @@ def _converged_cell(hop) -> str:
 
 
 def barrier_section(barriers) -> str:
-    rows, perc_rows = [], []
+    rows, perc_rows, failed = [], [], []
     for res in barriers:
+        if getattr(res, "error", None):
+            failed.append(f"- **{res.phase}** ({res.mode}): no barriers, its hop planning failed: {res.error}. "
+                          "The next run of the study computes it again.")
+            continue
         perc = res.percolation if isinstance(res.percolation, dict) else res.percolation.model_dump()
         for hop in res.hops:
             rows.append([res.phase + (f" ({res.mode})" if res.mode != "vacancy" else ""), _hop_get(hop, "id"), _fmt(_hop_get(hop, "length"), digits=2),
@@ -161,6 +165,7 @@ def barrier_section(barriers) -> str:
         "Lowest 1D percolating barrier per mechanism (meV) and the lower one, with its mechanism:",
         "",
         table(["phase", "mechanisms computed", "lowest"], lowest_by_mechanism(barriers)),
+        *(["", "Phases that failed (the rest of the study went on without them):", "", *failed] if failed else []),
     ])
 
 

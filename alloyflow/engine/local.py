@@ -82,10 +82,33 @@ DYNAMIC = "alloyflow_dynamic"
 """Metadata flag of a job that answers with ``Response(replace=...)``: finished only when its replacement is."""
 
 
+RETRY = "retry_next_run"
+"""A stored output (a mapping) with this key true is a recorded failure, not a result: the next run computes
+its job again. A dynamic job that answers without a replacement needs no flag (it is finished only once a
+replacement exists); the jobs that collect its output carry the flag on (``BarrierResult.retry_next_run``)."""
+
+
 def is_finished(jobstore, job: Job) -> bool:
-    """Whether ``job``'s result is in ``jobstore`` (for a dynamic job: its replacement's output)."""
+    """Whether ``job``'s result is in ``jobstore`` (for a dynamic job: its replacement's output) and is final.
+
+    An output marked ``RETRY`` is a failure stored so that the rest of a flow could go on; it does not count.
+    """
     index = job.index + 1 if (job.metadata or {}).get(DYNAMIC) and job.index == 1 else job.index
-    return jobstore.query_one({"uuid": job.uuid, "index": {"$gte": index}}, properties=["uuid"]) is not None
+    doc = jobstore.query_one({"uuid": job.uuid, "index": {"$gte": index}}, properties=["output"],
+                             sort={"index": -1})
+    return doc is not None and _final(jobstore, doc.get("output"))
+
+
+def _final(jobstore, output, depth: int = 0) -> bool:
+    """False for an output marked ``RETRY``, or a stored reference (a replacement's output) that leads to one."""
+    if not isinstance(output, dict):
+        return True
+    if output.get(RETRY):
+        return False
+    if output.get("@class") == "OutputReference" and output.get("uuid") and depth < 32:
+        doc = jobstore.query_one({"uuid": output["uuid"]}, properties=["output"], sort={"index": -1})
+        return doc is None or _final(jobstore, doc.get("output"), depth + 1)
+    return True
 
 
 def unfinished(flow: Flow | Job | Iterable[Job], jobstore=None) -> list[Job]:

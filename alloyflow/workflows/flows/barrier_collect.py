@@ -145,6 +145,24 @@ def _screened_hop(hop, cns, info, estimate: float | None) -> HopBarrier:
                       moving_index=info.get("moving_index"), screened_estimate=estimate, screened_only=True)
 
 
+def planning_failure(relaxed_doc: RelaxationDocument, phase: str, formula: str, settings: BarrierSettings,
+                     calculator: str, exc: Exception, warnings: list[str] | None = None) -> BarrierResult:
+    """The result of a phase whose hops could not be planned: no hops, the error in one line, retried next run.
+
+    A study goes on with its other phases and reports this one as failed; the
+    engine does not reuse it (``retry_next_run``), so the next run plans the
+    phase again, after a fix of the code or the settings.
+    """
+    mode = f"dilute-{settings.dilute_mode}" if settings.dilute else settings.mechanism
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return BarrierResult(
+        phase=phase + (" (dilute Li)" if settings.dilute else ""), formula=formula, mode=mode,
+        calculator=calculator_info(calculator), hops=[], relaxed_structure=relaxed_doc.structure.as_dict(),
+        warnings=[f"the hops of {phase} could not be planned ({reason})", *(warnings or [])],
+        phase_status=str(relaxed_doc.metadata.get("status", "")),
+        phase_source=str(relaxed_doc.metadata.get("source", "")), error=reason, retry_next_run=True)
+
+
 @job
 def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase: str, formula: str,
                      settings: dict, band: dict, calculator: str, warnings: list[str], host=None,

@@ -22,6 +22,7 @@ recomputes one. The documents are built in ``barrier_collect``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 
 from jobflow import CURRENT_JOB, Flow, Maker, Response, job
@@ -35,7 +36,7 @@ from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.store import as_dict
 from alloyflow.structures.library import Phase, primitive
 from alloyflow.structures.migration import check_barrier_supercell
-from alloyflow.workflows.flows.barrier_collect import collect_barriers, hop_result
+from alloyflow.workflows.flows.barrier_collect import collect_barriers, hop_result, planning_failure
 from alloyflow.workflows.flows.barrier_collect import hop_from_neb, host_stability  # noqa: F401 (public API)
 from alloyflow.workflows.flows.hop_plan import BarrierSettings, plan_hops
 from alloyflow.workflows.jobs.backends import Makers, makers_for
@@ -207,7 +208,13 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
     """
     doc = RelaxationDocument.model_validate(as_dict(relaxed_doc))
     s = BarrierSettings(**settings)
-    plan, legacy_ties, maker = stored_plan(phase, formula, doc.structure, s, neb_maker, CURRENT_JOB.store)
+    try:
+        plan, legacy_ties, maker = stored_plan(phase, formula, doc.structure, s, neb_maker, CURRENT_JOB.store)
+    except Exception as exc:  # noqa: BLE001 (any planning failure: the study goes on, the next run retries)
+        failed = planning_failure(doc, phase, formula, s, neb_maker.calculator, exc)
+        print(f"alloyflow: warning: {failed.warnings[0]}; the other phases go on, the next run retries it",
+              file=sys.stderr, flush=True)
+        return Response(output=failed)
     warnings = list(plan.warnings)
     if legacy_ties:
         warnings.append(f"the hops are those stored in supercell {plan.entries[0][3]['matrix']}, chosen among equally "
@@ -340,6 +347,8 @@ def run_barriers(phase: str, store, calculator: str = "sevennet", system: str | 
     flow = barrier_flow(phase, calculator, system, library, n_images, fmax, neb_maker, **settings)
     run_flow(flow, store, progress=progress)
     result = store.document(flow.output.uuid, BarrierResult)
+    if result.error:
+        raise ValueError(f"the hops of {phase} could not be planned: {result.error}")
     if e_above_hull is not None:
         apply_metastability_correction(result, e_above_hull)
     return result

@@ -222,7 +222,8 @@ def collect_study(hull_docs: list, choices: list, barrier_outputs: list, setting
             apply_metastability_correction(result, c.e_above_hull)
         barriers.append(result)
     return StudyDocument(systems=[h.system for h in hulls], calculator=calculator_info(calculator), hulls=hulls,
-                         choices=choices, barriers=barriers, settings=settings)
+                         choices=choices, barriers=barriers, settings=settings,
+                         retry_next_run=any(b.retry_next_run for b in barriers))
 
 
 def add_thermo_stage(flow: Flow, settings: StudySettings, calculator: str) -> Flow:

@@ -80,7 +80,7 @@ def study_barriers(doc: StudyDocument, system: str) -> list[BarrierResult]:
     """A study's barrier results of ``system``, in the order of their folders (``<out>/barriers/<name>``)."""
     names = [OutputLayout(".").barriers(c.phase, c.dilute, c.mechanism).name for c in doc.choices]
     ordered = [b for _, b in sorted(zip(names, doc.barriers), key=lambda pair: pair[0])]
-    return barriers_of_system(ordered, system)
+    return barriers_of_system([b for b in ordered if not b.error], system)  # a failed phase has no hops
 
 
 def relaxation_inputs(system: str, relaxations, jobstore=None) -> tuple[list[RelaxationDocument], list[str]]:

@@ -52,3 +52,4 @@ class StudyDocument(BaseModel):
     settings: dict = Field(default_factory=dict)
     thermo: dict[str, ThermoResult] = Field(
         default_factory=dict, description="system -> finite-temperature result (a study run with a temperature)")
+    retry_next_run: bool = Field(False, description="a barrier phase failed: the next run computes it and this again")
