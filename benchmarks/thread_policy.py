@@ -16,7 +16,7 @@ search screens), and one relaxation of a rattled 16-atom cell. The table
 gives seconds per force call (median over repeats) and the ratio to 1 thread
 in the same load.
 
-    python benchmarks/thread_policy.py [--threads 1 2] [--load 0 4] [--repeats 2] [--out FILE]
+    python benchmarks/thread_policy.py [--threads 1 2] [--load 0 4] [--interop 0 1] [--repeats 2] [--out FILE]
 
 Other processes running at the same time are listed in the output (the
 machine's load average before each measurement), so a reader can judge the
@@ -37,6 +37,9 @@ from pathlib import Path
 WORKER = r"""
 import json, os, time
 import numpy as np
+import torch
+if os.environ.get("BENCH_INTEROP"):
+    torch.set_num_interop_threads(int(os.environ["BENCH_INTEROP"]))
 from alloyflow.calculators import get_calculator
 from alloyflow.structures.library import StructureLibrary
 from alloyflow.workflows.jobs.relax import RelaxMaker
@@ -70,8 +73,8 @@ t0 = time.perf_counter()
 doc = RelaxMaker(calculator="sevennet", fmax=0.02, steps=60).run(rattled, label="bench")
 out["relax_seconds"] = time.perf_counter() - t0
 out["relax_steps"] = doc.n_steps if hasattr(doc, "n_steps") else None
-import torch
 out["torch_threads"] = torch.get_num_threads()
+out["interop_threads"] = torch.get_num_interop_threads()
 print("RESULT " + json.dumps(out))
 """
 
@@ -80,9 +83,9 @@ def busy(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
-def measure(threads: int, policy: str | None, load: int, calls: int) -> dict:
+def measure(threads: int, policy: str | None, load: int, calls: int, interop: int | None = None) -> dict:
     env = {**os.environ, "ALLOYFLOW_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1", "BENCH_CALLS": str(calls),
-           "PYTHONWARNINGS": "ignore"}
+           "PYTHONWARNINGS": "ignore", "BENCH_INTEROP": str(interop or "")}
     # "default" is libgomp's own (spin, then sleep): an empty value, which libgomp ignores with a warning,
     # keeps alloyflow (which sets PASSIVE when the variable is unset) from choosing for it
     env["OMP_WAIT_POLICY"] = policy or ""
@@ -109,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--load", type=int, nargs="+", default=[0, 4], help="busy background processes")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--calls", type=int, default=15, help="force calls per cell per measurement")
+    ap.add_argument("--interop", type=int, nargs="+", default=[0],
+                    help="torch inter-op threads (0: torch's default, one per core)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/thread_policy.json"))
     args = ap.parse_args(argv)
 
@@ -117,30 +122,34 @@ def main(argv=None) -> int:
         for rep in range(args.repeats):  # configurations interleaved, so drifting background load hits all alike
             for threads in args.threads:
                 for policy in args.policies:
-                    r = measure(threads, None if policy == "default" else policy, load, args.calls)
-                    rows.append({"load": load, "threads": threads, "policy": policy, "repeat": rep, **r})
-                    print(json.dumps(rows[-1]), flush=True)
+                    for interop in args.interop:
+                        r = measure(threads, None if policy == "default" else policy, load, args.calls, interop)
+                        rows.append({"load": load, "threads": threads, "policy": policy, "repeat": rep,
+                                     "interop": interop, **r})
+                        print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
 
-    def med(load, threads, policy, key):
-        return statistics.median(r[key] for r in rows
-                                 if (r["load"], r["threads"], r["policy"]) == (load, threads, policy))
+    def med(load, threads, policy, interop, key):
+        return statistics.median(r[key] for r in rows if (r["load"], r["threads"], r["policy"], r.get("interop", 0))
+                                 == (load, threads, policy, interop))
 
     print(f"\nSevenNet-0 on {os.cpu_count()} cores; seconds per force call (median of {args.repeats}); "
-          "ratio = time / time at 1 thread, same policy and load")
+          "ratio = time / time at the first thread count, same policy, inter-op threads and load")
     nb, ns = rows[0]["natoms_big"], rows[0]["natoms_small"]
-    print(f"| background busy processes | torch threads | OMP wait policy | {nb}-atom cell s/call | ratio | "
-          f"{ns}-atom cell s/call | ratio | relaxation ({ns} atoms) s | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| background busy processes | torch threads | inter-op threads | OMP wait policy | {nb}-atom cell s/call "
+          f"| ratio | {ns}-atom cell s/call | ratio | relaxation ({ns} atoms) s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    keys = ("big", "small", "relax_seconds")
     for load in args.load:
         for policy in args.policies:
-            base = {k: med(load, args.threads[0], policy, k) for k in ("big", "small", "relax_seconds")}
-            for threads in args.threads:
-                v = {k: med(load, threads, policy, k) for k in ("big", "small", "relax_seconds")}
-                print(f"| {load} | {threads} | {policy} | {v['big']:.3f} | {v['big'] / base['big']:.2f} | "
-                      f"{v['small']:.3f} | {v['small'] / base['small']:.2f} | {v['relax_seconds']:.1f} | "
-                      f"{v['relax_seconds'] / base['relax_seconds']:.2f} |")
+            for interop in args.interop:
+                base = {k: med(load, args.threads[0], policy, interop, k) for k in keys}
+                for threads in args.threads:
+                    v = {k: med(load, threads, policy, interop, k) for k in keys}
+                    print(f"| {load} | {threads} | {interop or 'default'} | {policy} | {v['big']:.3f} | "
+                          f"{v['big'] / base['big']:.2f} | {v['small']:.3f} | {v['small'] / base['small']:.2f} | "
+                          f"{v['relax_seconds']:.1f} | {v['relax_seconds'] / base['relax_seconds']:.2f} |")
     return 0
 
 
