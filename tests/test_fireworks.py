@@ -325,8 +325,9 @@ def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):
                 for d in store.jobstore.query({"name": {"$regex": "^neb "}}, properties=["uuid", "completed_at"])}
 
     code = "import json, sys\n" + f"LP = {str(fw.lp)!r}\n" + textwrap.dedent(KILLABLE_WORKER)
-    # slow force calls (0.2 s each): the second NEB (or the host's elastic job) runs for tens of seconds
-    worker = subprocess.Popen([sys.executable, "-c", code], env={**fw.env, "ALLOYFLOW_MOCK_DELAY": "0.2"},
+    # slow force calls (0.1 s each; a band takes ~2x the calls since the climbing image converges to 0.01 eV/Å):
+    # the second NEB (or the host's elastic job) runs for tens of seconds
+    worker = subprocess.Popen([sys.executable, "-c", code], env={**fw.env, "ALLOYFLOW_MOCK_DELAY": "0.1"},
                               cwd=fw.launches, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while len(nebs()) < 1 and time.time() < deadline and worker.poll() is None:
