@@ -28,8 +28,9 @@ def write_barrier_outputs(out_dir, result: BarrierResult) -> dict[str, Path]:
         if hop.energies:
             name = f"profile_{_safe(result.phase)}_{hop.id}.png"
             key = figure_key("profile", hop.model_dump(mode="json"), result.calculator, result.phase)
-            files[f"profile_{hop.id}"] = save_figure_once(
-                out / name, key, lambda tmp, hop=hop: plot_profile(hop, result.calculator, result.phase).savefig(tmp, dpi=120, format="png"))
+            draw = lambda tmp, hop=hop: (  # noqa: E731
+                plot_profile(hop, result.calculator, result.phase).savefig(tmp, dpi=120, format="png"))
+            files[f"profile_{hop.id}"] = save_figure_once(out / name, key, draw)
     kept = set(files.values())
     for old in out.glob("profile_*.png"):
         if old not in kept:

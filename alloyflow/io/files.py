@@ -17,6 +17,7 @@ of wall time. The index is plain JSON, only ever compared.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -78,16 +79,16 @@ def write_json_atomic(path, model) -> Path:
     return write_text_atomic(path, json.dumps(model.model_dump(mode="json"), indent=2) + "\n")
 
 
-def save_figure(fig, path) -> Path:
-    """A matplotlib figure as PNG, atomically."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+@functools.lru_cache(maxsize=1)
+def _drawing_versions() -> tuple[str, str]:
+    from importlib.metadata import version
+
+    return version("alloyflow"), version("matplotlib")
 
 
 def figure_key(*data) -> str:
-    """A hash of what a figure shows (JSON-able parts; anything else by its ``str``)."""
-    from importlib.metadata import version
-
-    text = json.dumps([version("alloyflow"), version("matplotlib"), *data], sort_keys=True, default=str)
+    """A hash of what a figure shows (JSON-able parts; anything else by its ``str``), and of the code drawing it."""
+    text = json.dumps([*_drawing_versions(), *data], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
