@@ -78,7 +78,7 @@ def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder, also the job store (default: {DEFAULT_OUT})")
     p.add_argument("--structures", action="append", default=[], metavar="DIR",
                    help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads for every cell (default: 1 below 64 atoms, all cores from 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if workflow != "submit":
         p.add_argument("--potential", metavar="PATH", default=None,

@@ -10,13 +10,15 @@ the thread counts apply before torch starts):
   before and kills after each measurement (``--load 4`` = 2x the cores of a
   2-core machine).
 
-Workloads (SevenNet-0, the default potential): force calls on a 63-atom
-vacancy-sized cell (what a NEB band costs), on a 16-atom cell (what the
-search screens), and one relaxation of a rattled 16-atom cell. The table
-gives seconds per force call (median over repeats) and the ratio to 1 thread
-in the same load.
+Workloads (SevenNet-0, the default potential): force calls on B32 LiIn
+cells of 16 and 32 atoms (what the search and the hull relax) and 63 and 127
+atoms (vacancy cells, what a NEB band costs; ``--cells``), and one
+relaxation of a rattled 16-atom cell. The table gives seconds per force
+call (median over repeats) and the ratio to the first thread count in the
+same load.
 
-    python benchmarks/thread_policy.py [--threads 1 2] [--load 0 4] [--interop 0 1] [--repeats 2] [--out FILE]
+    python benchmarks/thread_policy.py [--threads 1 2] [--load 0 4] [--interop 0 1] [--repeats 2]
+                                       [--cells 1x1x1 2x1x1 2x2x1-1 2x2x2-1] [--out FILE]
 
 Other processes running at the same time are listed in the output (the
 machine's load average before each measurement), so a reader can judge the
@@ -56,18 +58,20 @@ def atoms_of(structure):
     a.calc = calc
     return a
 
-small = atoms_of(base.copy())
-big = base * (2, 2, 1)  # a vacancy-cell-sized cell: 2x2x1 conventional cells less one Li
-big.remove_sites([0])
-big = atoms_of(big)
-out = {"natoms_small": len(small), "natoms_big": len(big)}
-for name, a, n in (("big", big, int(os.environ["BENCH_CALLS"])), ("small", small, int(os.environ["BENCH_CALLS"]))):
+out = {"per_call": {}}
+for spec in os.environ["BENCH_CELLS"].split():  # "2x2x1-1": 2x2x1 conventional cells less one Li (a vacancy cell)
+    reps, _, vacancy = spec.partition("-")
+    cell = base * tuple(int(x) for x in reps.split("x"))
+    if vacancy:
+        cell.remove_sites([0])
+    a = atoms_of(cell)
     a.get_forces()  # warm-up (graph build, lazy init)
+    n = int(os.environ["BENCH_CALLS"])
     t0 = time.perf_counter()
     for _ in range(n):
         a.positions += 1e-4
         a.get_forces()
-    out[name] = (time.perf_counter() - t0) / n
+    out["per_call"][str(len(a))] = (time.perf_counter() - t0) / n
 rattled = base.copy(); rattled.perturb(0.05, min_distance=0.02)
 t0 = time.perf_counter()
 doc = RelaxMaker(calculator="sevennet", fmax=0.02, steps=60).run(rattled, label="bench")
@@ -83,8 +87,11 @@ def busy(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
-def measure(threads: int, policy: str | None, load: int, calls: int, interop: int | None = None) -> dict:
-    env = {**os.environ, "ALLOYFLOW_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1", "BENCH_CALLS": str(calls),
+def measure(threads: int, policy: str | None, load: int, calls: int, interop: int | None = None,
+            cells: tuple = ("1x1x1", "2x2x1-1")) -> dict:
+    env = {**os.environ, "ALLOYFLOW_THREADS": str(threads or ""), "OPENBLAS_NUM_THREADS": "1",
+           "BENCH_CALLS": str(calls),
+           "BENCH_CELLS": " ".join(cells),
            "PYTHONWARNINGS": "ignore", "BENCH_INTEROP": str(interop or "")}
     # "default" is libgomp's own (spin, then sleep): an empty value, which libgomp ignores with a warning,
     # keeps alloyflow (which sets PASSIVE when the variable is unset) from choosing for it
@@ -107,13 +114,16 @@ def measure(threads: int, policy: str | None, load: int, calls: int, interop: in
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="torch threads; 0: alloyflow's default (by cell size, alloyflow.calculators.threads)")
     ap.add_argument("--policies", nargs="+", default=["default", "PASSIVE"])
     ap.add_argument("--load", type=int, nargs="+", default=[0, 4], help="busy background processes")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--calls", type=int, default=15, help="force calls per cell per measurement")
     ap.add_argument("--interop", type=int, nargs="+", default=[0],
                     help="torch inter-op threads (0: torch's default, one per core)")
+    ap.add_argument("--cells", nargs="+", default=["1x1x1", "2x1x1", "2x2x1-1", "2x2x2-1"],
+                    help="B32 LiIn cells: conventional-cell repeats, '-1' for one Li removed")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/thread_policy.json"))
     args = ap.parse_args(argv)
 
@@ -123,33 +133,37 @@ def main(argv=None) -> int:
             for threads in args.threads:
                 for policy in args.policies:
                     for interop in args.interop:
-                        r = measure(threads, None if policy == "default" else policy, load, args.calls, interop)
+                        r = measure(threads, None if policy == "default" else policy, load, args.calls, interop,
+                                    tuple(args.cells))
                         rows.append({"load": load, "threads": threads, "policy": policy, "repeat": rep,
                                      "interop": interop, **r})
                         print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
 
+    def value(r, key):
+        return r["per_call"][key] if key in r.get("per_call", {}) else r[key]
+
     def med(load, threads, policy, interop, key):
-        return statistics.median(r[key] for r in rows if (r["load"], r["threads"], r["policy"], r.get("interop", 0))
+        return statistics.median(value(r, key) for r in rows
+                                 if (r["load"], r["threads"], r["policy"], r.get("interop", 0))
                                  == (load, threads, policy, interop))
 
     print(f"\nSevenNet-0 on {os.cpu_count()} cores; seconds per force call (median of {args.repeats}); "
           "ratio = time / time at the first thread count, same policy, inter-op threads and load")
-    nb, ns = rows[0]["natoms_big"], rows[0]["natoms_small"]
-    print(f"| background busy processes | torch threads | inter-op threads | OMP wait policy | {nb}-atom cell s/call "
-          f"| ratio | {ns}-atom cell s/call | ratio | relaxation ({ns} atoms) s | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    keys = ("big", "small", "relax_seconds")
+    keys = [*rows[0]["per_call"], "relax_seconds"]
+    head = " | ".join(f"{k} atoms s/call | ratio" for k in keys[:-1])
+    print(f"| busy processes | torch threads | inter-op threads | OMP wait policy | {head} | relaxation (16 atoms) s "
+          "| ratio |")
+    print("|---" * (4 + 2 * len(keys)) + "|")
     for load in args.load:
         for policy in args.policies:
             for interop in args.interop:
                 base = {k: med(load, args.threads[0], policy, interop, k) for k in keys}
                 for threads in args.threads:
                     v = {k: med(load, threads, policy, interop, k) for k in keys}
-                    print(f"| {load} | {threads} | {interop or 'default'} | {policy} | {v['big']:.3f} | "
-                          f"{v['big'] / base['big']:.2f} | {v['small']:.3f} | {v['small'] / base['small']:.2f} | "
-                          f"{v['relax_seconds']:.1f} | {v['relax_seconds'] / base['relax_seconds']:.2f} |")
+                    cells = " | ".join(f"{v[k]:.3f} | {v[k] / base[k]:.2f}" for k in keys)
+                    print(f"| {load} | {threads} | {interop or 'default'} | {policy} | {cells} |")
     return 0
 
 

@@ -119,7 +119,11 @@ def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
     with ResultStore(tmp_path / "full") as store:
         full = run_barriers("Li", store, calculator="mock", min_image_distance=6.0, n_images=3, max_length=3.6,
                             progress=lambda label, reused: seen.append((label, reused)), screen=False)
-    assert len(seen) == 4 and not any(reused for _, reused in seen)  # relax + two bands + the host's elastic tensor
+    # relax, the host's elastic tensor, two bands, and one endpoint relaxation: the four endpoints of the two
+    # hops are images of one another in bcc, so both bands carry it over and only check it (a single point each)
+    assert len(seen) == 5 and not any(reused for _, reused in seen)
+    assert [label for label, _ in seen if label.startswith("endpoint")] == ["endpoint Li hop 0 initial"]
+    assert [h.endpoint_force_calls for h in full.hops] == [2, 2]
     assert full.screening is None and not any(h.screened_only for h in full.hops)
     seen.clear()
     with ResultStore(tmp_path) as store:
@@ -145,7 +149,7 @@ def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):
     if full.hops[1].cost is not None:  # the mock's second-shell band need not converge
         assert full.hops[1].cost >= result.screening.factor * skipped.screened_estimate
     labels = [label for label, _ in seen]
-    assert len(seen) == 5 and sum("screen" in x for x in labels) == 2  # relax, two screens, one band, host
+    assert len(seen) == 6 and sum("screen" in x for x in labels) == 2  # relax, 2 screens, endpoint, band, host
     assert "screened only (no band): hops 1" in format_barrier_table([result])
     assert result.percolation["1d"] is not None
     assert result.percolation["1d"] == result.percolation["3d"]  # bcc: the nn hop alone is a 3D net

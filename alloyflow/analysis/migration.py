@@ -78,7 +78,9 @@ class HopBarrier(BaseModel):
     endpoint_energies: list[list[float]] = Field(
         default_factory=list, description="relaxed energies (eV) of the seeded endpoint trials: [initial, final]")
     endpoint_spread: list[float] = Field(default_factory=list, description="max - min trial energy, eV: [initial, final]")
-    endpoint_force_calls: int | None = Field(None, description="force calls of the endpoint relaxations")
+    endpoint_force_calls: int | None = Field(
+        None, description="force calls of the endpoint relaxations the band ran; where it carried over the shared "
+                          "relaxation of an equivalent endpoint, only the single point that checks it")
     screened_estimate: float | None = Field(
         None, description="eV: max(forward, reverse) of the hop's screen (single points on the unrelaxed IDPP path)")
     screened_only: bool = Field(False, description="not converged: the screen shows it cannot set a threshold")

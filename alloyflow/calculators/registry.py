@@ -10,11 +10,14 @@ Backends are registered lazily: importing this module imports no torch.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
 
 from ase.calculators.calculator import Calculator
+
+from alloyflow.calculators.threads import available_cores, sized_threads
 
 DEFAULT_CALCULATOR = "sevennet"
 """The one place the default potential is set (SevenNet-0: closest offline stand-in for PBE)."""
@@ -129,8 +132,11 @@ def calculator_info(name: str | None = None) -> dict[str, str]:
 
 
 def set_torch_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads: ``n``, else $ALLOYFLOW_THREADS, else all cores."""
-    n = n or int(os.environ.get("ALLOYFLOW_THREADS", "0")) or os.cpu_count() or 1
+    """Set torch's intra-op threads: ``n``, else $ALLOYFLOW_THREADS, else all cores.
+
+    ML calculators from ``get_calculator`` then set their own count per calculation (``threads_for``).
+    """
+    n = n or int(os.environ.get("ALLOYFLOW_THREADS", "0") or 0) or available_cores()
     import torch
 
     torch.set_num_threads(n)
@@ -144,7 +150,9 @@ def get_calculator(name: str | None = None, **kwargs) -> Calculator:
     if key not in _CACHE:
         if spec.kind == "mlip":
             set_torch_threads()
-        _CACHE[key] = spec.factory(**kwargs)
+        calc = spec.factory(**kwargs)
+        # a torch potential gets its thread count per calculation, from the cell's size (``threads``)
+        _CACHE[key] = sized_threads(calc) if spec.kind == "mlip" and "torch" in sys.modules else calc
     return _CACHE[key]
 
 

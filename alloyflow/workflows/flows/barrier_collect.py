@@ -87,6 +87,7 @@ def hop_from_neb(hop, doc: NebDocument, cn_initial, cn_final, info, initial=None
         warnings.append(f"hop {hop.id}: endpoint relaxations from {len(doc.endpoint_energies[0])} seeded starts reach "
                         f"different minima ({which} apart; energies in barriers.json); {kept} was used and the "
                         "barrier may depend on which minimum the host prefers")
+    warnings += [f"hop {hop.id}: {note}" for note in getattr(doc, "endpoint_notes", None) or []]
     problem, relaxation = endpoint_problem(doc, initial, final, hop.length)
     if problem:
         converged = False

@@ -32,7 +32,7 @@ from alloyflow.analysis.migration import BarrierResult
 from alloyflow.analysis.screening import SCREEN_FACTOR, effective_factor, hops_to_converge
 from alloyflow.calculators import calculator_info, check_elements
 from alloyflow.engine.keys import input_hash, keyed
-from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
+from alloyflow.engine.local import DYNAMIC, exposing_store, is_finished, replacement
 from alloyflow.engine.store import as_dict
 from alloyflow.structures.library import Phase, primitive
 from alloyflow.structures.migration import check_barrier_supercell
@@ -41,6 +41,7 @@ from alloyflow.workflows.flows.barrier_collect import hop_from_neb, host_stabili
 from alloyflow.workflows.flows.hop_plan import BarrierSettings, plan_hops
 from alloyflow.workflows.jobs.backends import Makers, makers_for
 from alloyflow.workflows.jobs.neb import EndpointError
+from alloyflow.workflows.jobs.neb_endpoints import shared_endpoints
 from alloyflow.workflows.jobs.relax import RelaxationDocument
 from alloyflow.workflows.jobs.screen import ScreenDocument
 
@@ -127,6 +128,57 @@ class HopStage:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
+def shared_endpoint_jobs(st: HopStage, plan, neb_jobs: list) -> tuple[list, list]:
+    """(endpoint jobs, NEB jobs): each symmetry-distinct endpoint relaxed once for the bands still to compute.
+
+    ``neb_jobs`` are ``(plan entry index, label, job)``. Where the NEB maker
+    shares endpoints (``NebMaker.share_endpoints``), the endpoints of every
+    hop of the plan are sorted into classes of images of one another
+    (``alloyflow.workflows.jobs.neb_endpoints.shared_endpoints``; the first
+    member of a class is its representative, the same in every round), each
+    band the store does not hold gets the relaxations of its endpoints'
+    representatives, and those relaxations become jobs. Bands the store
+    holds keep their jobs unchanged (the key does not change), so nothing
+    stored is relaxed again.
+    """
+    maker = st.neb_maker
+    jobs = [j for _, _, j in neb_jobs]
+    if not (getattr(maker, "share_endpoints", False) and getattr(maker, "relax_endpoints", False)) or not jobs:
+        return [], jobs
+    store = CURRENT_JOB.store
+    todo = [(i, label, j) for i, label, j in neb_jobs if store is None or not is_finished(store, j)]
+    if not todo:
+        return [], jobs
+    pairs, index = [], {}
+    for i, (_, initial, final_s, _) in enumerate(plan.entries):
+        try:
+            pairs.append(maker.band_endpoints(initial, final_s))
+        except (EndpointError, ValueError):
+            continue
+        index[i] = len(pairs) - 1
+    classes = shared_endpoints(pairs)
+    flat = [s for pair in pairs for s in pair]
+    ep_maker = maker.endpoint_maker()
+    endpoint_jobs, rebuilt = {}, {}
+    for i, label, j in todo:
+        if i not in index:
+            continue
+        refs = []
+        for rep, site_map in classes[index[i]]:
+            if rep not in endpoint_jobs:
+                hop_id = plan.entries[next(k for k, v in index.items() if v == rep // 2)][0].id
+                ej = ep_maker.keyed_job(flat[rep], label=f"{plan.name} hop {hop_id} {('initial', 'final')[rep % 2]}",
+                                        metadata={"phase": plan.name})
+                ej.metadata["alloyflow_stage"] = st.stage
+                endpoint_jobs[rep] = ej
+            refs.append({"doc": endpoint_jobs[rep].output, "map": site_map.as_dict()})
+        hop, initial, final_s, info = plan.entries[i]
+        nj = maker.keyed_job(initial, final_s, label=label, metadata={"phase": plan.name, **info}, endpoints=refs)
+        nj.metadata["alloyflow_stage"] = st.stage
+        rebuilt[j.uuid] = nj
+    return list(endpoint_jobs.values()), [rebuilt.get(j.uuid, j) for j in jobs]
+
+
 def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_: int = 0,
               factor: float | None = None) -> Flow:
     """The replacement of a planning job: host check, screens, the NEBs of ``chosen``, then what comes next.
@@ -142,7 +194,7 @@ def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_:
     ids = [e[0].id for e in plan.entries]
     wanted = set(ids if chosen is None else chosen)
     neb_jobs, outputs, failures = [], [], {}
-    for (hop, initial, final_s, info) in plan.entries:
+    for i, (hop, initial, final_s, info) in enumerate(plan.entries):
         if hop.id not in wanted:
             outputs.append(None)
             continue
@@ -155,7 +207,8 @@ def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_:
             continue
         j.metadata["alloyflow_stage"] = st.stage
         outputs.append(j.output)
-        neb_jobs.append(j)
+        neb_jobs.append((i, label, j))
+    endpoint_jobs, neb_jobs = shared_endpoint_jobs(st, plan, neb_jobs)
     screen_jobs, screens = [], None
     if st.screen_maker is not None:
         screens = []
@@ -189,7 +242,7 @@ def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_:
         nxt.metadata[DYNAMIC] = True
         exposing_store(nxt)
     nxt.metadata.update({"alloyflow_kind": "assembly", "alloyflow_stage": st.stage})
-    jobs = [*([host_job] if host_job is not None else []), *screen_jobs, *neb_jobs, nxt]
+    jobs = [*([host_job] if host_job is not None else []), *screen_jobs, *endpoint_jobs, *neb_jobs, nxt]
     return replacement(jobs, nxt.output, f"barriers {plan.name}")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from ase import Atoms
 
 from alloyflow.calculators import get_calculator, get_spec
+from alloyflow.calculators.threads import use_threads_for
 
 Result = tuple[float, np.ndarray]
 
@@ -158,6 +159,7 @@ def _evaluate(name, atoms_list, batched, max_atoms, calculator_kwargs) -> tuple[
     chunks = _chunks(atoms_list, max_atoms or max_batch_atoms(spec.name, calc))
     results: list[Result] = []
     for chunk in chunks:
+        use_threads_for(sum(len(a) for a in chunk))  # the model is called directly, not through ``calculate``
         results += _BATCHERS[spec.name](calc, chunk)
     return results, len(chunks)
 

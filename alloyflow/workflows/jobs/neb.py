@@ -71,34 +71,18 @@ from alloyflow.workflows.jobs.neb_optimize import (
     image_forces,
     optimise_band,
 )
+from alloyflow.engine.store import as_dict
 from alloyflow.engine.keys import input_hash, keyed, maker_settings, structure_fingerprint
-from alloyflow.workflows.jobs.relax import RelaxMaker
-
-ENDPOINT_RATTLE = 0.05
-"""Å: standard deviation of the seeded Gaussian displacements of the extra endpoint relaxations."""
-
-ENDPOINT_TOL = 0.005
-"""eV: endpoint minima closer in energy than this are one (the barrier tolerance the study states)."""
-
-ENDPOINT_SYMPREC = 1e-3
-"""Å: symmetry tolerance of the endpoint relaxation that keeps the vacancy cell's own symmetry (``NebMaker``).
-
-Why the symmetric endpoint: in the SevenNet-0 vacancy cells of bcc Li and
-B32 LiIn the relaxation from a rattled start breaks that symmetry and lands
-in one of several minima 1-2 meV below the symmetric one, and which one
-depends on how the rattle meets the cell (its orientation, the atom order):
-the bcc-Li hop (38 atoms, 10 Å) gave 56.9, 58.2, 65.1 and 65.8 meV in four
-supercells that are images of one another under the host's symmetry, the
-LiIn hop (23 atoms, 8 Å) 42.5 and 44.9 meV in two. From the symmetric
-endpoints each is one number in every such cell tried (57.0 meV in three
-for Li, 42.5 meV in two for LiIn) and the same on 1 and 2 torch threads
-(``tests/test_reproducible_barriers.py``). The rattled trials still run: a
-minimum more than ``ENDPOINT_TOL`` below the symmetric one is taken instead
-(``symmetric_minimum``), and their spread is recorded. A mechanically
-unstable host (B32 LiIn) is flagged by the barrier flow's host check; its
-barrier is that of the metastable host, as a study that relaxes the
-symmetric cell computes it.
-"""
+from alloyflow.workflows.jobs.neb_endpoints import (  # noqa: F401 (re-exported)
+    ENDPOINT_RATTLE,
+    ENDPOINT_SYMPREC,
+    ENDPOINT_TOL,
+    EndpointMaker,
+    carried_endpoint,
+    endpoint_trials,
+    lowest_minimum,
+    symmetric_minimum,
+)
 
 LEGACY = {"endpoint_trials": 1, "endpoint_symprec": None, "climb_fmax": None}
 """Fields at the value that reproduces NEB results stored before they existed (left out of the key)."""
@@ -138,7 +122,9 @@ class NebDocument(BaseModel):
     n_steps: int = Field(description="optimizer steps (accepted steps for ODE, whose rejected trials still cost force calls)")
     force_calls: int = Field(description="single-structure energy+force evaluations of the band and endpoints")
     model_calls: int = Field(description="calls actually made to the model (fewer than force_calls when batched)")
-    endpoint_force_calls: int = Field(0, description="force calls of the two endpoint relaxations (not in force_calls)")
+    endpoint_force_calls: int = Field(
+        0, description="force calls of the endpoint relaxations this band ran, or of the checks of carried ones "
+                       "(not in force_calls)")
     max_force: float = Field(description="largest NEB force (with spring and climbing terms) on the final band")
     climb_max_force: float | None = Field(None, description="largest NEB force on the climbing image (None: no climb)")
     idpp_steps: int | None = Field(None, description="IDPP steps of the start band (0: linear or a given band)")
@@ -150,6 +136,9 @@ class NebDocument(BaseModel):
         default_factory=list, description="relaxed energies (eV) of every endpoint trial: [initial trials, final trials]")
     endpoint_spread: list[float] = Field(
         default_factory=list, description="max - min relaxed energy over the trials, eV: [initial, final]")
+    endpoint_sources: list[str] = Field(
+        default_factory=list, description="keys of the shared endpoint relaxations carried over (empty: relaxed here)")
+    endpoint_notes: list[str] = Field(default_factory=list, description="carried endpoints that failed their check")
     settings: dict = Field(default_factory=dict)
     elapsed_seconds: float
     evaluation_seconds: float = Field(description="time spent inside the potential")
@@ -187,46 +176,6 @@ class BatchedNEB(NEB):
         return self.last_forces
 
 
-def endpoint_trials(structure: Structure, n: int, rattle: float = ENDPOINT_RATTLE) -> list[Structure]:
-    """``structure`` and ``n - 1`` copies with seeded Gaussian displacements (seeds 1..n-1: reproducible).
-
-    The rattled copies break the cell's symmetry: they look for minima below the given structure's.
-    """
-    if n < 1:
-        raise ValueError(f"endpoint_trials must be >= 1, got {n}")
-    out = [structure]
-    for seed in range(1, n):
-        rng = np.random.default_rng(seed)
-        cart = structure.cart_coords + rng.normal(0.0, rattle, size=(len(structure), 3))
-        out.append(Structure(structure.lattice, structure.species, cart, coords_are_cartesian=True))
-    return out
-
-
-def lowest_minimum(docs):
-    """The trial relaxation with the lowest energy; near-ties (within 1 meV) go to the earliest trial.
-
-    The tie rule makes the choice independent of floating-point noise: two
-    runs on different thread counts pick the same trial unless its minimum
-    is more than 1 meV above another.
-    """
-    converged = [d for d in docs if d.converged] or list(docs)
-    e_min = min(d.energy for d in converged)
-    return next(d for d in converged if d.energy <= e_min + 1e-3)
-
-
-def symmetric_minimum(docs, tol: float = ENDPOINT_TOL):
-    """The first trial (relaxed with the cell's symmetry) unless another lies more than ``tol`` below it.
-
-    Then the symmetric endpoint is no minimum of the vacancy worth the name
-    and the lowest one is taken (``lowest_minimum``), which the endpoint
-    spread above ``ENDPOINT_TOL`` flags beside the hop.
-    """
-    first = docs[0]
-    if first.converged and not any(d.converged and d.energy < first.energy - tol for d in docs[1:]):
-        return first
-    return lowest_minimum(docs)
-
-
 @dataclass
 class NebMaker(Maker):
     """CI-NEB of one migration hop between two endpoints of the same cell.
@@ -253,6 +202,10 @@ class NebMaker(Maker):
     ``ENDPOINT_TOL``. ``endpoint_symprec=None`` relaxes every trial freely
     and keeps the lowest (``lowest_minimum``), as bands stored before did. A
     band not converged within ``max_steps`` is returned with ``converged=False``.
+    ``share_endpoints``: in the barrier flow, each symmetry-distinct endpoint
+    of a phase is relaxed once (``EndpointMaker`` jobs) and carried over to
+    the bands whose endpoints are its images (``neb_endpoints``); a speed
+    setting like ``batched``, not part of the key.
     """
 
     name: str = "neb"
@@ -269,6 +222,7 @@ class NebMaker(Maker):
     endpoint_trials: int = 3
     endpoint_symprec: float | None = ENDPOINT_SYMPREC
     batched: bool = True
+    share_endpoints: bool = True
     optimizer: str = "ODE"
     climb_fmax: float | None = CLIMB_FMAX
     calculator_kwargs: dict = field(default_factory=dict)
@@ -278,8 +232,9 @@ class NebMaker(Maker):
         return maker_settings(self, extra={"idpp_fmax": IDPP_FMAX}, legacy=LEGACY)
 
     def key_settings(self) -> dict:
-        """The settings that change results (``batched`` changes speed only)."""
-        return maker_settings(self, exclude=("batched",), extra={"idpp_fmax": IDPP_FMAX}, legacy=LEGACY)
+        """The settings that change results (``batched`` and ``share_endpoints`` change speed only)."""
+        return maker_settings(self, exclude=("batched", "share_endpoints"), extra={"idpp_fmax": IDPP_FMAX},
+                              legacy=LEGACY)
 
     def earlier_methods(self) -> list[NebMaker]:
         """This maker with the defaults that bands stored before a change of method had (newest first).
@@ -301,58 +256,78 @@ class NebMaker(Maker):
             self.key_settings(),
         )
 
-    def keyed_job(self, initial: Structure, final: Structure, label: str, metadata: dict | None = None):
-        """A job whose uuid is the input hash, so a finished one is reused."""
+    def keyed_job(self, initial: Structure, final: Structure, label: str, metadata: dict | None = None,
+                  endpoints: list | None = None):
+        """A job whose uuid is the input hash, so a finished one is reused.
+
+        ``endpoints``: relaxations of equivalent endpoints to carry over (references to
+        ``EndpointMaker`` jobs and maps; the barrier flow's ``shared_endpoints``). They change
+        the cost, not the band, so not the key.
+        """
         check_elements(self.calculator, [el.symbol for el in initial.composition.elements], where=label)
         matched_final(initial, final)  # refuse endpoints that are no single hop before a job exists
-        j = self.make(initial, final, label=label, metadata=metadata or {})
+        extra = {"endpoints": endpoints} if endpoints else {}
+        j = self.make(initial, final, label=label, metadata=metadata or {}, **extra)
         j.name = f"{self.name} {label}"
         return keyed(j, self.key(initial, final), label=f"{self.name} {label}")
 
     @job
-    def make(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None) -> NebDocument:
+    def make(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None,
+             endpoints: list | None = None) -> NebDocument:
         """The band; endpoints that relax into one minimum give ``{"endpoint_error": ...}``.
 
         That outcome is stored like a result, so a rerun does not relax the
         endpoints again only to fail the same way.
         """
         try:
-            return self.run(initial, final, label=label, metadata=metadata)
+            return self.run(initial, final, label=label, metadata=metadata, endpoints=endpoints)
         except EndpointError as exc:
             return {"endpoint_error": str(exc), "label": label}
 
-    def _relaxed_endpoints(self, initial: Structure, final: Structure):
-        """Relaxed (initial, final), force calls, all converged, trial energies per endpoint.
+    def endpoint_maker(self) -> EndpointMaker:
+        """The maker of this band's endpoint relaxations (also a job of its own: ``shared_endpoints``)."""
+        return EndpointMaker(calculator=self.calculator, fmax=self.endpoint_fmax, trials=self.endpoint_trials,
+                             symprec=self.endpoint_symprec, calculator_kwargs=self.calculator_kwargs)
 
-        Force calls are the calculations the calculator actually ran
-        (``RelaxationDocument.force_calls``), not trajectory frames.
+    @staticmethod
+    def band_endpoints(initial: Structure, final: Structure) -> tuple[Structure, Structure]:
+        """The endpoints as the band uses them: the initial's atom order, a right-handed cell."""
+        return right_handed(initial), right_handed(matched_final(initial, final))
+
+    def _relaxed_endpoints(self, initial: Structure, final: Structure, endpoints: list | None = None,
+                           label: str = ""):
+        """Relaxed (initial, final), force calls, all converged, trial energies per endpoint, notes.
+
+        ``endpoints``: per endpoint ``{"doc": EndpointDocument, "map": SiteMap dict}``, a relaxation of an
+        equivalent endpoint to carry over (``carried_endpoint``) instead of relaxing here. Force calls are
+        those this band ran (relaxations here, the single points that check carried endpoints).
         """
         if not self.relax_endpoints:
-            return initial, final, 0, True, []
-        free = RelaxMaker(
-            calculator=self.calculator,
-            relax_cell=False,
-            fix_symmetry=False,
-            fmax=self.endpoint_fmax,
-            calculator_kwargs=self.calculator_kwargs,
-        )
-        symmetric = self.endpoint_symprec is not None
-        first = RelaxMaker(calculator=self.calculator, relax_cell=False, fix_symmetry=True,
-                           symprec=self.endpoint_symprec, fmax=self.endpoint_fmax,
-                           calculator_kwargs=self.calculator_kwargs) if symmetric else free
-        chosen, steps, ok, energies = [], 0, True, []
-        for k, s in (("initial", initial), ("final", final)):
-            docs = [(first if i == 0 else free).run(t, label=f"endpoint {k} trial {i}")
-                    for i, t in enumerate(endpoint_trials(s, self.endpoint_trials))]
-            steps += sum(d.n_steps if d.force_calls is None else d.force_calls for d in docs)
-            best = symmetric_minimum(docs) if symmetric else lowest_minimum(docs)
-            ok = ok and best.converged
-            chosen.append(best.structure)
-            energies.append([d.energy for d in docs])
-        return chosen[0], chosen[1], steps, ok, energies
+            return initial, final, 0, True, [], []
+        relax = self.endpoint_maker()
+        evaluator = BatchEvaluator(self.calculator, batched=False, calculator_kwargs=self.calculator_kwargs)
+        docs, notes, steps = [], [], 0
+        for i, (k, s) in enumerate((("initial", initial), ("final", final))):
+            if endpoints:
+                doc, note = carried_endpoint(endpoints[i]["doc"], endpoints[i]["map"], s, evaluator, relax,
+                                             label=f"{label} endpoint {k}".strip())
+                if note:
+                    notes.append(note)
+                    steps += doc.force_calls
+            else:
+                doc = relax.run(s, label=f"endpoint {k}")
+                steps += doc.force_calls
+            docs.append(doc)
+        steps += evaluator.force_calls
+        return (docs[0].structure, docs[1].structure, steps, all(d.converged for d in docs),
+                [d.trial_energies for d in docs], notes)
 
-    def run(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None) -> NebDocument:
+    def run(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None,
+            endpoints: list | None = None) -> NebDocument:
         """Relax the endpoints, interpolate, and optimise the band (outside jobflow too).
+
+        ``endpoints`` (the barrier flow's shared relaxations, ``_relaxed_endpoints``) replaces the
+        endpoint relaxations of this band.
 
         ``final`` is reordered onto ``initial``'s atoms if needed and refused
         unless one atom hops (``matched_final``); a left-handed cell is put on
@@ -365,8 +340,9 @@ class NebMaker(Maker):
             raise ValueError(f"unknown NEB optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         check_elements(self.calculator, [el.symbol for el in initial.composition.elements], where=label)
         # One atom order (the initial's), and a right-handed cell for the calculator; the key is the input's.
-        ini_in, fin_in = right_handed(initial), right_handed(matched_final(initial, final))
-        ini_s, fin_s, endpoint_steps, endpoints_ok, trial_energies = self._relaxed_endpoints(ini_in, fin_in)
+        ini_in, fin_in = self.band_endpoints(initial, final)
+        ini_s, fin_s, endpoint_steps, endpoints_ok, trial_energies, notes = self._relaxed_endpoints(
+            ini_in, fin_in, endpoints, label)
 
         ini = AseAtomsAdaptor.get_atoms(ini_s)
         fin = ini.copy()
@@ -384,6 +360,9 @@ class NebMaker(Maker):
                              float(moved.max()), t0)
         doc.endpoint_energies = trial_energies
         doc.endpoint_spread = [max(e) - min(e) for e in trial_energies]
+        doc.endpoint_notes = notes
+        if endpoints:
+            doc.endpoint_sources = [as_dict(e["doc"]).get("input_hash", "") for e in endpoints]
         return doc
 
     def _optimise(self, images: list[Atoms], interpolate: bool, key: str, label: str, metadata: dict | None,
