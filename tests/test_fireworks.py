@@ -304,10 +304,13 @@ def test_submit_barriers_adds_one_neb_firework_per_hop(fw):
            str(fw.lp), "--out", str(fw.out), "--min-image-distance", "6", "--images", "3", "--max-hops", "1")
     assert fw.states() == {"READY": 1, "WAITING": 1}  # the relaxation, and the job that plans the hops
     fw.cli("rlaunch", "-l", str(fw.lp), "rapidfire")
-    assert fw.states() == {"COMPLETED": 6}  # + one NEB, the host's elastic tensor, the collecting job, jobflow's replacement output
+    # + the shared endpoint relaxation, one NEB, the host's elastic tensor, the collecting job, jobflow's
+    # replacement output
+    assert fw.states() == {"COMPLETED": 7}
     fw.cli("alloyflow", "report", "--out", str(fw.out))
     result = json.loads((fw.out / "barriers" / "Li" / "barriers.json").read_text())
     assert result["calculator"]["name"] == "mock" and result["hops"][0]["converged"]
+    assert result["hops"][0]["endpoint_force_calls"] == 2  # both endpoints carried over from the endpoint firework
 
 
 def test_worker_killed_in_a_neb_firework_loses_only_that_neb(fw):

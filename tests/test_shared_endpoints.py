@@ -60,3 +60,23 @@ def test_barrier_flow_relaxes_each_distinct_endpoint_once(tmp_path):
     assert all(h.endpoint_force_calls == 2 for h in result.hops)
     assert all(h.converged for h in result.hops)
     assert not any("carried over" in w for h in result.hops for w in h.warnings)
+
+
+def test_a_relaxation_that_broke_the_symmetry_is_used_only_by_its_own_endpoint():
+    """Its images are one of several equivalent minima: the band's other endpoint relaxes itself, as before."""
+    from alloyflow.workflows.jobs.batched import BatchEvaluator
+    from alloyflow.workflows.jobs.neb_endpoints import EndpointMaker, carried_endpoint
+
+    ini, fin = bcc_li_hop()
+    pair = NebMaker.band_endpoints(ini, fin)
+    (_, map_i), (_, map_f) = shared_endpoints([pair])[0]
+    relax = EndpointMaker(calculator="mock")
+    relaxed = relax.run(pair[0], label="vacancy")
+    shared, broken = (relaxed.model_copy(update={"symmetric": flag}) for flag in (True, False))
+    evaluator = BatchEvaluator("mock")
+    doc, note, here = carried_endpoint(broken, map_f.as_dict(), pair[1], evaluator, relax, "final")
+    assert here and not note and doc.input_hash == relax.key(pair[1]) and evaluator.force_calls == 0
+    doc, note, here = carried_endpoint(broken, map_i.as_dict(), pair[0], evaluator, relax, "initial")
+    assert not here and not note and doc.input_hash == shared.input_hash  # its own endpoint: used as it is
+    doc, note, here = carried_endpoint(shared, map_f.as_dict(), pair[1], evaluator, relax, "final")
+    assert not here and not note and evaluator.force_calls == 2  # symmetric: carried, checked by a single point

@@ -43,6 +43,12 @@ class SiteMap:
     translation: tuple
     permutation: tuple
 
+    @property
+    def is_identity(self) -> bool:
+        """True for the map of a structure onto itself (the first member of a class)."""
+        return (np.array_equal(self.rotation, np.eye(3, dtype=int)) and not np.any(np.abs(self.translation) > 1e-9)
+                and list(self.permutation) == list(range(len(self.permutation))))
+
     def as_dict(self) -> dict:
         return {"rotation": [list(r) for r in self.rotation], "translation": list(self.translation),
                 "permutation": list(self.permutation)}

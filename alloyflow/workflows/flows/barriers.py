@@ -167,8 +167,9 @@ def shared_endpoint_jobs(st: HopStage, plan, neb_jobs: list) -> tuple[list, list
         for rep, site_map in classes[index[i]]:
             if rep not in endpoint_jobs:
                 hop_id = plan.entries[next(k for k, v in index.items() if v == rep // 2)][0].id
-                ej = ep_maker.keyed_job(flat[rep], label=f"{plan.name} hop {hop_id} {('initial', 'final')[rep % 2]}",
-                                        metadata={"phase": plan.name})
+                kind = " interstitial" if plan.mode == "interstitial" else ""
+                ej = ep_maker.keyed_job(flat[rep], label=f"{plan.name}{kind} hop {hop_id} "
+                                                         f"{('initial', 'final')[rep % 2]}", metadata={"phase": plan.name})
                 ej.metadata["alloyflow_stage"] = st.stage
                 endpoint_jobs[rep] = ej
             refs.append({"doc": endpoint_jobs[rep].output, "map": site_map.as_dict()})

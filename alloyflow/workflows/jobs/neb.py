@@ -71,7 +71,6 @@ from alloyflow.workflows.jobs.neb_optimize import (
     image_forces,
     optimise_band,
 )
-from alloyflow.engine.store import as_dict
 from alloyflow.engine.keys import input_hash, keyed, maker_settings, structure_fingerprint
 from alloyflow.workflows.jobs.neb_endpoints import (  # noqa: F401 (re-exported)
     ENDPOINT_RATTLE,
@@ -137,7 +136,8 @@ class NebDocument(BaseModel):
     endpoint_spread: list[float] = Field(
         default_factory=list, description="max - min relaxed energy over the trials, eV: [initial, final]")
     endpoint_sources: list[str] = Field(
-        default_factory=list, description="keys of the shared endpoint relaxations carried over (empty: relaxed here)")
+        default_factory=list, description="per endpoint, the key of the shared relaxation carried over, or an "
+                                          "empty string where it was relaxed in the band; [] without shared ones")
     endpoint_notes: list[str] = Field(default_factory=list, description="carried endpoints that failed their check")
     settings: dict = Field(default_factory=dict)
     elapsed_seconds: float
@@ -296,31 +296,32 @@ class NebMaker(Maker):
 
     def _relaxed_endpoints(self, initial: Structure, final: Structure, endpoints: list | None = None,
                            label: str = ""):
-        """Relaxed (initial, final), force calls, all converged, trial energies per endpoint, notes.
+        """Relaxed (initial, final), force calls, all converged, trial energies per endpoint, notes, sources.
 
         ``endpoints``: per endpoint ``{"doc": EndpointDocument, "map": SiteMap dict}``, a relaxation of an
         equivalent endpoint to carry over (``carried_endpoint``) instead of relaxing here. Force calls are
-        those this band ran (relaxations here, the single points that check carried endpoints).
+        those this band ran (relaxations here, the single points that check carried endpoints); sources
+        the keys of the relaxations carried over ("" for an endpoint relaxed here).
         """
         if not self.relax_endpoints:
-            return initial, final, 0, True, [], []
+            return initial, final, 0, True, [], [], []
         relax = self.endpoint_maker()
         evaluator = BatchEvaluator(self.calculator, batched=False, calculator_kwargs=self.calculator_kwargs)
-        docs, notes, steps = [], [], 0
+        docs, notes, steps, sources = [], [], 0, []
         for i, (k, s) in enumerate((("initial", initial), ("final", final))):
             if endpoints:
-                doc, note = carried_endpoint(endpoints[i]["doc"], endpoints[i]["map"], s, evaluator, relax,
-                                             label=f"{label} endpoint {k}".strip())
-                if note:
-                    notes.append(note)
-                    steps += doc.force_calls
+                doc, note, here = carried_endpoint(endpoints[i]["doc"], endpoints[i]["map"], s, evaluator, relax,
+                                                   label=f"{label} endpoint {k}".strip())
+                notes += [note] if note else []
+                steps += doc.force_calls if here else 0
+                sources.append("" if here else doc.input_hash)
             else:
                 doc = relax.run(s, label=f"endpoint {k}")
                 steps += doc.force_calls
             docs.append(doc)
         steps += evaluator.force_calls
         return (docs[0].structure, docs[1].structure, steps, all(d.converged for d in docs),
-                [d.trial_energies for d in docs], notes)
+                [d.trial_energies for d in docs], notes, sources)
 
     def run(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None,
             endpoints: list | None = None) -> NebDocument:
@@ -341,7 +342,7 @@ class NebMaker(Maker):
         check_elements(self.calculator, [el.symbol for el in initial.composition.elements], where=label)
         # One atom order (the initial's), and a right-handed cell for the calculator; the key is the input's.
         ini_in, fin_in = self.band_endpoints(initial, final)
-        ini_s, fin_s, endpoint_steps, endpoints_ok, trial_energies, notes = self._relaxed_endpoints(
+        ini_s, fin_s, endpoint_steps, endpoints_ok, trial_energies, notes, sources = self._relaxed_endpoints(
             ini_in, fin_in, endpoints, label)
 
         ini = AseAtomsAdaptor.get_atoms(ini_s)
@@ -361,8 +362,7 @@ class NebMaker(Maker):
         doc.endpoint_energies = trial_energies
         doc.endpoint_spread = [max(e) - min(e) for e in trial_energies]
         doc.endpoint_notes = notes
-        if endpoints:
-            doc.endpoint_sources = [as_dict(e["doc"]).get("input_hash", "") for e in endpoints]
+        doc.endpoint_sources = sources
         return doc
 
     def _optimise(self, images: list[Atoms], interpolate: bool, key: str, label: str, metadata: dict | None,

@@ -14,12 +14,17 @@ The carried structure is checked before the band uses it: each atom must lie
 as far from the band's own unrelaxed endpoint as the relaxation moved atoms
 (within ``CARRY_DISPLACEMENT_TOL``), and one single point must give the
 relaxed energy within ``CARRY_ENERGY_TOL`` and no force above the
-relaxation's tolerance plus ``CARRY_FORCE_TOL``; otherwise the band's endpoint is relaxed on the spot and the
-document says so. Because the map is a symmetry of the cell, the band
-equals the one from its own endpoint relaxation up to floating-point noise
-wherever the symmetric trial is kept (the rattled trials, different
-displacements in each cell, can reach another of several equivalent
-minima), so the band's key does not change.
+relaxation's tolerance plus ``CARRY_FORCE_TOL``; otherwise the band's
+endpoint is relaxed on the spot and the document says so. A relaxation that kept the cell's symmetry (the
+symmetric trial chosen, ``symmetric_minimum``) is carried to every image;
+one that broke it (a rattled trial more than ``ENDPOINT_TOL`` lower: B32
+LiIn, the interstitials in In and LiSn) is one of several equivalent
+minima, and which one each endpoint of a band takes changes the barrier
+(LiIn36: 97 meV between a minimum and its image, 50 meV with the final
+endpoint's own trials), so it serves its own endpoint only and the other
+endpoints relax in their bands, as before. Either way a band is the one it
+would be with its own endpoint relaxations, up to floating-point noise, so
+the band's key does not change.
 """
 
 from __future__ import annotations
@@ -128,6 +133,7 @@ class EndpointDocument(BaseModel):
     trial_energies: list[float]
     force_calls: int = Field(description="calculations of all trials")
     displacement: float = Field(0.0, description="largest atomic displacement of the chosen minimum from the input, Å")
+    symmetric: bool = Field(False, description="the chosen minimum is the trial that kept the cell's symmetry")
     fmax: float
     settings: dict = Field(default_factory=dict)
     elapsed_seconds: float = 0.0
@@ -193,6 +199,7 @@ class EndpointMaker(Maker):
             label=label, calculator=calculator_info(self.calculator), input_hash=self.key(structure),
             structure=best.structure, energy=best.energy, converged=best.converged,
             displacement=float(_displacements(best.structure, structure).max(initial=0.0)),
+            symmetric=symmetric and best is docs[0],
             trial_energies=[d.energy for d in docs],
             force_calls=sum(d.n_steps if d.force_calls is None else d.force_calls for d in docs),
             fmax=self.fmax, settings=self.settings(), elapsed_seconds=time.perf_counter() - t0,
@@ -218,24 +225,33 @@ def shared_endpoints(pairs: list[tuple[Structure, Structure]]) -> list[list[tupl
 
 
 def carried_endpoint(source, site_map: dict, own: Structure, evaluator: BatchEvaluator,
-                     relax: EndpointMaker, label: str) -> tuple[EndpointDocument, str]:
+                     relax: EndpointMaker, label: str) -> tuple[EndpointDocument, str, bool]:
     """``own`` relaxed: the stored relaxation ``source`` carried over by ``site_map``, checked by a single point.
 
     Returns the endpoint document (that of ``source``, its structure the
-    carried one) and a note, empty unless the check failed and ``own`` was
-    relaxed here (``relax``) instead.
+    carried one), a note (empty unless the check failed) and whether
+    ``own`` was relaxed here (``relax``) instead. A relaxation that broke
+    the cell's symmetry (a rattled trial kept: ``EndpointDocument.symmetric``
+    False) is used only by its own endpoint: its images are one of several
+    equivalent minima, and which one the other endpoint of a band falls
+    into changes the barrier (LiIn36's interstitial hop: 97 meV from the
+    image, 46-50 meV from the endpoint's own trials), so such an endpoint is
+    relaxed here, as before endpoints were shared, without a note.
     """
     doc = EndpointDocument.model_validate(as_dict(source))
-    carried = SiteMap.from_dict(site_map).apply(doc.structure, own)
+    m = SiteMap.from_dict(site_map)
+    if not doc.symmetric and not m.is_identity:
+        return relax.run(own, label=label), "", True
+    carried = m.apply(doc.structure, own)
     moved = float(_displacements(carried, own).max(initial=0.0))
     if moved > doc.displacement + CARRY_DISPLACEMENT_TOL:
         note = (f"{label}: the relaxation of the endpoint {doc.label!r} carried over lies {moved:.2f} Å from this "
                 f"endpoint (its relaxation moved atoms {doc.displacement:.2f} Å): not its image; relaxed here instead")
-        return relax.run(own, label=label), note
+        return relax.run(own, label=label), note, True
     (energy, forces), = evaluator([AseAtomsAdaptor.get_atoms(carried)])
     f_max = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
     if abs(energy - doc.energy) <= CARRY_ENERGY_TOL and f_max <= doc.fmax + CARRY_FORCE_TOL:
-        return doc.model_copy(update={"structure": carried}), ""
+        return doc.model_copy(update={"structure": carried}), "", False
     note = (f"{label}: the relaxation of the endpoint {doc.label!r} carried over gave "
             f"{(energy - doc.energy) * 1e3:+.1f} meV and {f_max:.3f} eV/Å; relaxed here instead")
-    return relax.run(own, label=label), note
+    return relax.run(own, label=label), note, True
