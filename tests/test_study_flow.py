@@ -92,14 +92,19 @@ def test_study_flow_searches_inside_jobs():
 
 
 def test_flow_keys_follow_every_maker_field():
-    """A Maker's key is derived from its fields: a new result-changing setting changes it, batching does not."""
+    """A Maker's key is derived from its fields: a new result-changing setting changes it, batching does not.
+
+    Nor does sharing endpoint relaxations between symmetry-equivalent endpoints (a speed setting).
+    """
     from alloyflow.workflows.jobs.neb import NebMaker
     from alloyflow.workflows.jobs.relax import RelaxMaker
 
     base = NebMaker(calculator="mock")
-    assert base.key_settings() == {k: v for k, v in base.settings().items() if k != "batched"}
+    speed = ("batched", "share_endpoints")
+    assert base.key_settings() == {k: v for k, v in base.settings().items() if k not in speed}
     assert NebMaker(calculator="mock", spring=0.5).key_settings() != base.key_settings()
     assert NebMaker(calculator="mock", batched=False).key_settings() == base.key_settings()
+    assert NebMaker(calculator="mock", share_endpoints=False).key_settings() == base.key_settings()
     assert set(RelaxMaker().settings()) == {"fmax", "steps", "relax_cell", "fix_symmetry", "symprec", "optimizer",
                                            "calculator_kwargs"}
 
