@@ -80,3 +80,14 @@ def test_a_relaxation_that_broke_the_symmetry_is_used_only_by_its_own_endpoint()
     assert not here and not note and doc.input_hash == shared.input_hash  # its own endpoint: used as it is
     doc, note, here = carried_endpoint(shared, map_f.as_dict(), pair[1], evaluator, relax, "final")
     assert not here and not note and evaluator.force_calls == 2  # symmetric: carried, checked by a single point
+
+
+@pytest.mark.parametrize("kwargs", [{"fmax": 0}, {"endpoint_fmax": -0.01}, {"climb_fmax": 0.0}, {"n_images": 0},
+                                    {"endpoint_trials": 0}])
+def test_meaningless_neb_settings_are_refused_when_the_maker_is_built(kwargs):
+    from alloyflow.workflows.jobs.neb_endpoints import EndpointMaker
+
+    with pytest.raises(ValueError, match="must be|needs"):
+        NebMaker(calculator="mock", **kwargs)
+    with pytest.raises(ValueError, match="must be"):
+        EndpointMaker(calculator="mock", fmax=0.0)

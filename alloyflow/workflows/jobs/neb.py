@@ -227,6 +227,17 @@ class NebMaker(Maker):
     climb_fmax: float | None = CLIMB_FMAX
     calculator_kwargs: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Refuse settings that give no meaningful band, before any job exists."""
+        for name in ("fmax", "endpoint_fmax", "spring"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"NebMaker {name} must be > 0, got {getattr(self, name)}")
+        if self.climb_fmax is not None and not self.climb_fmax > 0:
+            raise ValueError(f"NebMaker climb_fmax must be > 0 eV/Å (or None), got {self.climb_fmax}")
+        if self.n_images < 1 or self.max_steps < 1 or self.endpoint_trials < 1:
+            raise ValueError(f"NebMaker needs n_images, max_steps and endpoint_trials >= 1, got {self.n_images}, "
+                             f"{self.max_steps} and {self.endpoint_trials}")
+
     def settings(self) -> dict:
         """Every field but name and calculator (``batched`` included), and the IDPP tolerance."""
         return maker_settings(self, extra={"idpp_fmax": IDPP_FMAX}, legacy=LEGACY)

@@ -166,6 +166,12 @@ class EndpointMaker(Maker):
     symprec: float | None = ENDPOINT_SYMPREC
     calculator_kwargs: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if not self.fmax > 0:
+            raise ValueError(f"the endpoint force tolerance must be > 0 eV/Å, got {self.fmax}")
+        if self.trials < 1:
+            raise ValueError(f"endpoint trials must be >= 1, got {self.trials}")
+
     def settings(self) -> dict:
         return maker_settings(self)
 
