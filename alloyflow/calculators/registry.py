@@ -10,7 +10,6 @@ Backends are registered lazily: importing this module imports no torch.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
@@ -152,7 +151,7 @@ def get_calculator(name: str | None = None, **kwargs) -> Calculator:
             set_torch_threads()
         calc = spec.factory(**kwargs)
         # a torch potential gets its thread count per calculation, from the cell's size (``threads``)
-        _CACHE[key] = sized_threads(calc) if spec.kind == "mlip" and "torch" in sys.modules else calc
+        _CACHE[key] = sized_threads(calc) if spec.kind == "mlip" else calc
     return _CACHE[key]
 
 

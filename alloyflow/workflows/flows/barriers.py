@@ -157,6 +157,7 @@ def shared_endpoint_jobs(st: HopStage, plan, neb_jobs: list) -> tuple[list, list
             continue
         index[i] = len(pairs) - 1
     classes = shared_endpoints(pairs)
+    entry_of = {v: k for k, v in index.items()}
     flat = [s for pair in pairs for s in pair]
     ep_maker = maker.endpoint_maker()
     endpoint_jobs, rebuilt = {}, {}
@@ -166,7 +167,7 @@ def shared_endpoint_jobs(st: HopStage, plan, neb_jobs: list) -> tuple[list, list
         refs = []
         for rep, site_map in classes[index[i]]:
             if rep not in endpoint_jobs:
-                hop_id = plan.entries[next(k for k, v in index.items() if v == rep // 2)][0].id
+                hop_id = plan.entries[entry_of[rep // 2]][0].id
                 kind = " interstitial" if plan.mode == "interstitial" else ""
                 ej = ep_maker.keyed_job(flat[rep], label=f"{plan.name}{kind} hop {hop_id} "
                                                          f"{('initial', 'final')[rep % 2]}", metadata={"phase": plan.name})

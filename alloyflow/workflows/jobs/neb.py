@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 from ase import Atoms
@@ -176,6 +177,18 @@ class BatchedNEB(NEB):
         return self.last_forces
 
 
+class RelaxedEndpoints(NamedTuple):
+    """What ``NebMaker._relaxed_endpoints`` gives the band: structures, cost and provenance of both endpoints."""
+
+    initial: Structure
+    final: Structure
+    force_calls: int
+    converged: bool
+    trial_energies: list
+    notes: list
+    sources: list
+
+
 @dataclass
 class NebMaker(Maker):
     """CI-NEB of one migration hop between two endpoints of the same cell.
@@ -307,7 +320,7 @@ class NebMaker(Maker):
 
     def _relaxed_endpoints(self, initial: Structure, final: Structure, endpoints: list | None = None,
                            label: str = ""):
-        """Relaxed (initial, final), force calls, all converged, trial energies per endpoint, notes, sources.
+        """Both endpoints relaxed (``RelaxedEndpoints``).
 
         ``endpoints``: per endpoint ``{"doc": EndpointDocument, "map": SiteMap dict}``, a relaxation of an
         equivalent endpoint to carry over (``carried_endpoint``) instead of relaxing here. Force calls are
@@ -315,7 +328,7 @@ class NebMaker(Maker):
         the keys of the relaxations carried over ("" for an endpoint relaxed here).
         """
         if not self.relax_endpoints:
-            return initial, final, 0, True, [], [], []
+            return RelaxedEndpoints(initial, final, 0, True, [], [], [])
         relax = self.endpoint_maker()
         evaluator = BatchEvaluator(self.calculator, batched=False, calculator_kwargs=self.calculator_kwargs)
         docs, notes, steps, sources = [], [], 0, []
@@ -331,8 +344,8 @@ class NebMaker(Maker):
                 steps += doc.force_calls
             docs.append(doc)
         steps += evaluator.force_calls
-        return (docs[0].structure, docs[1].structure, steps, all(d.converged for d in docs),
-                [d.trial_energies for d in docs], notes, sources)
+        return RelaxedEndpoints(docs[0].structure, docs[1].structure, steps, all(d.converged for d in docs),
+                                [d.trial_energies for d in docs], notes, sources)
 
     def run(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None,
             endpoints: list | None = None) -> NebDocument:
@@ -353,8 +366,8 @@ class NebMaker(Maker):
         check_elements(self.calculator, [el.symbol for el in initial.composition.elements], where=label)
         # One atom order (the initial's), and a right-handed cell for the calculator; the key is the input's.
         ini_in, fin_in = self.band_endpoints(initial, final)
-        ini_s, fin_s, endpoint_steps, endpoints_ok, trial_energies, notes, sources = self._relaxed_endpoints(
-            ini_in, fin_in, endpoints, label)
+        ends = self._relaxed_endpoints(ini_in, fin_in, endpoints, label)
+        ini_s, fin_s = ends.initial, ends.final
 
         ini = AseAtomsAdaptor.get_atoms(ini_s)
         fin = ini.copy()
@@ -368,12 +381,12 @@ class NebMaker(Maker):
             )
 
         images = [ini] + [ini.copy() for _ in range(self.n_images)] + [fin]
-        doc = self._optimise(images, True, self.key(initial, final), label, metadata, endpoint_steps, endpoints_ok,
+        doc = self._optimise(images, True, self.key(initial, final), label, metadata, ends.force_calls, ends.converged,
                              float(moved.max()), t0)
-        doc.endpoint_energies = trial_energies
-        doc.endpoint_spread = [max(e) - min(e) for e in trial_energies]
-        doc.endpoint_notes = notes
-        doc.endpoint_sources = sources
+        doc.endpoint_energies = ends.trial_energies
+        doc.endpoint_spread = [max(e) - min(e) for e in ends.trial_energies]
+        doc.endpoint_notes = ends.notes
+        doc.endpoint_sources = ends.sources
         return doc
 
     def _optimise(self, images: list[Atoms], interpolate: bool, key: str, label: str, metadata: dict | None,

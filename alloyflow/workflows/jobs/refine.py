@@ -217,7 +217,8 @@ class ReconvergeBandMaker(NebMaker):
 
     def run_from_band(self, band: list[Structure], label: str = "") -> NebDocument:
         t0 = time.perf_counter()
-        ini_s, fin_s, endpoint_steps, endpoints_ok, *_ = self._relaxed_endpoints(band[0], band[-1])
+        ends = self._relaxed_endpoints(band[0], band[-1])
+        ini_s, fin_s, endpoint_steps, endpoints_ok = ends.initial, ends.final, ends.force_calls, ends.converged
         images = [AseAtomsAdaptor.get_atoms(s) for s in [ini_s, *band[1:-1], fin_s]]
         cell = images[0].cell
         for a in images[1:]:
