@@ -65,6 +65,30 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+WORKER_COMMANDS = ("study", "hull", "barriers", "search", "thermo")
+"""Commands whose flows run independent jobs in worker processes (``alloyflow.engine.parallel``)."""
+
+
+def set_workers(args) -> None:
+    """``$ALLOYFLOW_WORKERS`` for this run: ``--workers``, else the environment's, else one per core (at most
+    4, fewer when ``--threads`` gives each several) for an ML potential and 1 for DFT, whose jobs are
+    parallel inside."""
+    if args.command not in WORKER_COMMANDS:
+        return
+    if getattr(args, "workers", None):
+        os.environ["ALLOYFLOW_WORKERS"] = str(args.workers)
+        return
+    if os.environ.get("ALLOYFLOW_WORKERS"):
+        return
+    from alloyflow.calculators import get_spec
+    from alloyflow.engine import auto_workers
+
+    n = 1
+    if get_spec(args.calculator).kind == "mlip":
+        n = max(1, auto_workers() // max(1, getattr(args, "threads", None) or 1))
+    os.environ["ALLOYFLOW_WORKERS"] = str(n)
+
+
 def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
     if workflow == "submit":  # a queue never falls back to the ML potential silently: name the backend
         p.add_argument("--calculator", default=None, choices=available_calculators(),
@@ -80,6 +104,10 @@ def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
                    help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads for every cell (default: 1 below 64 atoms, all cores from 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if workflow in WORKER_COMMANDS:
+        p.add_argument("--workers", type=positive_int, default=None,
+                       help="jobs computed at once, each in its own process (default: $ALLOYFLOW_WORKERS, else one "
+                            "per core, at most 4, with an ML potential; 1 with DFT)")
     if workflow != "submit":
         p.add_argument("--potential", metavar="PATH", default=None,
                        help="use this SevenNet checkpoint file (one you trust) as the ML potential instead of "
@@ -478,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
 
             args.calculator = register_potential_file(args.potential)
         refuse_login_node_dft(args)
+        set_workers(args)
         return handlers[args.command](args)
     except (StructureError, CalculatorError, StoreError, JobFailed, ValueError) as exc:
         print(f"alloyflow {args.command}: error: {exc}", file=sys.stderr)

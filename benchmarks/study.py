@@ -1,6 +1,6 @@
 """Whole-study cost and NEB scaling with supercell size.
 
-    python benchmarks/study.py study   [--calculator sevennet] [--out DIR] [--load N]  # alloyflow study, timed
+    python benchmarks/study.py study   [--calculator sevennet] [--out DIR] [--load N] [--workers N]  # timed
     python benchmarks/study.py scaling [--calculator sevennet] [--sizes 50 100 200 400]
 
 ``study`` runs the default study in a fresh folder (or reports on an existing
@@ -23,9 +23,11 @@ import warnings
 from pathlib import Path
 
 
-def _peak_mb() -> float:
+def _peak_mb() -> tuple[float, float]:
+    """Peak resident memory of this process and of its largest child (a worker), MB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return own / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return own / 1024, child / 1024
 
 
 def bench_study(args) -> None:
@@ -35,7 +37,11 @@ def bench_study(args) -> None:
     from alloyflow.workflows.flows.study import StudySettings
     from alloyflow.commands.study import run_study
 
+    from alloyflow.engine import auto_workers
+
     out = Path(args.out or tempfile.mkdtemp(prefix="alloyflow-study-"))
+    workers = args.workers or auto_workers()
+    os.environ["ALLOYFLOW_WORKERS"] = str(workers)
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     try:
         t0 = time.perf_counter()
@@ -71,7 +77,9 @@ def bench_study(args) -> None:
     print(f"\n{'stage':<14}{'jobs':>6}{'force calls':>13}{'compute s':>11}")
     for stage, (n, calls, seconds) in rows.items():
         print(f"{stage:<14}{n:>6}{calls:>13}{seconds:>11.0f}")
-    print(f"\nstudy wall time this run: {wall:.0f} s; peak RSS: {_peak_mb():.0f} MB; cores: {os.cpu_count()}; "
+    own, child = _peak_mb()
+    print(f"\nstudy wall time this run: {wall:.0f} s; peak RSS: {own:.0f} MB here, {child:.0f} MB in the largest "
+          f"child (a worker, or a busy process); workers: {workers}; cores: {os.cpu_count()}; "
           f"busy background processes: {args.load}")
     for stage, seconds in report.data["timings_seconds"].items():
         print(f"  {stage:<32}{seconds:8.0f} s")
@@ -114,6 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[54, 128, 250, 432])
     parser.add_argument("--load", type=int, default=0,
                         help="busy processes started for the study's duration (study; 4 = 2x the cores of 2)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="jobs computed at once (study; default: one per core, at most 4, as the command line)")
     parser.add_argument("--steps", type=int, default=10, help="band optimizer steps per size (scaling)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")

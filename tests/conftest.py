@@ -35,3 +35,9 @@ def sevennet_bcc_li_band():
 def _private_user_config(tmp_path_factory, monkeypatch):
     """Each test gets its own $XDG_CONFIG_HOME: the trusted-potential record (alloyflow.calculators.user) is per user."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
+@pytest.fixture(autouse=True)
+def _one_job_at_a_time(monkeypatch):
+    """Flows run one job at a time unless a test asks for workers (the command line would start one per core)."""
+    monkeypatch.setenv("ALLOYFLOW_WORKERS", "1")

@@ -32,7 +32,11 @@ THREADS_SPLIT_ATOMS = 64
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity: a queue's allocation), else the machine's count."""
+    """Cores this process may use: ``$ALLOYFLOW_CORES`` (a parallel run's worker: its share), else its CPU
+    affinity (a queue's allocation), else the machine's count."""
+    share = os.environ.get("ALLOYFLOW_CORES", "")
+    if share.isdigit() and int(share) > 0:
+        return int(share)
     try:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):

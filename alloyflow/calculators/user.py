@@ -38,6 +38,16 @@ from alloyflow.calculators.registry import (
 )
 
 
+_FILES: dict[str, tuple[str, str]] = {}
+"""Checkpoint path and digest of every potential registered in this process, by name (``registered_files``)."""
+
+
+def registered_files() -> list[tuple[str, str, str]]:
+    """(name, checkpoint, sha256) of the user potentials registered in this process, to register them again
+    in a worker process (``alloyflow.engine.parallel``) without trusting anything new."""
+    return [(name, path, digest) for name, (path, digest) in sorted(_FILES.items())]
+
+
 def sha256_of(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -183,6 +193,7 @@ def register_finetuned(name: str, checkpoint, sha256: str | None = None, verify:
         supported_elements=sevennet_elements,
     )
     register_calculator(spec, user=True)
+    _FILES[name] = (str(path), digest)
     # A model cached under this name would be the previous checkpoint's: drop it.
     forget_cached(name)
     return spec

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from alloyflow.calculators import calculator_info
 from alloyflow.commands.common import add_predicted, library_for
-from alloyflow.engine import ResultStore, RunSummary, run_flow
+from alloyflow.engine import ResultStore, RunSummary, default_workers, run_flow
 from alloyflow.engine.progress import stages
 from alloyflow.io.barriers import write_barrier_outputs
 from alloyflow.io.hull import write_hull_outputs
@@ -90,6 +90,7 @@ def run_study(settings: StudySettings, out: Path, progress: bool = True) -> Stud
         "calculator": calculator_info(settings.calculator),
         "timings_seconds": timings,
         "jobs": {"computed": total.computed, "reused": total.reused},
+        "workers": default_workers(),
         "flow_output": flow.output.uuid,
     }
     meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -67,14 +67,14 @@ class RunSummary:
         return f"{self.computed} job(s) computed, {self.reused} reused from the store"
 
 
-def _jobs_in_order(flow: Flow | Job | Iterable[Job]) -> list[Job]:
+def jobs_in_order(flow: Flow | Job | Iterable[Job]) -> list[Job]:
     if isinstance(flow, Job):
         return [flow]
     if isinstance(flow, Flow):
         return [job for job, _ in flow.iterflow()]
     jobs: list[Job] = []
     for item in flow:
-        jobs += _jobs_in_order(item)
+        jobs += jobs_in_order(item)
     return jobs
 
 
@@ -125,7 +125,7 @@ def unfinished(flow: Flow | Job | Iterable[Job], jobstore=None) -> list[Job]:
         from jobflow import CURRENT_JOB
 
         jobstore = CURRENT_JOB.store
-    jobs = _jobs_in_order(flow)
+    jobs = jobs_in_order(flow)
     if jobstore is not None:
         jobs = [j for j in jobs if not is_finished(jobstore, j)]
     return detached(jobs)
@@ -182,7 +182,7 @@ def replacement(jobs: Flow | Job | Iterable[Job], output=None, name: str = "repl
 
         jobstore = CURRENT_JOB.store
     seen: set = set()
-    jobs = [j for j in _jobs_in_order(jobs) if not (j.uuid in seen or seen.add(j.uuid))]  # shared jobs join once
+    jobs = [j for j in jobs_in_order(jobs) if not (j.uuid in seen or seen.add(j.uuid))]  # shared jobs join once
     if jobstore is not None:
         done = {j.uuid for j in jobs if is_finished(jobstore, j)}
         jobs = [j for j in jobs if j.uuid not in done]
@@ -194,26 +194,26 @@ def replacement(jobs: Flow | Job | Iterable[Job], output=None, name: str = "repl
     return Flow(detached(jobs), output=output, name=name)
 
 
-def _is_assembly(job: Job) -> bool:
+def is_assembly(job: Job) -> bool:
     return (job.metadata or {}).get("alloyflow_kind") == "assembly" or job.name == "store_inputs"
 
 
-def _label(job: Job) -> str:
+def job_label(job: Job) -> str:
     return (job.metadata or {}).get("alloyflow_label", job.name)
 
 
-def _stage(job: Job) -> str | None:
+def job_stage(job: Job) -> str | None:
     return (job.metadata or {}).get("alloyflow_stage")
 
 
-def _tick(progress, label: str, reused: bool, job: Job) -> None:
+def tick_progress(progress, label: str, reused: bool, job: Job) -> None:
     if getattr(progress, "staged", False):
-        progress(label, reused, _stage(job))
+        progress(label, reused, job_stage(job))
     else:
         progress(label, reused)
 
 
-def _job_dir(root: Path) -> Path:
+def new_job_dir(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"job_{datetime.now().strftime('%Y-%m-%d-%H-%M-%S-%f')}-{os.getpid()}"
     path.mkdir()
@@ -242,9 +242,12 @@ class Budget:
         return ""
 
 
-def run_flow(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None,
-             budget: Budget | None = None) -> RunSummary:
+def run_in_order(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None,
+                 budget: Budget | None = None) -> RunSummary:
     """Run every unfinished job of ``flow`` (and the jobs their responses add), one at a time.
+
+    ``alloyflow.engine.run_flow`` calls this with one worker; with more it runs independent jobs at once
+    (``alloyflow.engine.parallel``).
 
     Parameters
     ----------
@@ -267,7 +270,7 @@ def run_flow(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None
     """
     summary = RunSummary()
     t0 = time.perf_counter()
-    _run_jobs(_jobs_in_order(flow), store, progress, summary, seen=set(), budget=budget)
+    _run_jobs(jobs_in_order(flow), store, progress, summary, seen=set(), budget=budget)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -278,8 +281,8 @@ def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary
     if hasattr(progress, "start"):
         by_stage: dict = {}
         for j in jobs:
-            if not _is_assembly(j):
-                by_stage[_stage(j)] = by_stage.get(_stage(j), 0) + 1
+            if not is_assembly(j):
+                by_stage[job_stage(j)] = by_stage.get(job_stage(j), 0) + 1
         progress.start(sum(by_stage.values()), by_stage)
     for job in jobs:
         if summary.stopped:
@@ -287,37 +290,37 @@ def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary
         if (job.uuid, job.index) in seen:
             continue
         seen.add((job.uuid, job.index))
-        label = _label(job)
+        label = job_label(job)
         # planning and collecting jobs cost no force calls: counted apart, not shown as progress
-        assembly = _is_assembly(job)
+        assembly = is_assembly(job)
         if is_finished(store.jobstore, job):
             if assembly:
                 summary.assembled_reused += 1
                 continue
             summary.reused += 1
             if progress:
-                _tick(progress, label, True, job)
+                tick_progress(progress, label, True, job)
             continue
         if budget is not None and not assembly and (why := budget.exhausted(summary)):
             summary.stopped = why
             return
         t0 = time.perf_counter()
-        response = _run_one(job, store, label, summary)
-        name = _stage(job) or "other"
+        response = run_one(job, store, label, summary)
+        name = job_stage(job) or "other"
         summary.stage_seconds[name] = summary.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
         if assembly:
             summary.assembled += 1
         else:
             summary.computed += 1
             if progress:
-                _tick(progress, label, False, job)
+                tick_progress(progress, label, False, job)
         for new in (response.replace, response.addition, response.detour):
             if new is not None:
-                _run_jobs(_jobs_in_order(new), store, progress, summary, seen, budget)
+                _run_jobs(jobs_in_order(new), store, progress, summary, seen, budget)
 
 
-def _run_one(job: Job, store: ResultStore, label: str, summary: RunSummary):
-    job_dir = _job_dir(store.out_dir / "jobs")
+def run_one(job: Job, store: ResultStore, label: str, summary: RunSummary):
+    job_dir = new_job_dir(store.out_dir / "jobs")
     cwd = os.getcwd()
     try:
         os.chdir(job_dir)
@@ -336,8 +339,8 @@ def _run_one(job: Job, store: ResultStore, label: str, summary: RunSummary):
 
 
 def run_cached(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=None, stage: str = "") -> RunSummary:
-    """``run_flow`` under its earlier name (kept for notebooks and scripts)."""
-    return run_flow(flow, store, progress=progress)
+    """``run_in_order``: the flows that jobs run inside themselves (refinement, labels, elastic) stay in order."""
+    return run_in_order(flow, store, progress=progress)
 
 
 class JobFailed(RuntimeError):

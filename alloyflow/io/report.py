@@ -40,15 +40,23 @@ def write_report(out: Path, hulls: dict, voltages: dict, barriers: list, meta: d
     parts += [comparison_section(hulls, voltages, barriers, label), ""]
     parts += ["## Jobs and timings", "",
               f"Jobs: {meta['jobs']['computed']} computed in this run, {meta['jobs']['reused']} reused from the store.",
-              "", table(["stage", "wall time this run (s)"], timing_rows), ""]
+              "", table(["stage", _time_header(meta, "this run")], timing_rows), ""]
     computing = last_computing_run(meta)
     if computing is not None and meta["jobs"].get("computed", 0) == 0:
         rows = [[k, f"{v:.1f}"] for k, v in computing.get("timings_seconds", {}).items()]
         parts += [f"The last run that computed jobs ({computing.get('finished', 'time not recorded')}): "
                   f"{computing.get('jobs', {}).get('computed', '?')} computed, "
                   f"{computing.get('jobs', {}).get('reused', '?')} reused.", "",
-                  table(["stage", "wall time of that run (s)"], rows), ""]
+                  table(["stage", _time_header(computing, "that run")], rows), ""]
     return write_text_atomic(Path(out) / "report.md", "\n".join(parts))
+
+
+def _time_header(run: dict, which: str) -> str:
+    """Stage times are wall times in order; with workers, the stages' jobs overlap and their times add up."""
+    workers = run.get("workers", 1) if isinstance(run, dict) else 1
+    if not isinstance(workers, int) or workers <= 1:
+        return f"wall time {which} (s)"
+    return f"time in jobs {which}, {workers} at once (s; total: wall time)"
 
 
 RUNS_KEPT = 50
@@ -78,7 +86,7 @@ def write_study_json(out: Path, meta: dict) -> Path:
         earlier = _runs(json.loads(path.read_text()))
     except (OSError, ValueError):
         earlier = []
-    run = {k: meta[k] for k in ("finished", "jobs", "timings_seconds") if k in meta}
+    run = {k: meta[k] for k in ("finished", "jobs", "timings_seconds", "workers") if k in meta}
     meta["runs"] = (earlier + [run])[-RUNS_KEPT:]
     write_text_atomic(path, json.dumps(meta, indent=2, default=str))
     return path

@@ -397,7 +397,7 @@ def run_barriers(phase: str, store, calculator: str = "sevennet", system: str | 
     ``e_above_hull`` (eV/atom) adds a labelled metastability correction.
     """
     from alloyflow.analysis.migration import apply_metastability_correction
-    from alloyflow.engine.local import run_flow
+    from alloyflow.engine import run_flow
 
     flow = barrier_flow(phase, calculator, system, library, n_images, fmax, neb_maker, **settings)
     run_flow(flow, store, progress=progress)
