@@ -56,6 +56,21 @@ def test_index_answers_as_montydb_does(tmp_path, criteria, properties, sort):
         criteria, properties=properties, sort=sort)
 
 
+def test_indexed_writes_leave_what_upserts_leave(tmp_path):
+    """New keys are inserted without montydb's scan; existing ones, repeats in one batch and index 2 upsert."""
+    indexed, plain = _stores(tmp_path / "a")
+    other, reference = _stores(tmp_path / "b")
+    again = [{"uuid": "u1", "index": 1, "output": "again"}, {"uuid": "fresh", "index": 1, "output": 1}]
+    first, later = _docs()[:20], _docs(seed=1)[10:40] + again * 2
+    for store in (indexed, reference):
+        store.update({"uuid": "seed", "index": 1}, key=["uuid", "index"])  # the file exists from here on
+        store.update(first, key=["uuid", "index"])
+        store.update(later, key=["uuid", "index"])
+    strip = lambda docs: sorted((d["uuid"], d["index"], json.dumps(d.get("output"))) for d in docs)  # noqa: E731
+    assert strip(plain.query({})) == strip(other.query({}))
+    assert len(list(plain.query({}))) == 1 + len({(d["uuid"], d["index"]) for d in first + later})
+
+
 def _write_from_another_process(path):
     store = MontyStore("outputs", database_path=str(path), database_name="db", key="uuid")
     store.connect()

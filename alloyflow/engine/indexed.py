@@ -184,6 +184,33 @@ class IndexedMontyStore(MontyStore):
         for doc in docs:
             yield _project(doc, properties)
 
+    def update(self, docs: list[dict] | dict, key: list | str | None = None):
+        """Write ``docs``; one whose key value the collection does not hold yet is inserted without a scan.
+
+        montydb's upsert (``replace_one``) decodes the whole collection to find
+        the document it replaces: 0.05 s per job at 120 documents, growing with
+        the store, for every job a study stores. A new key (a job never stored
+        before: nearly every write) needs no search; others go through the upsert.
+        """
+        docs = docs if isinstance(docs, list) else [docs]
+        fields = key or self.key
+        fields = fields if isinstance(fields, list) else [fields]
+        if self.validator or self.key not in fields or self._open_reader() is None:
+            return super().update(docs, key)
+        from monty.json import jsanitize
+
+        self.refresh()
+        written: set = set()
+        for doc in docs:
+            doc = jsanitize(doc, allow_bson=True)
+            value = doc.get(self.key)
+            if _scalar(value) and value not in self._by_key and value not in written:
+                self._collection.insert_one(doc)
+            else:
+                self._collection.replace_one({f: doc[f] for f in fields}, doc, upsert=True)
+            written.add(value)
+        return None
+
     def close_reader(self) -> None:
         """Close the index's own sqlite connection (reopened by the next query); the rows stay in memory."""
         if self._reader is not None:

@@ -217,6 +217,7 @@ class _Run:
         self.owner: dict[str, Job] = {}
         self.done: set[str] = set()
         self.running: dict = {}
+        self.deps: dict[tuple, frozenset] = {}
         self.failure: tuple[str, BaseException] | None = None
         self.extra = list(store.jobstore.additional_stores)
 
@@ -239,6 +240,8 @@ class _Run:
                         tick_progress(self.progress, job_label(job), True, job)
                 continue
             new.append(job)
+            # jobflow finds references by serialising the inputs (milliseconds for a structure): once per job
+            self.deps[key] = frozenset(job.input_uuids)
             if not is_assembly(job):
                 by_stage[job_stage(job)] = by_stage.get(job_stage(job), 0) + 1
         if hasattr(self.progress, "start") and by_stage:
@@ -246,7 +249,7 @@ class _Run:
         self.queue = new + self.queue if front else self.queue + new
 
     def ready(self, job: Job) -> bool:
-        return all(u in self.done or u not in self.owner for u in job.input_uuids)
+        return all(u in self.done or u not in self.owner for u in self.deps[(job.uuid, job.index)])
 
     def loop(self) -> None:
         while self.queue or self.running:
