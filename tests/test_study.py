@@ -80,7 +80,9 @@ def test_study_writes_report(tmp_path, capsys):
     assert "The last run that computed jobs" in report
 
 
-def test_sigkill_then_rerun_reuses_finished_jobs(tmp_path, capsys):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_then_rerun_reuses_finished_jobs(tmp_path, capsys, workers):
+    """Killed in order or with jobs in two worker processes, a study loses only the jobs in flight."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert main([*STUDY, "--out", str(reference)]) == 0
     reference_stdout = capsys.readouterr().out
@@ -88,7 +90,7 @@ def test_sigkill_then_rerun_reuses_finished_jobs(tmp_path, capsys):
     assert total >= 4
 
     env = {**os.environ, "ALLOYFLOW_MOCK_DELAY": "0.02"}
-    cmd = [sys.executable, "-m", "alloyflow.cli", *STUDY, "--out", str(killed)]
+    cmd = [sys.executable, "-m", "alloyflow.cli", *STUDY, "--out", str(killed), "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while _stored_jobs(killed) < 1 and time.time() < deadline and proc.poll() is None:

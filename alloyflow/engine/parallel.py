@@ -22,7 +22,12 @@ so ``run_parallel`` keeps ``workers`` such calculations going at once:
   the user registered; a worker whose parent died exits within a second.
 
 Jobs and their outputs are the same as on the local runner: only the order
-in which independent jobs finish differs.
+in which independent jobs finish differs. The command line starts one
+worker per core with an ML potential (``alloyflow --workers``); the Python
+API runs in order unless ``workers`` or ``$ALLOYFLOW_WORKERS`` says
+otherwise. A script that asks for workers needs the usual
+``if __name__ == "__main__":`` guard: spawned processes import the main
+module (a notebook needs nothing).
 """
 
 from __future__ import annotations
