@@ -68,7 +68,7 @@ def test_workers_give_the_sequential_results_and_run_elsewhere(tmp_path):
         assert added is not None
     assert one["sum"] == two["sum"] == 3 + 7 + sum(2 * i for i in range(4))
     assert s1.computed == s2.computed == 12  # 5 jobs, fan_out, its 4 + 1 replacement jobs, grow's addition
-    assert os.getpid() not in pids and len(pids) >= 2  # computed in the workers, both of them
+    assert pids and os.getpid() not in pids  # computed in the workers (which ones: however they came free)
 
 
 def test_a_failing_job_stops_new_starts_keeps_the_others_and_says_which(tmp_path):
@@ -81,6 +81,17 @@ def test_a_failing_job_stops_new_starts_keeps_the_others_and_says_which(tmp_path
         assert not store.has(b.uuid) and not store.has(later.uuid)
         again = run_flow(Flow([add(1, 1)]), store, workers=2)  # the folder stays usable
         assert again.computed == 1
+
+
+def test_a_job_budget_counts_the_jobs_in_flight(tmp_path):
+    from alloyflow.engine import Budget
+
+    jobs = [add(i, 1) for i in range(5)]
+    with ResultStore(tmp_path) as store:
+        first = run_flow(jobs, store, workers=2, budget=Budget(max_computed=2))
+        assert first.computed == 2 and first.stopped == "stopped after 2 new jobs"
+        rest = run_flow(jobs, store, workers=2)
+        assert (rest.computed, rest.reused, rest.stopped) == (3, 2, "")
 
 
 def test_workers_must_be_positive(tmp_path):

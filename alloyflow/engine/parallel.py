@@ -201,7 +201,7 @@ def run_parallel(jobs: list[Job], store: ResultStore, progress, summary: RunSumm
                  budget: Budget | None = None) -> None:
     """Run the unfinished ``jobs`` (and the jobs their responses add) with ``workers`` worker processes.
 
-    Counts, progress ticks and the budget work as in ``alloyflow.engine.local.run_flow``; a failed
+    Counts, progress ticks and the budget work as in ``alloyflow.engine.local.run_in_order``; a failed
     job stops new starts, the jobs in flight are stored, then ``JobFailed`` is raised.
     ``summary.stage_seconds`` sums the jobs' own wall times (more than the run's, jobs overlapping).
     """
@@ -264,9 +264,7 @@ class _Run:
                                    return_when=FIRST_COMPLETED)
                 for future in finished:
                     self.collect(future)
-            elif self.queue and not started:
-                if self.failure or self.summary.stopped:
-                    break
+            elif self.queue and not started and not (self.failure or self.summary.stopped):
                 # nothing runs and nothing is ready: a job waits on one that will never be stored (a dynamic
                 # job that answered without a replacement); run it as the sequential runner would
                 self.run_here(self.queue.pop(0))
@@ -289,7 +287,7 @@ class _Run:
             if not here and len(self.running) >= self.workers:
                 i += 1
                 continue
-            if not is_assembly(job) and self.budget is not None and (why := self.budget.exhausted(self.summary)):
+            if not is_assembly(job) and (why := self.exhausted()):
                 self.summary.stopped = why
                 break
             self.queue.pop(i)
@@ -300,6 +298,15 @@ class _Run:
             else:
                 self.submit(job)
         return started
+
+    def exhausted(self) -> str:
+        """The budget's verdict, counting the jobs in flight as computed (they will be)."""
+        if self.budget is None:
+            return ""
+        cap = self.budget.max_computed
+        if cap is not None and self.summary.computed + len(self.running) >= cap:
+            return f"stopped after {cap} new jobs"
+        return self.budget.exhausted(self.summary)
 
     def run_here(self, job: Job) -> None:
         t0 = time.perf_counter()
