@@ -60,7 +60,7 @@ def test_indexed_writes_leave_what_upserts_leave(tmp_path):
     """New keys are inserted without montydb's scan; existing ones, repeats in one batch and index 2 upsert."""
     indexed, plain = _stores(tmp_path / "a")
     other, reference = _stores(tmp_path / "b")
-    again = [{"uuid": "u1", "index": 1, "output": "again"}, {"uuid": "fresh", "index": 1, "output": 1}]
+    again = [{"uuid": "u1", "index": 1, "output": "again"}, {"uuid": "fresh", "index": 1, "output": {"688.15": 1}}]
     first, later = _docs()[:20], _docs(seed=1)[10:40] + again * 2
     for store in (indexed, reference):
         store.update({"uuid": "seed", "index": 1}, key=["uuid", "index"])  # the file exists from here on

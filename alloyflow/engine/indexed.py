@@ -205,7 +205,10 @@ class IndexedMontyStore(MontyStore):
             doc = jsanitize(doc, allow_bson=True)
             value = doc.get(self.key)
             if _scalar(value) and value not in self._by_key and value not in written:
-                self._collection.insert_one(doc)
+                # what montydb's upsert does once its scan found nothing (keys unchecked: a temperature
+                # such as "688.15" is a valid key of a stored output, which ``insert_one`` would refuse)
+                doc.setdefault("_id", bson.ObjectId())
+                self._collection._storage.write_one(self._collection, doc, check_keys=False)
             else:
                 self._collection.replace_one({f: doc[f] for f in fields}, doc, upsert=True)
             written.add(value)
