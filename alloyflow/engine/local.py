@@ -246,27 +246,8 @@ def run_in_order(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=
                  budget: Budget | None = None) -> RunSummary:
     """Run every unfinished job of ``flow`` (and the jobs their responses add), one at a time.
 
-    ``alloyflow.engine.run_flow`` calls this with one worker; with more it runs independent jobs at once
-    (``alloyflow.engine.parallel``).
-
-    Parameters
-    ----------
-    flow : Flow, Job or iterable of them
-        Any jobflow flow; keyed jobs (``alloyflow.engine.keys.keyed``) are reused when stored.
-    store : ResultStore
-        The output folder's store; job folders go to ``<out>/jobs`` (empty ones are removed).
-    progress : callable, optional
-        ``(label, reused) -> None`` after each job, or ``(label, reused, stage)`` if it has
-        ``staged = True`` (``stage``: the job's ``alloyflow_stage`` metadata or None); its
-        ``start(n, by_stage)``, if any, is told of every job as it becomes known (new jobs
-        of a response included).
-    budget : Budget, optional
-        Stop starting new computations once it is used up (``RunSummary.stopped`` says so).
-
-    Returns
-    -------
-    RunSummary
-        Jobs computed and reused, and the wall time.
+    ``alloyflow.engine.run_flow`` calls this with one worker (parameters and result as there); with more it
+    runs independent jobs at once (``alloyflow.engine.parallel``).
     """
     summary = RunSummary()
     t0 = time.perf_counter()
@@ -278,12 +259,7 @@ def run_in_order(flow: Flow | Job | Iterable[Job], store: ResultStore, progress=
 def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary, seen: set,
               budget: Budget | None = None) -> None:
     jobs = [j for j in jobs if (j.uuid, j.index) not in seen]
-    if hasattr(progress, "start"):
-        by_stage: dict = {}
-        for j in jobs:
-            if not is_assembly(j):
-                by_stage[job_stage(j)] = by_stage.get(job_stage(j), 0) + 1
-        progress.start(sum(by_stage.values()), by_stage)
+    announce(progress, jobs)
     for job in jobs:
         if summary.stopped:
             return
@@ -291,32 +267,51 @@ def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary
             continue
         seen.add((job.uuid, job.index))
         label = job_label(job)
-        # planning and collecting jobs cost no force calls: counted apart, not shown as progress
-        assembly = is_assembly(job)
         if is_finished(store.jobstore, job):
-            if assembly:
-                summary.assembled_reused += 1
-                continue
-            summary.reused += 1
-            if progress:
-                tick_progress(progress, label, True, job)
+            record(summary, job, progress, reused=True)
             continue
-        if budget is not None and not assembly and (why := budget.exhausted(summary)):
+        if budget is not None and not is_assembly(job) and (why := budget.exhausted(summary)):
             summary.stopped = why
             return
         t0 = time.perf_counter()
         response = run_one(job, store, label, summary)
-        name = job_stage(job) or "other"
-        summary.stage_seconds[name] = summary.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
-        if assembly:
-            summary.assembled += 1
-        else:
-            summary.computed += 1
-            if progress:
-                tick_progress(progress, label, False, job)
+        record(summary, job, progress, reused=False, seconds=time.perf_counter() - t0)
         for new in (response.replace, response.addition, response.detour):
             if new is not None:
                 _run_jobs(jobs_in_order(new), store, progress, summary, seen, budget)
+
+
+def announce(progress, jobs: Iterable[Job]) -> None:
+    """Tell ``progress.start`` (if any) of new jobs that cost force calls, by stage."""
+    if not hasattr(progress, "start"):
+        return
+    by_stage: dict = {}
+    for j in jobs:
+        if not is_assembly(j):
+            by_stage[job_stage(j)] = by_stage.get(job_stage(j), 0) + 1
+    progress.start(sum(by_stage.values()), by_stage)
+
+
+def record(summary: RunSummary, job: Job, progress, reused: bool, seconds: float = 0.0) -> None:
+    """Count ``job`` as reused or run (its wall time to its stage) and tick ``progress``.
+
+    Planning and collecting jobs cost no force calls: counted apart, not shown as progress.
+    """
+    if not reused:
+        name = job_stage(job) or "other"
+        summary.stage_seconds[name] = summary.stage_seconds.get(name, 0.0) + seconds
+    if is_assembly(job):
+        if reused:
+            summary.assembled_reused += 1
+        else:
+            summary.assembled += 1
+        return
+    if reused:
+        summary.reused += 1
+    else:
+        summary.computed += 1
+    if progress:
+        tick_progress(progress, job_label(job), reused, job)
 
 
 def run_one(job: Job, store: ResultStore, label: str, summary: RunSummary):

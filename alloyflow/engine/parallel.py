@@ -51,15 +51,15 @@ from alloyflow.engine.local import (
     Budget,
     JobFailed,
     RunSummary,
+    announce,
     is_assembly,
-    new_job_dir,
-    jobs_in_order,
-    job_label,
-    run_one,
-    job_stage,
-    tick_progress,
     is_finished,
+    job_label,
+    jobs_in_order,
+    new_job_dir,
+    record,
     run_in_order,
+    run_one,
 )
 from alloyflow.engine.store import ResultStore
 
@@ -228,29 +228,20 @@ class _Run:
 
     def add(self, jobs: list[Job], front: bool = False) -> None:
         """Queue ``jobs``: stored ones are counted as reused now, the others wait for their inputs."""
-        new, by_stage = [], {}
-        for job in jobs:
+        fresh = list({(j.uuid, j.index): j for j in jobs if (j.uuid, j.index) not in self.seen}.values())
+        announce(self.progress, fresh)  # stored ones included: they tick the bars as reused, as in order
+        new = []
+        for job in fresh:
             key = (job.uuid, job.index)
-            if key in self.seen:
-                continue
             self.seen.add(key)
             self.owner.setdefault(job.uuid, job)
             if is_finished(self.store.jobstore, job):
                 self.done.add(job.uuid)
-                if is_assembly(job):
-                    self.summary.assembled_reused += 1
-                else:
-                    self.summary.reused += 1
-                    if self.progress:
-                        tick_progress(self.progress, job_label(job), True, job)
+                record(self.summary, job, self.progress, reused=True)
                 continue
             new.append(job)
             # jobflow finds references by serialising the inputs (milliseconds for a structure): once per job
             self.deps[key] = frozenset(job.input_uuids)
-            if not is_assembly(job):
-                by_stage[job_stage(job)] = by_stage.get(job_stage(job), 0) + 1
-        if hasattr(self.progress, "start") and by_stage:
-            self.progress.start(sum(by_stage.values()), by_stage)
         self.queue = new + self.queue if front else self.queue + new
 
     def ready(self, job: Job) -> bool:
@@ -342,7 +333,7 @@ class _Run:
                 self.store.jobstore.additional_stores[name].update(blobs, key="blob_uuid")
         if docs:
             self.store.jobstore.docs_store.update(docs, key=["uuid", "index"])
-        if self.store.jobstore.query_one({"uuid": job.uuid, "index": job.index}, properties=["uuid"]) is None:
+        if not any(d.get("uuid") == job.uuid and d.get("index") == job.index for d in docs):
             self.summary.failed.append(job_label(job))
             self.failure = self.failure or (job_label(job), RuntimeError("no output was stored"))
             return
@@ -357,11 +348,4 @@ class _Run:
         owner = self.owner.get(job.uuid, job)
         if is_finished(self.store.jobstore, owner):
             self.done.add(job.uuid)
-        name = job_stage(job) or "other"
-        self.summary.stage_seconds[name] = self.summary.stage_seconds.get(name, 0.0) + seconds
-        if is_assembly(job):
-            self.summary.assembled += 1
-        else:
-            self.summary.computed += 1
-            if self.progress:
-                tick_progress(self.progress, job_label(job), False, job)
+        record(self.summary, job, self.progress, reused=False, seconds=seconds)
