@@ -134,7 +134,7 @@ class _Store:
 def test_barrier_plan_reuses_bands_stored_at_earlier_defaults(stored):
     from pymatgen.core import Lattice, Structure
 
-    from alloyflow.workflows.flows.barriers import stored_plan
+    from alloyflow.workflows.flows.barriers import earlier_method_note, stored_plan
     from alloyflow.workflows.flows.hop_plan import BarrierSettings, plan_hops
 
     li = Structure(Lattice.cubic(3.44), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
@@ -147,3 +147,7 @@ def test_barrier_plan_reuses_bands_stored_at_earlier_defaults(stored):
     store = _Store([maker.keyed_job(initial, final, label=f"hop {hop.id}").output.uuid])
     _, legacy_ties, chosen = stored_plan("Li", "Li", li, settings, today, jobstore=store)
     assert chosen == maker and not legacy_ties
+    # the warning beside reused bands names what their earlier defaults were
+    note = earlier_method_note(chosen, today)
+    assert ("freely" in note) == (stored == "before endpoint_symprec")
+    assert ("climbing image" in note) == (stored != "today")

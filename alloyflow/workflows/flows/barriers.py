@@ -97,6 +97,22 @@ def stored_plan(phase: str, formula: str, structure: Structure, settings: Barrie
     return plan, False, neb_maker
 
 
+EARLIER_METHOD_NOTES = {
+    "endpoint_symprec": "relaxed their endpoints freely, before endpoints kept the vacancy cell's symmetry: such "
+                        "barriers can differ by several meV between runs",
+    "climb_fmax": "stopped the climbing image at the band's fmax, before its tighter tolerance (a bias of up to "
+                  "~10 meV)",
+}
+"""What bands stored at an earlier NEB default differ by (``stored_plan``'s reuse), per field of ``METHOD_CHANGES``."""
+
+
+def earlier_method_note(stored, today) -> str:
+    """One warning line: the NEB defaults ``stored`` bands were computed with, against ``today``'s maker."""
+    diffs = [f for f in EARLIER_METHOD_NOTES if getattr(stored, f, None) != getattr(today, f, None)]
+    what = "; ".join(EARLIER_METHOD_NOTES[f] for f in diffs) or "used an earlier NEB default"
+    return f"the stored bands {what}; remove them from the store to recompute"
+
+
 def _host_job(host_maker, structure: Structure, phase: str, stage: str):
     """The host-stability job (elastic tensor) and why there is none."""
     if host_maker is None:
@@ -276,9 +292,7 @@ def barrier_hops(relaxed_doc, phase: str, formula: str, settings: dict, neb_make
                         "good cells before that choice was made reproducible; a new run may use an equivalent cell "
                         "in which the hop lies differently (a finite-size effect)")
     if maker is not neb_maker:
-        warnings.append("the stored bands relaxed their endpoints freely, before endpoints kept the vacancy cell's "
-                        "symmetry: such barriers can differ by several meV between runs; remove them from the "
-                        "store to recompute")
+        warnings.append(earlier_method_note(maker, neb_maker))
     if not doc.converged:
         warnings.insert(0, f"the cell relaxation of {phase} did not converge (max force {doc.max_force:.3f} eV/Å)")
     me = CURRENT_JOB.job
