@@ -8,8 +8,11 @@ uses one core well and a second one poorly (``alloyflow.calculators.threads``),
 so ``run_parallel`` keeps ``workers`` such calculations going at once:
 
 * a job is started as soon as every job it references is stored (its
-  ``input_uuids``), in the order the flow lists them, so a response's new
-  jobs still come before the jobs after it;
+  ``input_uuids``), first come first served: a response's new jobs queue
+  behind those already waiting, so phases are computed in the order they
+  were planned. (Putting them first, as the in-order runner does, ran the
+  study's phases last-planned first and left B32 LiIn's 400 s band, planned
+  at 6 min, to run alone at the end: a 7-minute tail on one worker of two.)
 * jobs that plan or collect (``alloyflow_kind = assembly``), answer with a
   replacement (``DYNAMIC``) or read the store (``expose_store``) run in this
   process, which owns the store; every other job runs in a worker, which
@@ -226,7 +229,7 @@ class _Run:
         self.failure: tuple[str, BaseException] | None = None
         self.extra = list(store.jobstore.additional_stores)
 
-    def add(self, jobs: list[Job], front: bool = False) -> None:
+    def add(self, jobs: list[Job]) -> None:
         """Queue ``jobs``: stored ones are counted as reused now, the others wait for their inputs."""
         fresh = list({(j.uuid, j.index): j for j in jobs if (j.uuid, j.index) not in self.seen}.values())
         announce(self.progress, fresh)  # stored ones included: they tick the bars as reused, as in order
@@ -242,7 +245,7 @@ class _Run:
             new.append(job)
             # jobflow finds references by serialising the inputs (milliseconds for a structure): once per job
             self.deps[key] = frozenset(job.input_uuids)
-        self.queue = new + self.queue if front else self.queue + new
+        self.queue += new
 
     def ready(self, job: Job) -> bool:
         return all(u in self.done or u not in self.owner for u in self.deps[(job.uuid, job.index)])
@@ -285,7 +288,7 @@ class _Run:
             started = True
             if here:
                 self.run_here(job)
-                i = 0  # its response's jobs went to the front
+                i = 0  # what it stored may have made earlier jobs ready
             else:
                 self.submit(job)
         return started
@@ -309,7 +312,7 @@ class _Run:
         self.finish(job, time.perf_counter() - t0)
         for new in (response.replace, response.addition, response.detour):
             if new is not None:
-                self.add(jobs_in_order(new), front=True)
+                self.add(jobs_in_order(new))
 
     def submit(self, job: Job) -> None:
         resolved = job.resolve_args(self.store.jobstore, inplace=False)
@@ -342,7 +345,7 @@ class _Run:
             flows = json.loads(new, cls=MontyDecoder)
             for key in ("replace", "addition", "detour"):
                 if key in flows:
-                    self.add(jobs_in_order(flows[key]), front=True)
+                    self.add(jobs_in_order(flows[key]))
 
     def finish(self, job: Job, seconds: float) -> None:
         owner = self.owner.get(job.uuid, job)
