@@ -449,10 +449,13 @@ def cmd_store(args) -> int:
 def cmd_calculators(args) -> int:
     from alloyflow.calculators import DEFAULT_CALCULATOR, get_spec
 
-    for name in available_calculators():
+    names = available_calculators()
+    width = max(len(n) for n in names) + 2
+    for name in names:
         spec = get_spec(name)
         mark = " (default)" if name == DEFAULT_CALCULATOR else ""
-        print(f"{name:<10}{spec.model:<21} {spec.kind:<5} {spec.description}{mark}\n{'':<10}version: {spec.version}")
+        print(f"{name:<{width}}{spec.model:<26} {spec.kind:<5} {spec.description}{mark}\n{'':<{width}}"
+              f"version: {spec.version}")
     return 0
 
 

@@ -6,7 +6,7 @@ ML potentials (SevenNet, CHGNet), ``dft`` the DFT codes (GPAW, VASP), and
 them all without importing torch, sevenn, chgnet or gpaw.
 """
 
-from alloyflow.calculators import dft, mlip, mock  # noqa: F401  (registration)
+from alloyflow.calculators import dft, mlip, mock, packaged  # noqa: F401  (registration)
 from alloyflow.calculators.registry import (
     DEFAULT_CALCULATOR,
     WORKFLOW_DEFAULTS,

@@ -57,8 +57,8 @@ def _refusal(exc: Exception) -> str:
     return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
-def load_checkpoint_weights_only(data: bytes, where: str = "checkpoint") -> dict:
-    """A torch checkpoint read with ``torch.load(weights_only=True)``: tensors, arrays and plain containers only.
+def torch_load_plain(data: bytes, where: str = "checkpoint"):
+    """Bytes read with ``torch.load(weights_only=True)``: tensors, numeric arrays and plain containers only.
 
     The restricted unpickler refuses any other global (a class, ``os.system``,
     ...), so a hostile file raises ``CalculatorError`` instead of running code.
@@ -69,10 +69,15 @@ def load_checkpoint_weights_only(data: bytes, where: str = "checkpoint") -> dict
 
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, AttributeError, TypeError) as exc:
         raise CalculatorError(f"{where} does not load as plain weights (torch.load weights_only=True refused it: "
                               f"{_refusal(exc)}); it was not used") from None
+
+
+def load_checkpoint_weights_only(data: bytes, where: str = "checkpoint") -> dict:
+    """A SevenNet checkpoint read by ``torch_load_plain``: a config and a model state dict, nothing else runs."""
+    payload = torch_load_plain(data, where)
     if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) \
             or not isinstance(payload.get("model_state_dict"), dict):
         raise CalculatorError(f"{where} is not a SevenNet checkpoint (no config and model_state_dict)")

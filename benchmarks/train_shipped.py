@@ -1,0 +1,101 @@
+"""Train the shipped Li-In-Sn potential from the exported GPAW labels and write it as package data (issue 16).
+
+    python benchmarks/label_campaign.py export          # labels so far -> alloyflow/data/labels
+    python benchmarks/train_shipped.py [--epochs 60] [--lr 1e-3] [--threads 1]
+
+Reads ``alloyflow/data/labels/li_in_sn_gpaw_{train,validation}.extxyz`` and
+their ``manifest.json``, fine-tunes SevenNet-0's last layers
+(``alloyflow.ml.shipped``) and writes ``weights.pth``, ``metadata.json`` and
+``NOTICE.md`` to ``alloyflow/data/potentials/alloyflow-LiInSn/``, where the
+registry finds it (``alloyflow.calculators.packaged``). Prints the error and
+formation-energy tables that go into the README. Deterministic for a given
+label set, seed and thread count (torch's CPU kernels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = ROOT / "alloyflow" / "data" / "labels"
+NAME = "alloyflow-LiInSn"
+REFERENCES = {"Li": "element/Li/relaxed", "In": "element/In/relaxed", "Sn": "element/Sn/relaxed"}
+"""Elemental references of the formation energies: bcc Li, tetragonal In, beta-Sn (the labels' relaxed cells)."""
+
+NOTICE = """# {name}: license
+
+`weights.pth` holds tensors of SevenNet-0 (7net-0, Park et al., J. Chem. Theory
+Comput. 2024) fine-tuned on alloyflow's GPAW PBE labels. SevenNet's weights are
+distributed under the GNU General Public License v3.0 (GPL-3.0-only); weights
+derived from them are under the same license. The file holds only the
+tensors fine-tuning changed; the rest comes from the `sevenn` package you
+install. The labels it was trained on are in `alloyflow/data/labels/`
+(their hashes in `metadata.json`).
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", type=Path, default=LABELS)
+    ap.add_argument("--dest", type=Path, default=ROOT / "alloyflow" / "data" / "potentials" / NAME)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+    from ase.io import read
+
+    from alloyflow.ml.shipped import file_sha256, train_shipped
+
+    torch.set_num_threads(args.threads)
+    files = {split: args.labels / f"li_in_sn_gpaw_{split}.extxyz" for split in ("train", "validation")}
+    frames = {split: read(path, index=":") for split, path in files.items()}
+    manifest = json.loads((args.labels / "manifest.json").read_text())
+    labels_meta = {"files": {p.name: file_sha256(p) for p in files.values()},
+                   "counts": {k: len(v) for k, v in frames.items()},
+                   "planned": manifest.get("counts", {}), "dft": manifest.get("dft", {}).get("label", ""),
+                   "settings": {k: manifest.get("settings", {}).get(k) for k in
+                                ("ecut", "kpt_density", "width", "xc", "gpaw_version", "gpaw-data_version")}}
+    description = (f"SevenNet-0 with its last layers fine-tuned on {len(frames['train'])} GPAW PBE labels of "
+                   "Li-In-Sn (alloyflow's label campaign); Li, In, Sn only")
+    meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
+                         lr=args.lr, batch_size=args.batch_size, references=REFERENCES, labels_meta=labels_meta)
+    (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
+    print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, epoch {meta['training']['chosen_epoch']} of "
+          f"{args.epochs} chosen, {meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "
+          f"({(args.dest / 'weights.pth').stat().st_size / 1e6:.2f} MB)\n")
+    print("| set | frames | model | energy MAE (meV/atom) | force MAE (meV/Å) | stress MAE (GPa) |")
+    print("|---|---|---|---|---|---|")
+    for part in ("fit", "stop", "validation"):
+        for model, d in meta["errors"].items():
+            e = d[part]
+            if e:
+                print(f"| {part} | {e['n']} | {model} | {e['energy_mae_meV_atom']:.2f} | {e['force_mae_meV_A']:.1f} | "
+                      f"{e['stress_mae_GPa']:.2f} |")
+    print("\nFormation energies, same geometries (meV/atom):\n")
+    models = list(meta["errors"])
+    print(f"| phase | split | GPAW PBE | {' | '.join(models)} |")
+    print("|---|---|---|" + "---|" * len(models))
+    forms = {m: meta["errors"][m]["formation_meV_atom"] for m in models}
+    for label, row in forms[models[0]].items():
+        print(f"| {label} | {row['split']} | {row['dft']:.1f} | "
+              + " | ".join(f"{forms[m][label]['ml']:.1f}" for m in models) + " |")
+    for m in models:
+        d = [abs(r["ml"] - r["dft"]) for r in forms[m].values()]
+        dv = [abs(r["ml"] - r["dft"]) for r in forms[m].values() if r["split"] == "validation"]
+        print(f"- {m}: MAE {sum(d) / len(d):.1f} meV/atom over {len(d)} phases"
+              + (f"; held-out phases {sum(dv) / len(dv):.1f}" if dv else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The fine-tuned Li-In-Sn potential shipped as package data: registry entry, offline load, stored energies, refusals."""
+
+import json
+import shutil
+
+import pytest
+from ase.io import read
+
+from alloyflow.calculators import CalculatorError, available_calculators, calculator_info, check_elements, get_spec
+from alloyflow.calculators.packaged import POTENTIALS_DIR, shipped_metadata, shipped_potentials, sevennet_with_delta
+
+NAME = "alloyflow-LiInSn"
+LABELS = POTENTIALS_DIR.parent / "labels"
+
+pytestmark = pytest.mark.skipif(NAME not in shipped_potentials(), reason=f"{NAME} is not in {POTENTIALS_DIR}")
+
+
+def test_registered_as_a_builtin_ml_potential_without_loading_it():
+    meta = shipped_metadata(NAME)
+    assert NAME in available_calculators()
+    info = calculator_info(NAME)
+    assert info["kind"] == "mlip" and meta["sha256"][:12] in info["model"] and "ML potential" in info["label"]
+    assert set(meta["elements"]) == {"Li", "In", "Sn"}
+    check_elements(NAME, ["Li", "Sn"])
+    with pytest.raises(CalculatorError, match="Cu"):
+        check_elements(NAME, ["Li", "Cu"])
+    # a delta over SevenNet-0, small, with its license beside it and its labels' hashes
+    assert meta["base_model"] == "7net-0" and (POTENTIALS_DIR / NAME / "weights.pth").stat().st_size < 1_000_000
+    assert "GPL-3.0" in (POTENTIALS_DIR / NAME / "NOTICE.md").read_text() and "GPL-3.0" in meta["license"]
+    assert set(meta["labels"]["files"]) == {"li_in_sn_gpaw_train.extxyz", "li_in_sn_gpaw_validation.extxyz"}
+
+
+def test_loads_offline_and_gives_the_stored_energies():
+    from alloyflow.calculators import get_calculator
+
+    meta = shipped_metadata(NAME)
+    frames = {a.info["label"]: a for split in ("train", "validation")
+              for a in read(LABELS / f"li_in_sn_gpaw_{split}.extxyz", index=":")}
+    calc = get_calculator(NAME)
+    assert len(meta["checks"]) == 3
+    for check in meta["checks"]:
+        atoms = frames[check["label"]].copy()
+        atoms.calc = calc
+        assert atoms.get_potential_energy() == pytest.approx(check["energy_eV"], abs=1e-4)
+    # and it is not SevenNet-0: fine-tuning moved the energies
+    base = frames[meta["checks"][0]["label"]].copy()
+    base.calc = get_calculator("sevennet")
+    assert abs(base.get_potential_energy() - meta["checks"][0]["energy_eV"]) > 1e-3
+
+
+def test_a_changed_or_foreign_weights_file_is_refused(tmp_path):
+    meta = shipped_metadata(NAME)
+    changed = tmp_path / "weights.pth"
+    shutil.copy(POTENTIALS_DIR / NAME / "weights.pth", changed)
+    with changed.open("r+b") as fh:
+        fh.seek(-64, 2)
+        fh.write(b"\0" * 16)
+    with pytest.raises(CalculatorError, match="do not match their metadata"):
+        sevennet_with_delta(changed, meta["sha256"])
+    import hashlib
+
+    import torch
+
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"format": "something else", "tensors": {}}, foreign)
+    with pytest.raises(CalculatorError, match="format"):
+        sevennet_with_delta(foreign, hashlib.sha256(foreign.read_bytes()).hexdigest())
+
+
+def test_the_metadata_names_what_it_was_measured_against():
+    meta = shipped_metadata(NAME)
+    errors = meta["errors"]
+    assert set(errors) == {"SevenNet-0", NAME}
+    for model in errors.values():
+        assert model["validation"]["n"] == meta["n_validation"] > 0
+        assert model["formation_meV_atom"]  # formation energies against GPAW, per phase
+    assert 1 <= meta["training"]["chosen_epoch"] <= meta["training"]["epochs"]
+    json.dumps(meta)  # plain data only
+    assert get_spec(NAME).package == "sevenn"
+
+
+def test_relaxes_a_cell_for_real():
+    from pymatgen.core import Lattice, Structure
+
+    from alloyflow.workflows.jobs.relax import RelaxMaker
+
+    li_sn = Structure(Lattice.cubic(3.2), ["Li", "Sn"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    doc = RelaxMaker(calculator=NAME, fmax=0.05).run(li_sn, label="B2 LiSn")
+    assert doc.converged and doc.calculator["name"] == NAME and doc.energy_per_atom < -2
