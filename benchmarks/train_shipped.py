@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     manifest = json.loads((args.labels / "manifest.json").read_text())
     labels_meta = {"files": {p.name: file_sha256(p) for p in files.values()},
                    "counts": {k: len(v) for k, v in frames.items()},
-                   "planned": manifest.get("counts", {}), "dft": manifest.get("dft", {}).get("label", ""),
+                   "planned": manifest.get("total_planned", {}), "dft": manifest.get("dft", {}).get("label", ""),
                    "settings": {k: manifest.get("settings", {}).get(k) for k in
                                 ("ecut", "kpt_density", "width", "xc", "gpaw_version", "gpaw-data_version")}}
     description = (f"SevenNet-0 with its last layers fine-tuned on {len(frames['train'])} GPAW PBE labels of "

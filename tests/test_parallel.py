@@ -131,3 +131,18 @@ def test_barriers_on_sevennet_with_two_workers_match_one(tmp_path):
     one, two = ([h.forward_barrier for h in r.hops] for r in results)
     assert len(one) == 1 and 0.02 < one[0] < 0.3  # 143 meV in this small cell (47 in the 10 Å one)
     assert two == pytest.approx(one, abs=1e-5)
+
+
+def test_jobs_start_first_come_first_served(tmp_path):
+    """A response's jobs queue behind those already waiting (phases computed in the order they were planned)."""
+    from alloyflow.engine.local import RunSummary, jobs_in_order
+    from alloyflow.engine.parallel import run_parallel
+
+    d = _dynamic(2)  # runs here first; its replacement (2 parts and their sum) comes after a1 and a2
+    a1, a2 = add(10, 0), add(20, 0)
+    a1.name, a2.name = "a1", "a2"
+    order = []
+    with ResultStore(tmp_path) as store:
+        run_parallel(jobs_in_order(Flow([d, a1, a2])), store, lambda label, reused: order.append(label),
+                     RunSummary(), workers=1)
+    assert order == ["fan_out", "a1", "a2", "add", "add", "add_all"]
