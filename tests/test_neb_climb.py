@@ -151,3 +151,16 @@ def test_barrier_plan_reuses_bands_stored_at_earlier_defaults(stored):
     note = earlier_method_note(chosen, today)
     assert ("freely" in note) == (stored == "before endpoint_symprec")
     assert ("climbing image" in note) == (stored != "today")
+
+
+def test_an_unconverged_band_says_which_force_stayed_high():
+    from types import SimpleNamespace
+
+    from alloyflow.workflows.flows.barrier_collect import unconverged_forces
+
+    climbing = SimpleNamespace(max_force=0.029, fmax=0.05, climb_max_force=0.029, settings={"climb_fmax": 0.01})
+    assert unconverged_forces(climbing) == ("climbing-image force 0.029 > 0.01 eV/Å; every image below fmax 0.05")
+    band = SimpleNamespace(max_force=0.2, fmax=0.05, climb_max_force=0.02, settings={"climb_fmax": 0.01})
+    assert unconverged_forces(band) == "max force 0.200 > fmax 0.05 eV/Å"
+    old = SimpleNamespace(max_force=0.2, fmax=0.05, climb_max_force=0.2, settings={})  # before climb_fmax
+    assert unconverged_forces(old) == "max force 0.200 > fmax 0.05 eV/Å"

@@ -68,14 +68,22 @@ def endpoint_problem(doc, initial: Structure | None, final: Structure | None,
     return None, largest
 
 
+def unconverged_forces(doc: NebDocument) -> str:
+    """Which force stayed above its tolerance: the band's (fmax) or the climbing image's (``climb_fmax``)."""
+    climb_fmax = (doc.settings or {}).get("climb_fmax")
+    climb = doc.climb_max_force
+    if doc.max_force <= doc.fmax and climb is not None and climb_fmax is not None and climb > min(doc.fmax, climb_fmax):
+        return f"climbing-image force {climb:.3f} > {min(doc.fmax, climb_fmax)} eV/Å; every image below fmax {doc.fmax}"
+    return f"max force {doc.max_force:.3f} > fmax {doc.fmax} eV/Å"
+
+
 def hop_from_neb(hop, doc: NebDocument, cn_initial, cn_final, info, initial=None, final=None) -> HopBarrier:
     """One row of the barrier table from a NEB document, flagged where it cannot be trusted."""
     energies = [e - doc.energies[0] for e in doc.energies]
     warnings = []
     converged = bool(doc.converged)
     if not converged:
-        warnings.append(f"hop {hop.id}: band not converged (max force {doc.max_force:.3f} > fmax {doc.fmax} eV/Å "
-                        f"after {doc.n_steps} steps)")
+        warnings.append(f"hop {hop.id}: band not converged after {doc.n_steps} steps ({unconverged_forces(doc)})")
     if not getattr(doc, "endpoints_converged", True):
         converged = False
         warnings.append(f"hop {hop.id}: an endpoint relaxation did not converge")
