@@ -49,12 +49,12 @@ chosen per study (``--calculator <name>`` after ``alloyflow refine
 The shipped ``alloyflow-LiInSn`` (README, "The shipped potential") is not a
 default yet, although on what was measured it is closer than SevenNet-0:
 formation energies of 12 labelled phases against GPAW, MAE 4.4 against 7.7
-meV/atom, and the Li2Sn5 and LiSn barriers in the study's cells 23-42 meV
-higher, towards PBE (still 100-170 meV below it). It is trained on 46 of the
-campaign's 143 labels, none of them a band image or a defect cell; Li17Sn4's
-barriers and the Li-In ones were not compared; and moving towards GPAW's
-labels moved Li3In2 away from the VASP PBE number the reference study
-reports. The study's default changes when the full campaign's potential beats
+meV/atom, and the Li2Sn5, LiSn and Li17Sn4 barriers in the study's cells
+23-42, 38 and 5 meV higher, towards PBE (still 100-180 meV below it). It is
+trained on 46 of the campaign's 143 labels, none of them a band image or a
+defect cell; B32 LiIn stays unstable on it (no Li-In barrier to compare);
+and moving towards GPAW's labels moved Li3In2 away from the VASP PBE number
+the reference study reports. The study's default changes when the full campaign's potential beats
 SevenNet-0 on all of these.
 """
 
