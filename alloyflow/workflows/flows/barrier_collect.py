@@ -70,8 +70,8 @@ def endpoint_problem(doc, initial: Structure | None, final: Structure | None,
 
 def unconverged_forces(doc: NebDocument) -> str:
     """Which force stayed above its tolerance: the band's (fmax) or the climbing image's (``climb_fmax``)."""
-    climb_fmax = (doc.settings or {}).get("climb_fmax")
-    climb = doc.climb_max_force
+    climb_fmax = (getattr(doc, "settings", None) or {}).get("climb_fmax")
+    climb = getattr(doc, "climb_max_force", None)
     if doc.max_force <= doc.fmax and climb is not None and climb_fmax is not None and climb > min(doc.fmax, climb_fmax):
         return f"climbing-image force {climb:.3f} > {min(doc.fmax, climb_fmax)} eV/Å; every image below fmax {doc.fmax}"
     return f"max force {doc.max_force:.3f} > fmax {doc.fmax} eV/Å"
