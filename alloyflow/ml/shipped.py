@@ -140,7 +140,31 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
                   references: dict[str, str] | None = None, labels_meta: dict | None = None, log=print) -> dict:
     """Fine-tune SevenNet-0's ``trainable`` tensors on ``train``; write ``weights.pth`` and ``metadata.json`` in ``dest``.
 
-    Returns the metadata. ``references``: element -> label of the elemental frame for the formation energies.
+    Parameters
+    ----------
+    train, validation : list of ase.Atoms
+        Labelled frames (energy, forces, stress; ``info["label"]``, ``info["kind"]``, ``info["split"]``). One
+        training frame in ``STOP_EVERY`` chooses the epoch; ``validation`` is only measured.
+    dest : path
+        Folder of the shipped potential (``alloyflow/data/potentials/<name>``).
+    name, description : str
+        Registry name and its one-line description.
+    epochs, lr, batch_size, eval_every, seed : training settings
+        Adam at a fixed ``lr`` (7net-0's optimiser and loss); the stop score is measured every ``eval_every``
+        epochs and the best epoch's tensors are kept.
+    trainable : tuple of str
+        Name prefixes of the trained tensors (``TRAINABLE``); all others stay SevenNet-0's.
+    references : dict, optional
+        Element -> label of its relaxed elemental frame, for the formation energies in the metadata.
+    labels_meta : dict, optional
+        What the labels are (files and their sha256, counts, DFT settings), copied into the metadata.
+    log : callable
+        Receives one line per evaluated epoch.
+
+    Returns
+    -------
+    dict
+        The metadata written to ``metadata.json``.
     """
     import sevenn
     import torch
