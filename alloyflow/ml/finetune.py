@@ -43,6 +43,7 @@ from alloyflow.calculators.user import (  # noqa: F401  (register_finetuned ... 
     trusted_record,
     trusted_registry_path,
 )
+from alloyflow.ml.shipped import fit_shifts, predict, shift_frames
 from alloyflow.workflows.jobs.labels import LabelMaker, label_structures  # noqa: F401  (re-exported)
 
 BASE_MODEL = "7net-0"
@@ -121,26 +122,11 @@ def align_references(frames, model: str = BASE_MODEL):
     barriers and in formation energies.
     Returns the shifted frames and the shifts (eV/atom per element).
     """
-    from ase.calculators.singlepoint import SinglePointCalculator
     from sevenn.calculator import SevenNetCalculator
 
     calc = SevenNetCalculator(model=model, device="cpu")
-    elements = sorted({sym for a in frames for sym in a.get_chemical_symbols()})
-    counts = np.array([[a.get_chemical_symbols().count(el) for el in elements] for a in frames], dtype=float)
-    residual = []
-    for ref in frames:
-        a = ref.copy()
-        a.calc = calc
-        residual.append(ref.get_potential_energy() - a.get_potential_energy())
-    shifts, *_ = np.linalg.lstsq(counts, np.array(residual), rcond=None)
-    out = []
-    for ref, n in zip(frames, counts):
-        a = ref.copy()
-        a.calc = SinglePointCalculator(a, energy=ref.get_potential_energy() - float(n @ shifts),
-                                       forces=ref.get_forces(), stress=ref.get_stress())
-        a.info = dict(ref.info)
-        out.append(a)
-    return out, {el: float(x) for el, x in zip(elements, shifts)}
+    shifts = fit_shifts(frames, [predict(calc, a)[0] for a in frames])
+    return shift_frames(frames, shifts), shifts
 
 
 def _sevenn_version() -> str:

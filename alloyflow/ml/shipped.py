@@ -16,7 +16,7 @@ Data: the campaign's training frames fit; one frame in ``STOP_EVERY`` of them
 energy per atom and force mean squared errors as the loss weighs them); the
 campaign's validation set (whole phases and a whole hop, never trained on
 nor used to choose) is only reported. Labels are shifted per element onto
-SevenNet-0's energy zero first (``align_references``, shifts fitted on the
+SevenNet-0's energy zero first (``fit_shifts``, fitted on the
 training frames only): the shifts cancel in formation energies and barriers.
 
 The metadata written beside the weights holds every number measured here:
@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,11 +52,15 @@ def file_sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def split_stop(frames, every: int = STOP_EVERY) -> tuple[list, list]:
-    """(fit, stop): every ``every``-th frame in label order stops, the rest fit; a single frame fits."""
+def stop_indices(frames, every: int = STOP_EVERY) -> set[int]:
+    """Indices of the frames that choose the epoch: every ``every``-th in label order (none below ``every`` frames)."""
     order = sorted(range(len(frames)), key=lambda i: frames[i].info.get("label", str(i)))
-    stop = {i for k, i in enumerate(order) if k % every == every - 1} if len(frames) >= every else set()
-    return [f for i, f in enumerate(frames) if i not in stop], [f for i, f in enumerate(frames) if i in stop]
+    return {i for k, i in enumerate(order) if k % every == every - 1} if len(frames) >= every else set()
+
+
+def shift_of(atoms, shifts: dict) -> float:
+    """The per-element energy shift of ``atoms`` (eV)."""
+    return sum(shifts.get(s, 0.0) for s in atoms.get_chemical_symbols())
 
 
 def shift_frames(frames, shifts: dict) -> list:
@@ -65,64 +70,67 @@ def shift_frames(frames, shifts: dict) -> list:
     out = []
     for ref in frames:
         a = ref.copy()
-        e = ref.get_potential_energy() - sum(shifts.get(s, 0.0) for s in ref.get_chemical_symbols())
-        a.calc = SinglePointCalculator(a, energy=e, forces=ref.get_forces(), stress=ref.get_stress())
+        a.calc = SinglePointCalculator(a, energy=ref.get_potential_energy() - shift_of(ref, shifts),
+                                       forces=ref.get_forces(), stress=ref.get_stress())
         a.info = dict(ref.info)
         out.append(a)
     return out
 
 
-def fit_shifts(frames, calc) -> dict:
-    """Per-element energies (eV/atom) that take the labels onto ``calc``'s zero, least squares."""
+def fit_shifts(frames, energies) -> dict:
+    """Per-element energies (eV/atom) that take the labels onto the zero of the model that predicted ``energies``."""
     elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
     counts = np.array([[a.get_chemical_symbols().count(el) for el in elements] for a in frames], dtype=float)
-    residual = np.array([a.get_potential_energy() - predict(calc, a)[0] for a in frames])
+    residual = np.array([a.get_potential_energy() - e for a, e in zip(frames, energies)])
     x, *_ = np.linalg.lstsq(counts, residual, rcond=None)
     return {el: float(v) for el, v in zip(elements, x)}
 
 
 def predict(calc, atoms) -> tuple[float, np.ndarray, np.ndarray]:
+    """Energy, forces and stress of ``atoms`` from ``calc`` (the frame's own labels untouched)."""
     a = atoms.copy()
     a.calc = calc
     return float(a.get_potential_energy()), a.get_forces(), a.get_stress()
 
 
-def errors(calc, frames) -> dict:
-    """Mean absolute errors against the labels: energy meV/atom, force meV/Å, stress GPa; and the stop score."""
+def _deviations(frames, predictions, shifts: dict):
+    """Per frame: energy per atom (eV), force components (eV/Å) and stress (eV/Å³), prediction minus shifted label."""
+    de = [(p[0] - (a.get_potential_energy() - shift_of(a, shifts))) / len(a) for a, p in zip(frames, predictions)]
+    df = np.concatenate([(p[1] - a.get_forces()).ravel() for a, p in zip(frames, predictions)])
+    ds = np.concatenate([p[2] - a.get_stress() for a, p in zip(frames, predictions)])
+    return np.asarray(de), df, ds
+
+
+def errors(frames, predictions, shifts: dict) -> dict:
+    """Mean absolute errors of ``predictions`` against the shifted labels: energy meV/atom, force meV/Å, stress GPa."""
     if not frames:
         return {}
-    de, df, ds = [], [], []
-    for ref in frames:
-        e, f, s = predict(calc, ref)
-        de.append((e - ref.get_potential_energy()) / len(ref))
-        df.append((f - ref.get_forces()).ravel())
-        ds.append(s - ref.get_stress())
-    df, ds = np.concatenate(df), np.concatenate(ds)
+    de, df, ds = _deviations(frames, predictions, shifts)
     return {"n": len(frames), "energy_mae_meV_atom": 1e3 * float(np.mean(np.abs(de))),
-            "force_mae_meV_A": 1e3 * float(np.mean(np.abs(df))), "stress_mae_GPa": 160.21766 * float(np.mean(np.abs(ds))),
-            "score": float(np.mean(np.square(de)) + np.mean(np.square(df)))}
+            "force_mae_meV_A": 1e3 * float(np.mean(np.abs(df))), "stress_mae_GPa": 160.21766 * float(np.mean(np.abs(ds)))}
 
 
-def formation_energies(calc, frames, references: dict[str, str]) -> dict[str, dict]:
-    """Formation energy per atom (meV) of every relaxed phase, from the labels and from ``calc``, same geometries.
+def stop_score(frames, predictions, shifts: dict) -> float:
+    """Mean squared energy-per-atom plus force error (eV², eV²/Å²): the two terms the loss weighs most."""
+    de, df, _ = _deviations(frames, predictions, shifts)
+    return float(np.mean(np.square(de)) + np.mean(np.square(df)))
 
-    ``references``: element -> label of its relaxed elemental frame (the same for both methods).
+
+def formation_energies(frames, predictions, references: dict[str, str]) -> dict[str, dict]:
+    """Formation energy per atom (meV) of every relaxed phase, from the labels and from ``predictions``.
+
+    Same geometries for both; ``references``: element -> label of its relaxed elemental frame.
     """
-    by_label = {a.info.get("label"): a for a in frames}
-    mu_dft, mu_ml = {}, {}
-    for el, label in references.items():
-        a = by_label[label]
-        mu_dft[el] = a.get_potential_energy() / len(a)
-        mu_ml[el] = predict(calc, a)[0] / len(a)
+    by_label = {a.info.get("label"): (a, p[0]) for a, p in zip(frames, predictions)}
+    mu_dft = {el: by_label[label][0].get_potential_energy() / len(by_label[label][0]) for el, label in references.items()}
+    mu_ml = {el: by_label[label][1] / len(by_label[label][0]) for el, label in references.items()}
     out = {}
-    for a in frames:
+    for a, p in zip(frames, predictions):
         syms = a.get_chemical_symbols()
         if a.info.get("kind") != "relaxed" or len(set(syms)) < 2:
             continue
-        ref_dft = sum(mu_dft[s] for s in syms)
-        ref_ml = sum(mu_ml[s] for s in syms)
-        out[a.info["label"]] = {"dft": 1e3 * (a.get_potential_energy() - ref_dft) / len(a),
-                                "ml": 1e3 * (predict(calc, a)[0] - ref_ml) / len(a), "split": a.info.get("split")}
+        out[a.info["label"]] = {"dft": 1e3 * (a.get_potential_energy() - sum(mu_dft[s] for s in syms)) / len(a),
+                                "ml": 1e3 * (p[0] - sum(mu_ml[s] for s in syms)) / len(a), "split": a.info.get("split")}
     return out
 
 
@@ -182,63 +190,65 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
+    frames = [*train, *validation]
+    stop = stop_indices(train)
+    parts = {"fit": [i for i in range(len(train)) if i not in stop], "stop": sorted(stop),
+             "validation": list(range(len(train), len(frames)))}
     base_calc = SevenNetCalculator(model=BASE_MODEL, device="cpu")
-    fit, stop = split_stop(train)
-    shifts = fit_shifts(train, base_calc)
-    fit_s, stop_s, val_s = (shift_frames(x, shifts) for x in (fit, stop, validation))
-    work = dest / "_training"
-    work.mkdir(exist_ok=True)
-    write(work / "fit.extxyz", fit_s, format="extxyz")
+    base_pred = [predict(base_calc, a) for a in frames]  # once: shifts, SevenNet-0's errors and formation energies
+    shifts = fit_shifts(train, [p[0] for p in base_pred[:len(train)]])
     args, _, _ = Trainer.args_from_checkpoint(BASE_MODEL)
     model = args["model"]
     trained = [k for k, p in model.named_parameters() if k.startswith(tuple(trainable))]
     for k, p in model.named_parameters():
         p.requires_grad = k in trained
     config = load_checkpoint(BASE_MODEL).config
-    dataset = SevenNetGraphDataset(cutoff=config["cutoff"], root=str(work), files=[str(work / "fit.extxyz")],
-                                   processed_name="fit.pt", log=False, force_reload=True)
     args["optimizer_args"] = {**args["optimizer_args"], "lr": lr}
     args["scheduler_cls"], args["scheduler_args"] = None, None
     trainer = Trainer(**args, device="cpu")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    chooser = "stop" if parts["stop"] else "fit"  # the frames that choose the epoch
     curve, best = [], None
     t0 = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        trainer.run_one_epoch(loader, is_train=True)
-        if epoch % eval_every and epoch != epochs:
-            continue
-        calc = _calculator(trainer.model, config)
-        point = {"epoch": epoch, "seconds": time.perf_counter() - t0, "stop": errors(calc, stop_s or fit_s),
-                 "validation": errors(calc, val_s)}
-        curve.append(point)
-        log(f"epoch {epoch}: stop {point['stop']['energy_mae_meV_atom']:.2f} meV/atom "
-            f"{point['stop']['force_mae_meV_A']:.1f} meV/Å; validation "
-            f"{point['validation'].get('energy_mae_meV_atom', float('nan')):.2f} meV/atom "
-            f"{point['validation'].get('force_mae_meV_A', float('nan')):.1f} meV/Å")
-        if best is None or point["stop"]["score"] < best[0]:
-            state = trainer.model.state_dict()
-            best = (point["stop"]["score"], epoch, {k: state[k].detach().clone() for k in trained})
+    with tempfile.TemporaryDirectory(prefix="alloyflow-train-") as work:
+        write(Path(work) / "fit.extxyz", shift_frames([frames[i] for i in parts["fit"]], shifts), format="extxyz")
+        dataset = SevenNetGraphDataset(cutoff=config["cutoff"], root=work, files=[str(Path(work) / "fit.extxyz")],
+                                       processed_name="fit.pt", log=False, force_reload=True)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
+        for epoch in range(1, epochs + 1):
+            trainer.run_one_epoch(loader, is_train=True)
+            if epoch % eval_every and epoch != epochs:
+                continue
+            calc = _calculator(trainer.model, config)
+            pred = {i: predict(calc, frames[i]) for w in (chooser, "validation") for i in parts[w]}
+            err = {w: errors([frames[i] for i in parts[w]], [pred[i] for i in parts[w]], shifts)
+                   for w in (chooser, "validation")}
+            point = {"epoch": epoch, "seconds": time.perf_counter() - t0, "stop": err[chooser],
+                     "validation": err["validation"]}
+            curve.append(point)
+            log(f"epoch {epoch}: stop {point['stop']['energy_mae_meV_atom']:.2f} meV/atom "
+                f"{point['stop']['force_mae_meV_A']:.1f} meV/Å; validation "
+                f"{point['validation'].get('energy_mae_meV_atom', float('nan')):.2f} meV/atom "
+                f"{point['validation'].get('force_mae_meV_A', float('nan')):.1f} meV/Å")
+            score = stop_score([frames[i] for i in parts[chooser]], [pred[i] for i in parts[chooser]], shifts)
+            if best is None or score < best[0]:
+                state = trainer.model.state_dict()
+                best = (score, epoch, {k: state[k].detach().clone() for k in trained})
     train_seconds = time.perf_counter() - t0
     _, best_epoch, tensors = best
     weights = dest / "weights.pth"
     torch.save({"format": DELTA_FORMAT, "base_model": BASE_MODEL, "tensors": tensors}, weights)
     model.load_state_dict({**model.state_dict(), **tensors})
     tuned = _calculator(model, config)
+    tuned_pred = [predict(tuned, a) for a in frames]
     measured = {}
-    for tag, calc in (("SevenNet-0", base_calc), (name, tuned)):
-        measured[tag] = {"fit": errors(calc, fit_s), "stop": errors(calc, stop_s), "validation": errors(calc, val_s)}
+    for tag, pred in (("SevenNet-0", base_pred), (name, tuned_pred)):
+        measured[tag] = {w: errors([frames[i] for i in idx], [pred[i] for i in idx], shifts) for w, idx in parts.items()}
         if references:
-            measured[tag]["formation_meV_atom"] = formation_energies(calc, [*train, *validation], references)
-    checks = []
-    for a in sorted([*train, *validation], key=lambda a: len(a))[:3]:  # the smallest cells: a cheap load test
-        e, f, _ = predict(tuned, a)
-        checks.append({"label": a.info.get("label", ""), "energy_eV": e,
-                       "max_force_eV_A": float(np.linalg.norm(f, axis=1).max())})
-    for d in measured.values():
-        for part in d.values():
-            if isinstance(part, dict):
-                part.pop("score", None)
+            measured[tag]["formation_meV_atom"] = formation_energies(frames, pred, references)
+    smallest = sorted(range(len(frames)), key=lambda i: len(frames[i]))[:3]  # the smallest cells: a cheap load test
+    checks = [{"label": frames[i].info.get("label", ""), "energy_eV": tuned_pred[i][0],
+               "max_force_eV_A": float(np.linalg.norm(tuned_pred[i][1], axis=1).max())} for i in smallest]
     meta = {
         "name": name, "model": f"SevenNet-0 fine-tuned {name}", "description": description,
         "format": DELTA_FORMAT, "sha256": file_sha256(weights), "base_model": BASE_MODEL,
@@ -246,7 +256,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         "torch_version": torch.__version__, "license": "GPL-3.0-only (derived from SevenNet-0's weights)",
         "elements": sorted({s for a in [*train, *validation] for s in a.get_chemical_symbols()}),
         "trainable": list(trainable), "trained_parameters": int(sum(t.numel() for t in tensors.values())),
-        "labels": labels_meta or {}, "n_fit": len(fit), "n_stop": len(stop), "n_validation": len(validation),
+        "labels": labels_meta or {}, "n_fit": len(parts["fit"]), "n_stop": len(stop), "n_validation": len(validation),
         "reference_shifts_eV_atom": shifts,
         "training": {"epochs": epochs, "chosen_epoch": best_epoch, "lr": lr, "batch_size": batch_size, "seed": seed,
                      "optimizer": "Adam (7net-0's settings, fixed lr)", "loss": "7net-0's (energy/atom, force, stress)",
@@ -255,7 +265,4 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         "checks": checks,
     }
     (dest / "metadata.json").write_text(json.dumps(meta, indent=1))
-    for p in sorted(work.rglob("*"), reverse=True):
-        p.unlink() if p.is_file() else p.rmdir()
-    work.rmdir()
     return meta

@@ -40,7 +40,7 @@ from alloyflow.workflows.flows.barrier_collect import collect_barriers, hop_resu
 from alloyflow.workflows.flows.barrier_collect import hop_from_neb, host_stability  # noqa: F401 (public API)
 from alloyflow.workflows.flows.hop_plan import BarrierSettings, plan_hops
 from alloyflow.workflows.jobs.backends import Makers, makers_for
-from alloyflow.workflows.jobs.neb import EndpointError
+from alloyflow.workflows.jobs.neb import EndpointError, earlier_method_note
 from alloyflow.workflows.jobs.neb_endpoints import shared_endpoints
 from alloyflow.workflows.jobs.relax import RelaxationDocument
 from alloyflow.workflows.jobs.screen import ScreenDocument
@@ -95,22 +95,6 @@ def stored_plan(phase: str, formula: str, structure: Structure, settings: Barrie
                 and _stored_nebs(legacy, maker, jobstore):
             return legacy, True, maker
     return plan, False, neb_maker
-
-
-EARLIER_METHOD_NOTES = {
-    "endpoint_symprec": "relaxed their endpoints freely, before endpoints kept the vacancy cell's symmetry: such "
-                        "barriers can differ by several meV between runs",
-    "climb_fmax": "stopped the climbing image at the band's fmax, before its tighter tolerance (a bias of up to "
-                  "~10 meV)",
-}
-"""What bands stored at an earlier NEB default differ by (``stored_plan``'s reuse), per field of ``METHOD_CHANGES``."""
-
-
-def earlier_method_note(stored, today) -> str:
-    """One warning line: the NEB defaults ``stored`` bands were computed with, against ``today``'s maker."""
-    diffs = [f for f in EARLIER_METHOD_NOTES if getattr(stored, f, None) != getattr(today, f, None)]
-    what = "; ".join(EARLIER_METHOD_NOTES[f] for f in diffs) or "used an earlier NEB default"
-    return f"the stored bands {what}; remove them from the store to recompute"
 
 
 def _host_job(host_maker, structure: Structure, phase: str, stage: str):

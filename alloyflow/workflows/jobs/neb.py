@@ -98,6 +98,21 @@ at 0.05 eV/Å) and the force calls it costs.
 METHOD_CHANGES = ({"climb_fmax": None}, {"endpoint_symprec": None})
 """Changes of the NEB method, newest first, as the fields that undo them (``NebMaker.earlier_methods``)."""
 
+METHOD_CHANGE_NOTES = {
+    "endpoint_symprec": "relaxed their endpoints freely, before endpoints kept the vacancy cell's symmetry: such "
+                        "barriers can differ by several meV between runs",
+    "climb_fmax": "stopped the climbing image at the band's fmax, before its tighter tolerance (a bias of up to "
+                  "~10 meV)",
+}
+"""What bands computed before each change of ``METHOD_CHANGES`` differ by, per field (``earlier_method_note``)."""
+
+
+def earlier_method_note(stored, today) -> str:
+    """One warning line: the NEB defaults ``stored`` bands were computed with, against ``today``'s maker."""
+    what = "; ".join(note for f, note in METHOD_CHANGE_NOTES.items()
+                     if getattr(stored, f, None) != getattr(today, f, None)) or "used an earlier NEB default"
+    return f"the stored bands {what}; remove them from the store to recompute"
+
 
 class NebDocument(BaseModel):
     """Output of one CI-NEB run; energies in eV, forces in eV/Å.
