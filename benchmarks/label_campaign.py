@@ -10,9 +10,18 @@
 core, ``nice -n 19``, ``nohup`` (see ``LAUNCH`` below); every step is a keyed
 job in ``DIR/store``, so the same command after a kill resumes and a finished
 campaign reruns in seconds. The first ``plan`` or ``run`` freezes the
-structure set in ``DIR/structure_set.json.gz``; later runs label exactly
+structure set in ``DIR/structure_set.json.gz`` and in the repository
+(``benchmarks/label_structure_set.json.gz``); later runs label exactly
 those structures (``--rebuild`` to build anew), so a change of the ML code
 between sessions cannot change the label keys.
+
+The repository is the campaign's memory: ``DIR`` is git-ignored and a fresh
+checkout has none. There ``run`` loads the committed set and stores the
+committed labels (``alloyflow/data/labels/*.extxyz``, matched by label and
+geometry) as done, so only the missing ones are computed; ``export`` keeps
+exported labels that the store lacks; a rebuilt set takes the labelled
+geometry of every exported label (``adopt_exported``). Export and commit the
+labels at the end of every session.
 
 GPAW settings (``DFT_SETTINGS``): the registry defaults, PW 600 eV, k-point
 density 6/Å⁻¹ (Gamma-centred), Fermi-Dirac 0.1 eV, PBE, GPAW 26.7.0 with
@@ -91,6 +100,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ALLO
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+from jobflow import job as job_decorator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "labels"
@@ -489,17 +499,143 @@ def load_structure_set(path: Path) -> tuple[list[Item], dict]:
     return items, data["notes"]
 
 
-def structure_set(store, out: Path, config: CampaignConfig, rebuild: bool = False, log_fn=log) -> tuple[list[Item], dict]:
-    """The frozen set of ``out`` if there is one (and not ``rebuild``), else a new one, built and frozen."""
+REPO_SET = ROOT / "benchmarks" / "label_structure_set.json.gz"
+"""The frozen structure set, committed: a fresh checkout (where ``benchmarks/out`` is empty) labels the same
+structures under the same keys as the sessions before it, and finds their labels in ``alloyflow/data/labels``."""
+
+
+def structure_set(store, out: Path, config: CampaignConfig, rebuild: bool = False, log_fn=log,
+                  repo_set: Path | None = REPO_SET, dest: Path | None = DEFAULT_DEST) -> tuple[list[Item], dict]:
+    """The frozen set: ``out``'s, else the repository's (``repo_set``), else a new one, built and frozen in both.
+
+    A new set (``rebuild``, or neither file) takes the labelled geometry of every item whose label the
+    exported extxyz in ``dest`` already holds (``adopt_exported``), so no label is lost to a rebuild.
+    """
     path = out / SET_FILE
-    if path.is_file() and not rebuild:
-        log_fn(f"structure set: {path} (frozen; --rebuild to build anew)")
-        items, notes = load_structure_set(path)
-        return ordered(items), notes  # the order may follow a better cost model; the structures never change
+    for frozen in (path, repo_set):
+        if frozen is not None and frozen.is_file() and not rebuild:
+            log_fn(f"structure set: {frozen} (frozen; --rebuild to build anew)")
+            items, notes = load_structure_set(frozen)
+            if frozen != path:
+                path.write_bytes(frozen.read_bytes())
+            return ordered(items), notes  # the order may follow a better cost model; the structures never change
     log_fn(f"building the structure set ({config.ml_calculator} relaxations and bands are keyed jobs in {out})")
     items, notes = build_structure_set(store, config, log_fn)
+    if dest is not None:
+        notes["adopted_from_exported_labels"] = adopt_exported(items, read_exported(dest), log_fn)
     save_structure_set(path, items, notes, config)
+    if repo_set is not None:
+        repo_set.write_bytes(path.read_bytes())
     return items, notes
+
+
+def read_exported(dest: Path) -> dict:
+    """``{label: (Atoms, file name, file sha256)}`` of the exported extxyz labels in ``dest`` (empty if none)."""
+    import hashlib
+
+    from ase.io import read
+
+    frames = {}
+    for path in sorted(Path(dest).glob("li_in_sn_*.extxyz")):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        for atoms in read(path, index=":", format="extxyz"):
+            frames[atoms.info["label"]] = (atoms, path.name, digest)
+    return frames
+
+
+def largest_shift(a, b) -> float:
+    """Largest distance (Å, through the periodic boundary) between matching sites of two same-order structures."""
+    d = np.asarray(a.frac_coords) - np.asarray(b.frac_coords)
+    d -= np.round(d)
+    return float(np.abs(d @ a.lattice.matrix).max(initial=0.0))
+
+
+def same_geometry(atoms, structure, tol: float = 1e-5) -> bool:
+    """Whether an exported frame is ``structure`` (same sites in the same order, within ``tol`` Å)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    s = AseAtomsAdaptor.get_structure(atoms)
+    return ([x.species_string for x in s] == [x.species_string for x in structure]
+            and largest_shift(s, structure) <= tol
+            and float(np.abs(s.lattice.matrix - structure.lattice.matrix).max()) <= tol)
+
+
+def adopt_exported(items: list[Item], frames: dict, log_fn=log) -> list[dict]:
+    """Give every item with an exported label (same label name, species and order) the labelled geometry.
+
+    A rebuilt set can differ from the one labelled before (a newer NEB or relaxation default, or the last
+    digits of a recomputed ML job); the label was computed on the exported geometry, so that one is kept.
+    Returns one record per adopted item with the largest site shift from the rebuilt geometry.
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    adopted = []
+    for it in items:
+        if it.label not in frames:
+            continue
+        atoms = frames[it.label][0]
+        s = AseAtomsAdaptor.get_structure(atoms)
+        if [x.species_string for x in s] != [x.species_string for x in it.structure]:
+            log_fn(f"  not adopted: {it.label}: the exported label has other sites ({s.formula} vs {it.structure.formula})")
+            continue
+        shift = largest_shift(s, it.structure)
+        strain = float(np.abs(s.lattice.matrix - it.structure.lattice.matrix).max())
+        it.structure = s
+        adopted.append({"label": it.label, "max_site_shift_A": round(shift, 6), "max_lattice_change_A": round(strain, 6)})
+    if adopted:
+        log_fn(f"adopted the labelled geometry of {len(adopted)} exported labels (largest site shift "
+               f"{max(a['max_site_shift_A'] for a in adopted):.2e} Å from the rebuilt set)")
+    return adopted
+
+
+@job_decorator
+def stored_label(document: dict) -> dict:
+    """A label computed by an earlier campaign run and read back from the repository's extxyz."""
+    return document
+
+
+def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: str, dft_kwargs: dict,
+                       log_fn=log) -> int:
+    """Store the exported labels that the store lacks (same label, same geometry to 1e-5 Å), keyed as computed.
+
+    Returns how many were seeded. Their CPU seconds (from the extxyz) go into ``cpu_seconds.json`` for
+    the cost model. A frame whose geometry differs from its item's is left out and named.
+    """
+    from alloyflow.calculators import calculator_info
+    from alloyflow.engine import deterministic_uuid, keyed, run_cached
+
+    maker = label_maker(dft, dft_kwargs)
+    cpu_path = out / "cpu_seconds.json"
+    cpu = json.loads(cpu_path.read_text()) if cpu_path.is_file() else {}
+    seeded = 0
+    for it in items:
+        if it.label not in frames:
+            continue
+        atoms, name, digest = frames[it.label]
+        key = maker.key(it.structure)
+        if store.has(deterministic_uuid(key)):
+            continue
+        if not same_geometry(atoms, it.structure):
+            log_fn(f"  not seeded: {it.label}: the exported geometry is not this item's (left to compute)")
+            continue
+        if atoms.info.get("ecut_eV") is not None and (float(atoms.info["ecut_eV"]) != float(dft_kwargs.get("ecut"))
+                                                      or float(atoms.info["kpt_density"]) != float(dft_kwargs.get("kpt_density"))):
+            log_fn(f"  not seeded: {it.label}: exported at other settings")
+            continue
+        seconds = float(atoms.info.get("dft_cpu_seconds", -1.0))
+        doc = {"label": it.label, "structure": it.structure.as_dict(), "energy": float(atoms.get_potential_energy()),
+               "forces": atoms.get_forces().tolist(), "stress": atoms.get_stress().tolist(), "natoms": len(atoms),
+               "calculator": calculator_info(dft), "settings": dict(dft_kwargs), "input_hash": key,
+               "elapsed_seconds": seconds, "seeded_from": {"file": name, "sha256": digest}}
+        run_cached(keyed(stored_label(doc), key, label=f"label {it.label}"), store)
+        if seconds > 0 and key not in cpu:
+            cpu[key] = {"cpu_seconds": seconds, "wall_seconds": -1.0, "natoms": len(atoms), "label": it.label,
+                        "finished": "before (seeded from the exported labels)"}
+        seeded += 1
+    if seeded:
+        cpu_path.write_text(json.dumps(cpu, indent=1))
+        log_fn(f"seeded {seeded} labels from the exported extxyz (computed in earlier runs)")
+    return seeded
 
 
 # --------------------------------------------------------------------------- split
@@ -879,10 +1015,18 @@ def export_labels(store, items: list[Item], dest: Path, dft: str = "gpaw", dft_k
     cpu_file = Path(out) / "cpu_seconds.json" if out is not None else None
     cpu = json.loads(cpu_file.read_text()) if cpu_file is not None and cpu_file.is_file() else {}
     frames = {"train": [], "validation": []}
+    previous = read_exported(dest)
+    kept_previous = 0
     for it in items:
         key = maker.key(it.structure)
         uuid = deterministic_uuid(key)
         if not store.has(uuid):
+            # a label exported before whose store this checkout does not have: kept, never dropped
+            old = previous.get(it.label, (None,))[0]
+            if old is not None and same_geometry(old, it.structure):
+                old.info.update(split=it.split, group=it.group, kind=it.kind, key=key)
+                frames[it.split].append(old)
+                kept_previous += 1
             continue
         doc = store.output(uuid)
         atoms = AseAtomsAdaptor.get_atoms(it.structure)
@@ -917,12 +1061,17 @@ def export_labels(store, items: list[Item], dest: Path, dft: str = "gpaw", dft_k
         "validation_groups": sorted({it.group for it in items if it.split == "validation"}),
         "split": {it.label: it.split for it in items},
         "notes": notes or {},
+        "kept_from_previous_export": kept_previous,
     }
     conv = Path(out) / "convergence.json" if out is not None else None
     if conv is not None and conv.is_file():
         c = json.loads(conv.read_text())
         meta["convergence"] = {"summary": c["result"]["quantity"], "chosen_by_energy": c["result"]["settings"],
                                "geometry": c["geometry"], "table": c["table"]}
+    elif (dest / "manifest.json").is_file():  # a checkout without the campaign folder keeps the check on record
+        before = json.loads((dest / "manifest.json").read_text()).get("convergence")
+        if before:
+            meta["convergence"] = before
     (dest / "manifest.json").write_text(json.dumps(meta, indent=1, default=str))
     return meta
 
@@ -1048,7 +1197,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "export" and not (args.out / SET_FILE).is_file():
             raise SystemExit(f"no structure set in {args.out}: run 'plan' or 'run' first")
-        items, notes = structure_set(store, args.out, config, rebuild=args.rebuild)
+        items, notes = structure_set(store, args.out, config, rebuild=args.rebuild, dest=args.dest)
+        if args.command != "export":  # export only reads the store (it keeps exported labels the store lacks)
+            seed_from_exported(store, args.out, items, read_exported(args.dest), args.dft, dft_kwargs)
         m = manifest(items, notes, config, args.dft, dft_kwargs)
         (args.out / "manifest.json").write_text(json.dumps(m, indent=1, default=str))
         log(f"{len(items)} structures: {m['counts']['train']} train, {m['counts']['validation']} validation "

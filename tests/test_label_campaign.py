@@ -127,3 +127,57 @@ def test_frozen_set_keeps_every_label_key(lc, campaign, tmp_path):
     # structure_set() prefers the frozen file: nothing is rebuilt (no store needed)
     again, _ = lc.structure_set(None, tmp_path, small_config(lc), log_fn=lambda msg: None)
     assert [it.fingerprint_hash() for it in again] == [it.fingerprint_hash() for it in items]
+
+
+def test_a_fresh_checkout_loses_no_label(lc, campaign, tmp_path):
+    """Labels exported to the repository survive an empty campaign folder: adopted, seeded, never dropped."""
+    import copy
+
+    import numpy as np
+    from ase.io import read
+
+    from alloyflow.engine import ResultStore
+
+    out, items, _ = campaign
+    dest = tmp_path / "labels"
+    with ResultStore(out) as store:
+        lc.label_campaign(store, out, items, dft="mock", dft_kwargs={}, log_fn=lambda msg: None)
+        lc.export_labels(store, items, dest, dft="mock", dft_kwargs={}, out=out)
+    frames = lc.read_exported(dest)
+    assert set(frames) == {it.label for it in items}
+
+    # a rebuilt set whose ML geometries moved (a newer NEB default): the labelled geometry is adopted
+    rebuilt = copy.deepcopy(items)
+    rebuilt[0].structure.translate_sites([0], [0.01, 0.0, 0.0], frac_coords=False)
+    adopted = lc.adopt_exported(rebuilt, frames, log_fn=lambda msg: None)
+    assert len(adopted) == len(items)
+    assert max(a["max_site_shift_A"] for a in adopted) == pytest.approx(0.01, abs=1e-6)
+    assert lc.largest_shift(rebuilt[0].structure, items[0].structure) < 1e-6
+
+    # an empty campaign folder: every exported label is seeded and none is computed again
+    fresh = tmp_path / "fresh"
+    with ResultStore(fresh) as store:
+        assert lc.seed_from_exported(store, fresh, rebuilt, frames, "mock", {}, log_fn=lambda msg: None) == len(items)
+        assert lc.seed_from_exported(store, fresh, rebuilt, frames, "mock", {}, log_fn=lambda msg: None) == 0
+        again = lc.label_campaign(store, fresh, rebuilt, dft="mock", dft_kwargs={}, log_fn=lambda msg: None)
+    assert again["computed"] == 0 and again["reused"] == len(items)
+
+    # a geometry that is not the exported one is left to compute, not seeded with the wrong label
+    moved = copy.deepcopy(rebuilt)
+    moved[0].structure.translate_sites([0], [0.01, 0.0, 0.0], frac_coords=False)
+    with ResultStore(tmp_path / "moved") as store:
+        n = lc.seed_from_exported(store, tmp_path / "moved", moved, frames, "mock", {}, log_fn=lambda msg: None)
+    assert n == len(items) - 1
+
+    # export from a store that has none of them keeps the exported labels instead of dropping them
+    before = {s: read(dest / f"li_in_sn_mock_{s}.extxyz", index=":") for s in ("train", "validation")}
+    manifest = json.loads((dest / "manifest.json").read_text())
+    (dest / "manifest.json").write_text(json.dumps({**manifest, "convergence": {"table": [1, 2]}}))
+    with ResultStore(tmp_path / "empty") as store:
+        meta = lc.export_labels(store, rebuilt, dest, dft="mock", dft_kwargs={})
+    assert meta["kept_from_previous_export"] == len(items) and sum(meta["counts"].values()) == len(items)
+    assert meta["convergence"] == {"table": [1, 2]}  # the settings check stays on record without its folder
+    after = {s: read(dest / f"li_in_sn_mock_{s}.extxyz", index=":") for s in ("train", "validation")}
+    for s in before:
+        assert [a.info["label"] for a in after[s]] == [a.info["label"] for a in before[s]]
+        assert np.allclose([a.get_potential_energy() for a in after[s]], [a.get_potential_energy() for a in before[s]])
