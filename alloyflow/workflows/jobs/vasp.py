@@ -53,362 +53,78 @@ Results (checked on real VASP outputs, ``tests/test_vasp_real.py``):
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import numpy as np
 from atomate2.common.jobs.neb import NebInterpolation, get_images_from_endpoints
 from atomate2.vasp.jobs.core import RelaxMaker as _A2RelaxMaker
 from atomate2.vasp.jobs.core import StaticMaker as _A2StaticMaker
-from atomate2.vasp.jobs.neb import NebFromImagesMaker
-from atomate2.vasp.run import DEFAULT_HANDLERS
-from atomate2.vasp.sets.core import NebSetGenerator, RelaxConstVolSetGenerator, RelaxSetGenerator, StaticSetGenerator
-from custodian.vasp.handlers import UnconvergedErrorHandler, load_vasprun
-from jobflow import Flow, Job, Maker, job
+from jobflow import Flow, Maker, job
 from pymatgen.core import Structure
-from pymatgen.io.vasp import Kpoints
 
 import alloyflow.calculators.dft  # noqa: F401  (registers "vasp", for calculator_info and element checks)
 from alloyflow.calculators import calculator_info, check_elements
-from alloyflow.engine import deterministic_uuid, input_hash, structure_fingerprint
+from alloyflow.engine import input_hash, structure_fingerprint
 from alloyflow.workflows.jobs.relax import RelaxationDocument
+from alloyflow.workflows.jobs.vasp_sets import (
+    HULL_INCAR,
+    HULL_KPT_DENSITY,
+    NEB_INCAR,
+    NEB_KPT_DENSITY,
+    RESULT_NEUTRAL_INCAR,
+    VASP,
+    AlloyNebSetGenerator,
+    AlloyRelaxConstVolSetGenerator,
+    AlloyRelaxSetGenerator,
+    AlloyStaticSetGenerator,
+    IonicLimitHandler,
+    density_kpoints,
+    hull_relax_maker,
+    hull_static_maker,
+    inputs_summary,
+    keep_unconverged_runs,
+    neb_endpoint_maker,
+    neb_images_maker,
+    static_incar,
+    vasp_handlers,
+)
+from alloyflow.workflows.jobs.vasp_outputs import (
+    VTST_TAGS,
+    free_energy,
+    incar_of,
+    last_step,
+    aligned,
+    as_structure,
+    incar_overrides,
+    ionic_steps,
+    keyed_step,
+    max_force,
+    neb_elapsed,
+    neb_forces,
+    neb_outcar_headers,
+    outcar_header,
+    run_problem,
+    software_versions,
+    task_elapsed,
+    task_get,
+    task_succeeded,
+    vasp_summary,
+    vtst_problem,
+)
+
+__all__ = [  # the VASP API in one place: settings (vasp_sets), readers (vasp_outputs), makers (here)
+    "AlloyNebSetGenerator", "AlloyRelaxConstVolSetGenerator", "AlloyRelaxSetGenerator", "AlloyStaticSetGenerator",
+    "HULL_INCAR", "HULL_KPT_DENSITY", "IonicLimitHandler", "NEB_INCAR", "NEB_KPT_DENSITY", "RESULT_NEUTRAL_INCAR",
+    "VASP", "VTST_TAGS", "VaspNebMaker", "VaspRelaxMaker", "VaspStaticMaker", "aligned", "as_structure",
+    "density_kpoints", "free_energy", "hull_relax_maker", "hull_static_maker", "incar_of", "incar_overrides",
+    "inputs_summary", "ionic_steps", "keep_unconverged_runs", "keyed_step", "last_step", "max_force",
+    "neb_document", "neb_elapsed", "neb_endpoint_maker", "neb_forces", "neb_images_maker", "neb_outcar_headers",
+    "outcar_header", "relaxation_document", "run_problem", "software_versions", "static_incar", "task_elapsed",
+    "task_get", "task_succeeded", "vasp_handlers", "vasp_summary", "vtst_problem",
+]
 
 logger = logging.getLogger(__name__)
-
-VASP = "vasp"
-
-_COMMON_INCAR = {
-    "GGA": "PE",  # PBE (atomate2's base set is PBEsol)
-    "ISMEAR": 1,  # Methfessel-Paxton: metals
-    "SIGMA": 0.1,
-    "ISPIN": 1,  # Li, In, Sn alloys are non-magnetic
-    "EDIFF": 1e-6,
-    "PREC": "Accurate",
-    "LREAL": False,
-    "ALGO": "Normal",
-    "NELM": 200,
-    "LWAVE": False,
-    "LCHARG": False,
-    # switched off: SCAN/Bader leftovers of atomate2's base (MPScanRelaxSet) config
-    "ENAUG": None,
-    "LMIXTAU": None,
-    "LAECHG": False,
-    "LVTOT": False,
-    "LELF": False,
-    "LORBIT": None,
-    "KSPACING": None,
-}
-
-HULL_INCAR = {**_COMMON_INCAR, "ENCUT": 650, "EDIFFG": -0.02, "NSW": 99}
-"""Relaxation (ISIF 3, IBRION 2 from atomate2's RelaxSetGenerator) and static of hull phases."""
-
-NEB_INCAR = {**_COMMON_INCAR, "ENCUT": 520, "EDIFFG": -0.05, "NSW": 200}
-"""NEB images and their endpoints, at the fixed supercell."""
-
-HULL_KPT_DENSITY = 6.0
-NEB_KPT_DENSITY = 4.0
-
-
-def density_kpoints(structure: Structure, density: float) -> Kpoints:
-    """Gamma-centred grid with ceil(density·|b_i|) divisions (|b_i| including 2π; ASE/GPAW's convention)."""
-    b = structure.lattice.reciprocal_lattice.abc
-    divisions = tuple(max(1, math.ceil(density * bi - 1e-6)) for bi in b)
-    return Kpoints.gamma_automatic(divisions)
-
-
-@dataclass
-class _DensityKpoints:
-    """Mixin for atomate2 input generators: KPOINTS from ``kpt_density`` (see ``density_kpoints``)."""
-
-    kpt_density: float = HULL_KPT_DENSITY
-    auto_ismear: bool = False  # ISMEAR/SIGMA are ours, never guessed from a band gap
-    auto_kspacing: bool = False
-    auto_metal_kpoints: bool = False
-
-    @property
-    def kpoints_updates(self) -> Kpoints:
-        return density_kpoints(self.structure, self.kpt_density)
-
-
-@dataclass
-class AlloyRelaxSetGenerator(_DensityKpoints, RelaxSetGenerator):
-    """atomate2's relaxation set (ISIF 3) with a k-point density."""
-
-
-@dataclass
-class AlloyRelaxConstVolSetGenerator(_DensityKpoints, RelaxConstVolSetGenerator):
-    """atomate2's fixed-cell relaxation set (ISIF 2) with a k-point density."""
-
-
-@dataclass
-class AlloyStaticSetGenerator(_DensityKpoints, StaticSetGenerator):
-    """atomate2's static set with a k-point density."""
-
-
-@dataclass
-class AlloyNebSetGenerator(_DensityKpoints, NebSetGenerator):
-    """atomate2's NEB set (VTST climbing image or plain NEB) with a k-point density."""
-
-
-RESULT_NEUTRAL_INCAR = frozenset({
-    "NCORE", "NPAR", "KPAR", "NSIM", "LPLANE", "LSCALU", "LSCALAPACK", "NWRITE",  # parallelisation, verbosity
-    "LWAVE", "LCHARG", "LVTOT", "LVHAR", "LELF", "LAECHG",  # which files are written
-})
-"""INCAR tags that change how VASP runs or what it writes, never its numbers: left out of the cache keys.
-
-LREAL, PREC, ALGO, NELM, ISYM and the like change results and stay in."""
-
-
-class IonicLimitHandler(UnconvergedErrorHandler):
-    """custodian's ``UnconvergedErrorHandler`` that accepts a run whose ionic steps ran out (NSW).
-
-    Electronic unconvergence is corrected as custodian does (ALGO ladder,
-    mixing). A run that is electronically converged but reached NSW is
-    continued from its CONTCAR at most ``ionic_restarts`` times (custodian's
-    correction, IBRION 1) and then left as it is: custodian finishes without
-    an error, atomate2's task document says "failed", and alloyflow stores it
-    as a document with ``converged=False``. atomate2's stock handler restarts
-    it until custodian's error budget is spent and then raises, so the phase
-    or hop produced no document at all.
-    """
-
-    def __init__(self, output_filename: str = "vasprun.xml", ionic_restarts: int = 0) -> None:
-        super().__init__(output_filename)
-        self.ionic_restarts = ionic_restarts
-        self.ionic_restarts_done = 0
-
-    def check(self, directory="./") -> bool:
-        try:
-            v = load_vasprun(str(Path(directory) / self.output_filename))
-        except Exception:
-            return False
-        if not v.converged_electronic:
-            return True
-        return not v.converged_ionic and self.ionic_restarts_done < self.ionic_restarts
-
-    def correct(self, directory="./"):
-        v = load_vasprun(str(Path(directory) / self.output_filename))
-        if v.converged_electronic:
-            self.ionic_restarts_done += 1
-        return super().correct(directory)
-
-    @property
-    def n_applied_corrections(self):
-        return UnconvergedErrorHandler.n_applied_corrections.fget(self)
-
-    @n_applied_corrections.setter
-    def n_applied_corrections(self, value) -> None:
-        # custodian sets this to 0 at the start of each VASP job: the restart budget is per job too
-        if value == 0:
-            self.ionic_restarts_done = 0
-        UnconvergedErrorHandler.n_applied_corrections.fset(self, value)
-
-
-def vasp_handlers(ionic_restarts: int = 0) -> list:
-    """atomate2's default custodian handlers, with ``IonicLimitHandler`` for ``UnconvergedErrorHandler``."""
-    return [IonicLimitHandler(ionic_restarts=ionic_restarts) if type(h) is UnconvergedErrorHandler else h
-            for h in DEFAULT_HANDLERS]
-
-
-def _keep_unconverged(maker):
-    """Configure an atomate2 VASP maker so that an unconverged run ends as a task document, not an error.
-
-    ``handle_unsuccessful=False``: atomate2 neither raises nor stops the
-    children (on FireWorks, stopped children are defused: the converting job
-    would never run and the phase would go missing).
-    """
-    maker.stop_children_kwargs = {**maker.stop_children_kwargs, "handle_unsuccessful": False}
-    return maker
-
-
-def keep_unconverged_runs(maker):
-    """An atomate2 VASP maker (relax, static) with ``vasp_handlers`` and ``handle_unsuccessful=False``."""
-    maker.run_vasp_kwargs = {**maker.run_vasp_kwargs, "handlers": vasp_handlers()}
-    return _keep_unconverged(maker)
-
-
-def static_incar(base: dict, incar: dict | None = None) -> dict:
-    """A static's INCAR: ``base`` with the overrides, never ionic steps (an ``--incar NSW=...`` is for relaxations)."""
-    return {**base, **(incar or {}), "NSW": 0, "EDIFFG": None}
-
-
-def hull_relax_maker(incar: dict | None = None, kpt_density: float = HULL_KPT_DENSITY) -> _A2RelaxMaker:
-    """atomate2 VASP relaxation (cell and ions) with the hull's metallic settings."""
-    gen = AlloyRelaxSetGenerator(user_incar_settings={**HULL_INCAR, **(incar or {})}, kpt_density=kpt_density)
-    return keep_unconverged_runs(_A2RelaxMaker(input_set_generator=gen))
-
-
-def hull_static_maker(incar: dict | None = None, kpt_density: float = HULL_KPT_DENSITY) -> _A2StaticMaker:
-    """atomate2 VASP static with the hull's metallic settings (same basis as the relaxation)."""
-    gen = AlloyStaticSetGenerator(user_incar_settings=static_incar(HULL_INCAR, incar), kpt_density=kpt_density)
-    return keep_unconverged_runs(_A2StaticMaker(input_set_generator=gen))
-
-
-def neb_endpoint_maker(incar: dict | None = None, kpt_density: float = NEB_KPT_DENSITY) -> _A2RelaxMaker:
-    """atomate2 VASP fixed-cell relaxation of NEB endpoints (the NEB's settings, EDIFFG -0.02)."""
-    settings = {**NEB_INCAR, "EDIFFG": -0.02, "NSW": 99, **(incar or {})}
-    gen = AlloyRelaxConstVolSetGenerator(user_incar_settings=settings, kpt_density=kpt_density)
-    return keep_unconverged_runs(_A2RelaxMaker(name="relax endpoint", input_set_generator=gen))
-
-
-def neb_images_maker(climb: bool = True, incar: dict | None = None,
-                     kpt_density: float = NEB_KPT_DENSITY) -> NebFromImagesMaker:
-    """atomate2 ``NebFromImagesMaker``: VTST climbing image (``climb``) or plain VASP NEB.
-
-    atomate2's NEB handlers stay (custodian's UnconvergedErrorHandler does not
-    read a NEB's image folders); an unconverged band is returned, not raised.
-    """
-    settings = {**NEB_INCAR, **({} if climb else {"IBRION": 1}), **(incar or {})}
-    gen = AlloyNebSetGenerator(climbing_image=climb, user_incar_settings=settings, kpt_density=kpt_density)
-    return _keep_unconverged(NebFromImagesMaker(input_set_generator=gen))
-
-
-def inputs_summary(maker) -> dict:
-    """What of an atomate2 maker's input set enters the cache key (INCAR, k-points, POTCARs).
-
-    Result-neutral INCAR tags (``RESULT_NEUTRAL_INCAR``) enter at their
-    module default whatever their value (or not at all without one): the same
-    calculation run on another number of cores is the same result, and keys
-    of results stored before this rule are unchanged.
-    """
-    gen = maker.input_set_generator
-    incar = {}
-    for k, v in sorted(gen.user_incar_settings.items()):
-        if k.upper() not in RESULT_NEUTRAL_INCAR:
-            incar[k] = v
-        elif k in _COMMON_INCAR:
-            incar[k] = _COMMON_INCAR[k]
-    return {"class": type(gen).__name__, "incar": incar,
-            "kpt_density": getattr(gen, "kpt_density", None), "potcar": dict(gen.user_potcar_settings),
-            "potcar_functional": gen.user_potcar_functional, "climbing_image": getattr(gen, "climbing_image", None)}
-
-
-def keyed_step(j: Job, key: str, step: str, name: str) -> Job:
-    """Name a job and give it a uuid derived from ``key`` and ``step`` (before its output is used)."""
-    j.name = name
-    full_key = input_hash(key, step) if step else key
-    j.set_uuid(deterministic_uuid(full_key))
-    j.metadata = {**(j.metadata or {}), "alloyflow_key": full_key, "alloyflow_label": name}
-    return j
-
-
-def task_get(obj, *path, default=None):
-    """Attribute-or-key access into task documents (objects, or dicts when read back raw)."""
-    for p in path:
-        if obj is None:
-            return default
-        obj = obj.get(p) if isinstance(obj, dict) else getattr(obj, p, None)
-    return default if obj is None else obj
-
-
-def as_structure(obj) -> Structure:
-    return obj if isinstance(obj, Structure) else Structure.from_dict(obj)
-
-
-def task_succeeded(task) -> bool:
-    return str(getattr(task_get(task, "state"), "value", task_get(task, "state"))) == "successful"
-
-
-def ionic_steps(task) -> list:
-    calcs = task_get(task, "calcs_reversed", default=[]) or task_get(task, "calculations", default=[])
-    return list(task_get(calcs[0], "output", "ionic_steps", default=[])) if calcs else []
-
-
-def max_force(forces) -> float:
-    f = np.asarray(forces if forces is not None else [], dtype=float).reshape(-1, 3)
-    return float(np.linalg.norm(f, axis=1).max()) if len(f) else 0.0
-
-
-def _seconds(stats) -> float:
-    return float(task_get(stats, "elapsed_time", default=0.0) or 0.0)
-
-
-def task_elapsed(task) -> float:
-    """VASP's elapsed (wall) seconds of a task document, each run counted once.
-
-    emmet's ``run_stats`` holds one entry per calculation and an "overall"
-    entry that is their sum: the per-calculation entries are added, "overall"
-    is used only when it is the only one. Without ``run_stats`` (a NEB's
-    image documents) the calculations' own ``output.run_stats`` are added.
-    """
-    stats = task_get(task, "run_stats", default={}) or {}
-    runs = [v for k, v in stats.items() if k != "overall"]
-    if runs:
-        return float(sum(_seconds(v) for v in runs))
-    if "overall" in stats:
-        return _seconds(stats["overall"])
-    calcs = task_get(task, "calcs_reversed", default=[]) or task_get(task, "calculations", default=[]) or []
-    return float(sum(_seconds(task_get(c, "output", "run_stats")) for c in calcs))
-
-
-def neb_elapsed(neb) -> tuple[float, list[float]]:
-    """Wall seconds of a VASP NEB run and each image's "Elapsed time" (the images run side by side: the longest)."""
-    per_image = [_seconds(task_get(c, "output", "run_stats")) for c in (task_get(neb, "calculations", default=[]) or [])]
-    return (max(per_image) if per_image else 0.0), per_image
-
-
-def software_versions() -> dict:
-    """Versions of the packages that ran and read the VASP jobs (this environment; the modules' own
-    ``__version__``: pymatgen's distribution and its ``pymatgen.core`` can differ)."""
-    from importlib import import_module
-
-    out = {}
-    for name, module in (("atomate2", "atomate2"), ("pymatgen", "pymatgen.core"), ("emmet-core", "emmet.core"),
-                         ("custodian", "custodian"), ("jobflow", "jobflow")):
-        try:
-            out[name] = getattr(import_module(module), "__version__", None) or version(name)
-        except (ImportError, PackageNotFoundError):
-            out[name] = None
-    return out
-
-
-def _incar_of(calc) -> dict:
-    return dict(task_get(calc, "input", "incar", default={}) or {})
-
-
-def _nsw(calc) -> int | None:
-    nsw = task_get(calc, "input", "parameters", "NSW", default=None)
-    nsw = _incar_of(calc).get("NSW") if nsw is None else nsw
-    return int(nsw) if nsw is not None else None
-
-
-def run_problem(task) -> str | None:
-    """Why a VASP task document is not a converged result (None if it is)."""
-    if task is None:
-        return "no VASP task document"
-    if task_succeeded(task):
-        return None
-    calcs = task_get(task, "calcs_reversed", default=[]) or task_get(task, "calculations", default=[]) or []
-    for calc in calcs[:1] if task_get(task, "calcs_reversed") else calcs:
-        steps = task_get(calc, "output", "ionic_steps", default=[]) or []
-        nsw = _nsw(calc)
-        if nsw is not None and nsw > 1 and len(steps) >= nsw:
-            return f"the ionic steps reached NSW = {nsw} before EDIFFG was met (last structure and energy kept)"
-    state = task_get(task, "state")
-    return f"VASP run not successful (atomate2 state {getattr(state, 'value', state)!r}; electronic convergence?)"
-
-
-def vasp_summary(task) -> dict:
-    calc = (task_get(task, "calcs_reversed", default=[None]) or [None])[0]
-    incar = _incar_of(calc)
-    return {
-        "dir_name": task_get(task, "dir_name"),
-        "vasp_version": task_get(calc, "vasp_version"),
-        "incar": {k: incar[k] for k in ("GGA", "ENCUT", "ISMEAR", "SIGMA", "ISIF", "EDIFFG", "IBRION", "NSW")
-                  if k in incar},
-        "potcar": [task_get(p, "titel") for p in (task_get(calc, "input", "potcar_spec", default=[]) or [])],
-        "versions": software_versions(),
-    }
-
-
-def incar_overrides(maker, defaults: dict) -> dict:
-    """The INCAR settings of an atomate2 maker that differ from alloyflow's ``defaults`` (``--incar``)."""
-    missing = object()
-    return {k: v for k, v in sorted(maker.input_set_generator.user_incar_settings.items())
-            if defaults.get(k, missing) != v}
 
 
 @job
@@ -530,167 +246,6 @@ def _unsorted(structure: Structure, order: list[int]) -> Structure:
     return Structure.from_sites([structure[order.index(old)] for old in range(len(order))])
 
 
-def _mic(d: np.ndarray, lattice: np.ndarray) -> np.ndarray:
-    """Cartesian displacements ``d`` (n x 3) under the minimum-image convention of ``lattice`` (rows = vectors)."""
-    frac = d @ np.linalg.inv(lattice)
-    return (frac - np.round(frac)) @ lattice
-
-
-def neb_forces(positions: list, energies: list[float], forces: list, lattice, spring: float = 5.0,
-               climb: bool = True) -> list[np.ndarray]:
-    """The NEB forces on the intermediate images, as VTST computes them from the DFT forces.
-
-    Improved tangent (Henkelman and Jónsson, J. Chem. Phys. 113, 9978
-    (2000)): towards the higher neighbour, or at an extremum the energy-
-    weighted sum of both segments; normal component of the DFT force plus
-    the spring force ``spring·(|R+| - |R-|)`` along the tangent; with
-    ``climb`` the highest image feels no spring and its force along the
-    tangent is inverted. On the converged Si63 vacancy band of atomate2's
-    test data this reproduces VTST's "FORCES: max atom" of each image to
-    1e-6 eV/Å.
-
-    Parameters
-    ----------
-    positions : list of (n_atoms, 3) arrays
-        Cartesian positions of the whole band, endpoints included (n_images + 2).
-    energies : list of float
-        Energies of the whole band (VTST uses VASP's free energy, TOTEN).
-    forces : list of (n_atoms, 3) arrays
-        DFT forces on the intermediate images.
-    lattice : (3, 3) array
-        The (fixed) cell, rows are lattice vectors.
-    spring : float
-        Spring constant, eV/Å² (VASP's ``SPRING`` without its sign; default -5).
-    climb : bool
-        Whether the highest intermediate image climbs.
-    """
-    lattice = np.asarray(lattice, dtype=float)
-    pos = [np.asarray(p, dtype=float).reshape(-1, 3) for p in positions]
-    e = [float(x) for x in energies]
-    top = 1 + int(np.argmax(e[1:-1])) if climb and len(e) > 2 else None
-    out = []
-    for i in range(1, len(pos) - 1):
-        plus, minus = _mic(pos[i + 1] - pos[i], lattice), _mic(pos[i] - pos[i - 1], lattice)
-        if e[i + 1] > e[i] > e[i - 1]:
-            tangent = plus
-        elif e[i + 1] < e[i] < e[i - 1]:
-            tangent = minus
-        else:
-            d_max = max(abs(e[i + 1] - e[i]), abs(e[i - 1] - e[i]))
-            d_min = min(abs(e[i + 1] - e[i]), abs(e[i - 1] - e[i]))
-            tangent = plus * d_max + minus * d_min if e[i + 1] > e[i - 1] else plus * d_min + minus * d_max
-        norm = np.linalg.norm(tangent)
-        tangent = tangent / norm if norm > 0 else tangent
-        f = np.asarray(forces[i - 1], dtype=float).reshape(-1, 3)
-        parallel = float((f * tangent).sum())
-        if i == top:
-            out.append(f - 2.0 * parallel * tangent)
-        else:
-            out.append(f - parallel * tangent
-                       + spring * (np.linalg.norm(plus) - np.linalg.norm(minus)) * tangent)
-    return out
-
-
-VTST_TAGS = ("LCLIMB", "IOPT", "ICHAIN")
-"""INCAR tags that only a VTST-patched VASP reads (stock VASP ignores them)."""
-
-
-def _local_path(dir_name) -> Path | None:
-    """A task document's ``dir_name`` (possibly ``host:/path``) as a readable local folder, or None."""
-    if not dir_name:
-        return None
-    for candidate in (str(dir_name), str(dir_name).split(":", 1)[-1]):
-        if Path(candidate).is_dir():
-            return Path(candidate)
-    return None
-
-
-def _find(folder: Path, name: str) -> Path | None:
-    """``name`` in ``folder``, gzipped (atomate2 gzips its job folders once VASP is done) or not."""
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def outcar_header(path: Path) -> dict:
-    """What an NEB image's OUTCAR says before its first SCF step: VTST's banner and NEB settings.
-
-    VTST prints ``VTST: version ...`` and ``NEB: LCLIMB``/``NEB: SPRING``
-    lines there; a stock VASP prints none (and ignores LCLIMB, IOPT, ICHAIN).
-    """
-    from monty.io import zopen
-
-    info = {"vtst": None, "lclimb": None, "spring": None}
-    with zopen(path, "rt") as f:
-        for line in f:
-            text = line.strip()
-            if text.startswith("----") and "Iteration" in text:
-                break
-            if text.startswith("VTST: version"):
-                info["vtst"] = text.split("version", 1)[1].strip(" ,")
-            elif text.startswith("NEB:") and text.split()[1:2] == ["LCLIMB"]:
-                info["lclimb"] = text.split()[-1].upper().startswith("T")
-            elif text.startswith("NEB:") and text.split()[1:2] == ["SPRING"]:
-                info["spring"] = float(text.split()[-1])
-    return info
-
-
-def neb_outcar_headers(neb, n_images: int) -> list[dict]:
-    """Each image's OUTCAR header (``outcar_header``), read from the NEB folder as atomate2's
-    ``collect_neb_output`` reads it; empty when the folder is not readable here."""
-    folder = _local_path(task_get(neb, "dir_name"))
-    if folder is None:
-        return []
-    outcars = [_find(folder / f"{k:02d}", "OUTCAR") for k in range(1, n_images + 1)]
-    return [outcar_header(p) for p in outcars if p is not None]
-
-
-def aligned(structure: Structure, reference: Structure) -> tuple[Structure, bool]:
-    """``structure`` with its sites renumbered to match ``reference`` (same species, shortest periodic
-    distances), and whether anything changed. alloyflow's own bands keep one order (``sort_tol=0``);
-    this guards bands whose endpoints were renumbered between relaxation and NEB (atomate2 sorts them)."""
-    from scipy.optimize import linear_sum_assignment
-
-    d = reference.lattice.get_all_distances(reference.frac_coords, structure.frac_coords)
-    if np.allclose(np.diag(d), d.min(axis=1)):
-        return structure, False
-    species = np.array([str(s.specie) for s in reference])
-    other = np.array([str(s.specie) for s in structure])
-    d = d + 1e6 * (species[:, None] != other[None, :])
-    _, cols = linear_sum_assignment(d)
-    if np.array_equal(cols, np.arange(len(cols))):
-        return structure, False
-    return Structure.from_sites([structure[int(j)] for j in cols]), True
-
-
-def _last_step(calc):
-    steps = task_get(calc, "output", "ionic_steps", default=[]) or []
-    return steps[-1] if steps else None
-
-
-def _free_energy(task_or_calc) -> float:
-    """VASP's free energy (TOTEN) of the last ionic step, what VTST compares; the task energy otherwise."""
-    step = _last_step(task_or_calc)
-    if step is None:
-        calcs = task_get(task_or_calc, "calcs_reversed", default=[]) or []
-        step = _last_step(calcs[0]) if calcs else None
-    value = task_get(step, "e_fr_energy")
-    return float(value if value is not None else task_get(task_or_calc, "output", "energy"))
-
-
-def vtst_problem(incar: dict, headers: list[dict]) -> str | None:
-    """A clear message when the INCAR asks for VTST but the VASP that ran has none (None otherwise)."""
-    asked = [t for t in VTST_TAGS if t in incar and incar[t] not in (False, 0, "F", ".FALSE.")]
-    if not asked or not headers or any(h.get("vtst") for h in headers):
-        return None
-    return (f"the NEB INCAR sets VTST tags ({', '.join(asked)}) but the VASP that ran has no VTST (no 'VTST: "
-            "version' line in the images' OUTCAR): stock VASP ignores them"
-            + (", and with IBRION = 3, POTIM = 0 its images never move" if incar.get("IBRION") == 3 else "")
-            + ". Use a VTST-patched VASP, or the plain VASP NEB: makers_for('vasp', climb=False) "
-            "(alloyflow submit ... --no-climb)")
-
-
 @job
 def neb_document(initial, final, neb, label: str, key: str, order: list[int], n_images: int, fmax: float,
                  settings: dict, metadata: dict, vasp_meta: dict | None = None):
@@ -711,7 +266,7 @@ def neb_document(initial, final, neb, label: str, key: str, order: list[int], n_
     ends = [as_structure(task_get(t, "output", "structure")) for t in (initial, final)]
     band_images = []
     for c, s in zip(calcs, task_get(neb, "images", default=[]) or []):
-        step = _last_step(c)
+        step = last_step(c)
         band_images.append(as_structure(task_get(step, "structure") if task_get(step, "structure") else s))
     if not band_images:
         band_images = [as_structure(s) for s in task_get(neb, "images", default=[])]
@@ -732,7 +287,7 @@ def neb_document(initial, final, neb, label: str, key: str, order: list[int], n_
     n_steps = max((len(s) for s in neb_steps), default=0)
 
     # the NEB's INCAR (VTST tags are not in the images' vasprun.xml)
-    incar = {**(_incar_of(calcs[0]) if calcs else {}), **dict(task_get(neb, "orig_inputs", "incar", default={}) or {}),
+    incar = {**(incar_of(calcs[0]) if calcs else {}), **dict(task_get(neb, "orig_inputs", "incar", default={}) or {}),
              **dict(task_get(neb, "inputs", "incar", default={}) or {})}
     headers = neb_outcar_headers(neb, n_images)
     vtst = next((h["vtst"] for h in headers if h.get("vtst")), None)
@@ -743,7 +298,7 @@ def neb_document(initial, final, neb, label: str, key: str, order: list[int], n_
         climb, spring = bool(incar.get("LCLIMB", False)), incar.get("SPRING", -5.0)
     image_forces = []
     if len(dft_forces) == len(band_images) == n_images and n_images:
-        band_energies = [_free_energy(initial), *[_free_energy(c) for c in calcs], _free_energy(final)]
+        band_energies = [free_energy(initial), *[free_energy(c) for c in calcs], free_energy(final)]
         projected = neb_forces([s.cart_coords for s in images], band_energies, dft_forces, ends[0].lattice.matrix,
                                abs(float(spring)), climb)
         image_forces = [max_force(f) for f in projected]

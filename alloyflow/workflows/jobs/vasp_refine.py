@@ -22,19 +22,21 @@ from alloyflow.calculators import calculator_info, check_elements
 from alloyflow.engine import input_hash, structure_fingerprint
 from alloyflow.workflows.jobs.neb import NebDocument
 from alloyflow.workflows.jobs.refine import RefinedBarrier, RefinedImage, assemble_refined, images_to_refine
-from alloyflow.workflows.jobs.vasp import (
+from alloyflow.workflows.jobs.vasp_outputs import (
+    keyed_step,
+    task_elapsed,
+    task_get,
+    task_succeeded,
+    vasp_summary,
+)
+from alloyflow.workflows.jobs.vasp_sets import (
     NEB_INCAR,
     NEB_KPT_DENSITY,
     VASP,
     AlloyStaticSetGenerator,
-    task_elapsed,
-    task_get,
     inputs_summary,
     keep_unconverged_runs,
-    keyed_step,
     static_incar,
-    task_succeeded,
-    vasp_summary,
 )
 
 
