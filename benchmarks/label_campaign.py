@@ -269,7 +269,7 @@ def vacancy_cell(structure, max_sites: int, distances, min_sites: int = 10) -> t
     (and has at least ``min_sites`` sites): a concentrated vacancy, still a
     useful training configuration.
     """
-    from alloyflow.structures.migration import vacancy_supercell_matrix
+    from alloyflow.structures.supercells import vacancy_supercell_matrix
 
     def shortest(m):
         return float(min(Lattice(np.asarray(m) @ structure.lattice.matrix).get_niggli_reduced_lattice().abc))

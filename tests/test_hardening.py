@@ -177,13 +177,8 @@ def test_dilute_barriers_refuse_a_host_cell_too_small_for_the_hop(tmp_path, caps
 def test_hop_endpoints_check_each_hop_against_the_image_distance():
     from pymatgen.core import Lattice, Structure
 
-    from alloyflow.structures.migration import (
-        IMAGE_MARGIN,
-        check_image_distance,
-        distinct_hops,
-        vacancy_hop_endpoints,
-        vacancy_supercell_matrix,
-    )
+    from alloyflow.structures.migration import distinct_hops, vacancy_hop_endpoints
+    from alloyflow.structures.supercells import IMAGE_MARGIN, check_image_distance, vacancy_supercell_matrix
 
     sc = Structure(Lattice.cubic(3.0), ["Li"], [[0, 0, 0]])  # hops 3.00 and 4.24 Å
     hops = distinct_hops(sc, max_length=4.3)

@@ -110,7 +110,7 @@ def test_tied_supercells_are_not_chosen_by_floating_point_noise(phase, system, d
     or 46.7 vs 119 meV)."""
     from alloyflow.structures import StructureLibrary
     from alloyflow.structures.library import primitive
-    from alloyflow.structures.migration import vacancy_supercell_matrix
+    from alloyflow.structures.supercells import vacancy_supercell_matrix
 
     s = primitive(StructureLibrary().get(phase, system).structure)
     choices = {str(vacancy_supercell_matrix(_noisy(s, seed), distance).matrix) for seed in range(6)}

@@ -20,12 +20,8 @@ from pymatgen.core import Composition, Structure
 from alloyflow.analysis.coordination import coordination, hop_coordination
 from alloyflow.analysis.migration import MAX_HOP_LENGTH, geometric_dimension, percolating_cutoff
 from alloyflow.structures.interstitial import PLACEHOLDER, decorate_voids, interstitial_endpoints
-from alloyflow.structures.migration import (
-    dilute_li_hops,
-    hop_network,
-    vacancy_hop_endpoints,
-    vacancy_supercell_matrix,
-)
+from alloyflow.structures.migration import dilute_li_hops, hop_network, vacancy_hop_endpoints
+from alloyflow.structures.supercells import vacancy_supercell_matrix
 
 
 @dataclass
@@ -124,7 +120,7 @@ def plan_hops(phase: str, formula: str, relaxed: Structure, settings: BarrierSet
     """Distinct hops, supercell and endpoints of ``relaxed`` (a pure, deterministic function).
 
     ``legacy_ties``: the supercell tie rule of plans stored before ties were
-    decided without floating-point noise (``alloyflow.structures.migration.SUPERCELL_TIE``).
+    decided without floating-point noise (``alloyflow.structures.supercells.SUPERCELL_TIE``).
     """
     elements = sorted(el.symbol for el in relaxed.composition.elements)
     if settings.dilute:
