@@ -1211,7 +1211,8 @@ def main(argv=None) -> int:
             return 0
         if args.command == "export":
             meta = export_labels(store, items, args.dest, args.dft, dft_kwargs,
-                                 notes={"left_out_phases": notes["left_out_phases"]}, out=args.out)
+                                 notes={"left_out_phases": notes["left_out_phases"],
+                                        "dropped_duplicates": notes.get("dropped_duplicates", [])}, out=args.out)
             log(f"exported {meta['counts']} labels to {args.dest}: {', '.join(meta['files'])}")
             return 0
         result = label_campaign(store, args.out, items, args.dft, dft_kwargs, args.max_labels, args.hours,

@@ -67,8 +67,10 @@ def main(argv=None) -> int:
                                 ("ecut", "kpt_density", "width", "xc", "gpaw_version", "gpaw-data_version")}}
     description = (f"SevenNet-0 with its last layers fine-tuned on {len(frames['train'])} GPAW PBE labels of "
                    "Li-In-Sn (alloyflow's label campaign); Li, In, Sn only")
+    aliases = {d["label"]: d["same_as"] for d in manifest.get("notes", {}).get("dropped_duplicates", [])}
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
-                         lr=args.lr, batch_size=args.batch_size, references=REFERENCES, labels_meta=labels_meta)
+                         lr=args.lr, batch_size=args.batch_size, references=REFERENCES, labels_meta=labels_meta,
+                         aliases=aliases)
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
     print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, epoch {meta['training']['chosen_epoch']} of "
           f"{args.epochs} chosen, {meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "
@@ -94,6 +96,15 @@ def main(argv=None) -> int:
         dv = [abs(r["ml"] - r["dft"]) for r in forms[m].values() if r["split"] == "validation"]
         print(f"- {m}: MAE {sum(d) / len(d):.1f} meV/atom over {len(d)} phases"
               + (f"; held-out phases {sum(dv) / len(dv):.1f}" if dv else ""))
+    bands = {m: meta["errors"][m]["band_barriers_meV"] for m in models}
+    if bands[models[0]]:
+        print("\nForward barriers on the labelled SevenNet-0 band images (meV; GPAW//SevenNet-0 is DFT on those "
+              "images, each model on the same images):\n")
+        print(f"| band | split | images labelled | GPAW//SevenNet-0 | {' | '.join(models)} |")
+        print("|---|---|---|---|" + "---|" * len(models))
+        for band, row in bands[models[0]].items():
+            print(f"| {band} | {row['split']} | {len(row['images'])} of {row['band_images']} | {row['dft']:.0f} | "
+                  + " | ".join(f"{bands[m][band]['ml']:.0f}" for m in models) + " |")
     return 0
 
 

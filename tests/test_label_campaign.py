@@ -181,3 +181,44 @@ def test_a_fresh_checkout_loses_no_label(lc, campaign, tmp_path):
     for s in before:
         assert [a.info["label"] for a in after[s]] == [a.info["label"] for a in before[s]]
         assert np.allclose([a.get_potential_energy() for a in after[s]], [a.get_potential_energy() for a in before[s]])
+
+
+def test_band_barriers_of_the_labelled_images_match_the_band(lc, campaign, tmp_path):
+    """DFT//ML barriers from the labels: here the labelling potential is the band's, so they are the band's own."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from alloyflow.calculators import get_calculator
+    from alloyflow.engine import ResultStore
+    from alloyflow.ml.shipped import band_barriers, predict
+
+    out, items, notes = campaign
+    with ResultStore(out) as store:
+        lc.label_campaign(store, out, items, dft="mock", dft_kwargs={}, log_fn=lambda msg: None)
+        lc.export_labels(store, items, tmp_path, dft="mock", dft_kwargs={}, out=out)
+    frames = [a for a, _, _ in lc.read_exported(tmp_path).values()]
+    calc = get_calculator("mock")
+    pred = [predict(calc, a) for a in frames]
+    aliases = {d["label"]: d["same_as"] for d in notes["dropped_duplicates"]}
+    bands = band_barriers(frames, pred, aliases)
+    hop = next(h for info in notes["neb"] for h in info["hops"] if "group" in h)
+    band = f"Li-In/LiIn/hop{hop['hop']}"
+    assert set(bands) == {band}
+    row = bands[band]
+    assert row["images"] == list(range(row["band_images"])) and row["band_images"] == 5  # 3 images + 2 endpoints
+    assert row["dft"] == pytest.approx(1e3 * hop["ml_barrier_eV"], abs=1e-3)
+    assert row["ml"] == pytest.approx(row["dft"], abs=1e-6)
+
+    # a partly labelled band: the maximum over what is labelled, and the images used are listed
+    def frame(label, energy):
+        a = frames[0].copy()
+        a.calc = SinglePointCalculator(a, energy=energy)
+        a.info = {"label": label, "split": "train"}
+        return a
+
+    fake = [frame("S/P/hop0/image0", -10.0), frame("S/P/hop0/image2", -9.7), frame("S/P/hop1/image2", -9.9)]
+    preds = [(-10.0, None, None), (-9.8, None, None), (-9.95, None, None)]
+    got = band_barriers(fake, preds, {"S/P/hop1/image0": "S/P/hop0/image0", "S/P/hop0/image4": "S/P/hop0/image0"})
+    assert got["S/P/hop0"]["dft"] == pytest.approx(300.0) and got["S/P/hop0"]["ml"] == pytest.approx(200.0)
+    assert got["S/P/hop0"]["images"] == [0, 2, 4] and got["S/P/hop0"]["band_images"] == 5
+    assert got["S/P/hop1"]["dft"] == pytest.approx(100.0) and got["S/P/hop1"]["images"] == [0, 2]  # endpoint aliased
+    assert band_barriers(fake[1:], preds[1:]) == {}  # no initial endpoint: no barrier
