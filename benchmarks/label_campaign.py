@@ -1,13 +1,14 @@
 """GPAW PBE label campaign for a fine-tuned Li-In-Sn SevenNet-0 (issue 16): structure set, labels, export.
 
     python benchmarks/label_campaign.py plan    [--out DIR]   # build the structure set and split, print counts
-    python benchmarks/label_campaign.py run     [--out DIR] [--max-labels N] [--hours H] [--retry-failed]
+    python benchmarks/label_campaign.py run     [--out DIR] [--max-labels N] [--hours H] [--retry-failed] [--workers N]
     python benchmarks/label_campaign.py status  [--out DIR]   # progress.json / progress.md, no computing
     python benchmarks/label_campaign.py export  [--out DIR] [--dest alloyflow/data/labels]
     python benchmarks/label_campaign.py converge [--out DIR]  # the GPAW settings check on LiSn
 
 ``DIR`` defaults to ``benchmarks/out/labels`` (git-ignored). Long runs: one
-core, ``nice -n 19``, ``nohup`` (see ``LAUNCH`` below); every step is a keyed
+core per single point (``--workers 2`` on this 2-core machine), ``nice -n 19``,
+``nohup`` (see ``LAUNCH`` below); every step is a keyed
 job in ``DIR/store``, so the same command after a kill resumes and a finished
 campaign reruns in seconds. The first ``plan`` or ``run`` freezes the
 structure set in ``DIR/structure_set.json.gz`` and in the repository
@@ -100,7 +101,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ALLO
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-from jobflow import job as job_decorator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "labels"
@@ -109,9 +109,10 @@ CAMPAIGN_VERSION = 1
 SEED = 16  # issue 16
 
 LAUNCH = ("cd /work/main && OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 ALLOYFLOW_THREADS=1 setsid nohup sh -c "
-          "'echo 19 > /proc/self/autogroup; exec nice -n 19 .venv/bin/python benchmarks/label_campaign.py run' "
+          "'echo 19 > /proc/self/autogroup; exec nice -n 19 .venv/bin/python benchmarks/label_campaign.py run --workers 2' "
           ">> benchmarks/out/labels.log 2>&1 < /dev/null &")
-"""How the campaign runs in the background (one core, lowest priority, survives the shell); rerun it to resume.
+"""How the campaign runs in the background (two single points at once, one core each, lowest priority, survives
+the shell); rerun it to resume.
 
 ``setsid`` puts it in a scheduler autogroup of its own, where ``nice`` alone only ranks it against itself:
 the autogroup's own nice value (19) is what leaves the foreground its share of the cores.
@@ -588,12 +589,6 @@ def adopt_exported(items: list[Item], frames: dict, log_fn=log) -> list[dict]:
     return adopted
 
 
-@job_decorator
-def stored_label(document: dict) -> dict:
-    """A label computed by an earlier campaign run and read back from the repository's extxyz."""
-    return document
-
-
 def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: str, dft_kwargs: dict,
                        log_fn=log) -> int:
     """Store the exported labels that the store lacks (same label, same geometry to 1e-5 Å), keyed as computed.
@@ -603,6 +598,7 @@ def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: s
     """
     from alloyflow.calculators import calculator_info
     from alloyflow.engine import deterministic_uuid, keyed, run_cached
+    from alloyflow.workflows.jobs.labels import stored_label
 
     maker = label_maker(dft, dft_kwargs)
     cpu_path = out / "cpu_seconds.json"
@@ -940,11 +936,18 @@ def manifest(items: list[Item], notes: dict, config: CampaignConfig, dft: str, d
 
 def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_kwargs: dict | None = None,
                    max_labels: int | None = None, hours: float | None = None, retry_failed: bool = False,
-                   log_fn=log) -> dict:
-    """Label ``items`` in order (stored ones are reused); returns ``{"computed", "reused", "failed", "progress"}``."""
-    from alloyflow.engine import deterministic_uuid
-    from alloyflow.workflows.jobs.labels import single_point
+                   workers: int = 1, log_fn=log) -> dict:
+    """Label ``items`` in order (stored ones are reused); returns ``{"computed", "reused", "failed", "progress"}``.
 
+    ``workers`` > 1: that many single points at once, each in a spawned process on one core (the
+    campaign's environment pins every thread count to 1); this process stores each result as soon as it
+    arrives, so a kill loses only the labels in flight. The labels and their keys do not depend on it.
+    """
+    from alloyflow.engine import deterministic_uuid, keyed, run_cached
+    from alloyflow.workflows.jobs.labels import compute_label, single_point, stored_label
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     dft_kwargs = dict(DFT_SETTINGS if dft_kwargs is None else dft_kwargs)
     maker = label_maker(dft, dft_kwargs)
     progress = Progress(out, items, dft, dft_kwargs)
@@ -960,27 +963,29 @@ def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_k
         else:
             pending.append(it)
     progress.write()
-    log_fn(f"{counts['reused']} of {len(items)} labels stored; {len(pending)} to compute")
-    for k, it in enumerate(pending):
-        if max_labels is not None and counts["computed"] >= max_labels:
-            log_fn(f"stopping: {max_labels} labels computed")
-            break
+    log_fn(f"{counts['reused']} of {len(items)} labels stored; {len(pending)} to compute"
+           + (f" with {workers} worker processes" if workers > 1 and pending else ""))
+
+    def todo():
+        for it in pending:
+            if progress.keys[it.label] in progress.failures and not retry_failed:
+                counts["skipped_failed"] += 1
+                continue
+            yield it
+
+    def enough(in_flight: int = 0) -> str:
+        if max_labels is not None and counts["computed"] + in_flight >= max_labels:
+            return f"{max_labels} labels computed"
         if hours is not None and time.time() - t0 > hours * 3600:
-            log_fn(f"stopping: {hours:g} h used")
-            break
-        key = progress.keys[it.label]
-        if key in progress.failures and not retry_failed:
-            counts["skipped_failed"] += 1
-            continue
-        progress.write(running=it.label)
-        c0 = time.process_time()
-        doc, reused, error = single_point(maker, it.structure, it.label, store)
-        cpu = time.process_time() - c0
+            return f"{hours:g} h used"
+        return ""
+
+    def finish(it: Item, doc: dict | None, cpu: float, error: str, reused: bool) -> None:
         if doc is None:
             counts["failed"] += 1
             progress.fail(it, error)
             log_fn(f"FAILED {it.label}: {error.splitlines()[0] if error else ''}")
-            continue
+            return
         progress.record(it, doc, cpu, reused)
         counts["reused" if reused else "computed"] += 1
         s = progress.write()
@@ -988,6 +993,42 @@ def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_k
         log_fn(f"[{s['labels_done']}/{s['labels_total']}] {it.label} ({it.split}, {len(it.structure)} atoms): "
                f"{cpu:.0f} CPU s, {doc['elapsed_seconds']:.0f} s wall; E = {doc['energy']:.4f} eV"
                + (f"; projected {eta:.1f} CPU h left" if eta is not None else ""))
+
+    queue = todo()
+    if workers == 1:
+        for it in queue:
+            if why := enough():
+                log_fn(f"stopping: {why}")
+                break
+            progress.write(running=it.label)
+            c0 = time.process_time()
+            doc, reused, error = single_point(maker, it.structure, it.label, store)
+            finish(it, doc, time.process_time() - c0, error, reused)
+    else:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        running: dict = {}
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            while True:
+                while len(running) < workers and not (why := enough(len(running))):
+                    it = next(queue, None)
+                    if it is None:
+                        break
+                    running[pool.submit(compute_label, dft, dft_kwargs, it.structure.as_dict(), it.label)] = it
+                if not running:
+                    if why:
+                        log_fn(f"stopping: {why}")
+                    break
+                progress.write(running=", ".join(i.label for i in running.values()))
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    it = running.pop(future)
+                    doc, cpu, error = future.result()
+                    if doc is not None:
+                        key = progress.keys[it.label]
+                        run_cached(keyed(stored_label(doc), key, label=f"label {it.label}"), store)
+                    finish(it, doc, cpu, error, reused=False)
     final = progress.write()
     return {**counts, "progress": final}
 
@@ -1172,6 +1213,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-labels", type=int, default=None, help="stop after computing this many labels")
     ap.add_argument("--hours", type=float, default=None, help="stop starting labels after this many wall hours")
     ap.add_argument("--retry-failed", action="store_true", help="retry labels that failed in an earlier run")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="single points at once, one core each (2 uses both cores of this machine when it is idle; "
+                         "at the lowest priority the foreground still comes first)")
     ap.add_argument("--rebuild", action="store_true",
                     help=f"build the structure set anew instead of loading the frozen DIR/{SET_FILE}")
     args = ap.parse_args(argv)
@@ -1216,7 +1260,7 @@ def main(argv=None) -> int:
             log(f"exported {meta['counts']} labels to {args.dest}: {', '.join(meta['files'])}")
             return 0
         result = label_campaign(store, args.out, items, args.dft, dft_kwargs, args.max_labels, args.hours,
-                                args.retry_failed)
+                                args.retry_failed, workers=args.workers)
         p = result["progress"]
         log(f"done for now: {result['computed']} computed, {result['reused']} reused, {result['failed']} failed; "
             f"{p['labels_done']}/{p['labels_total']} labels in the store")

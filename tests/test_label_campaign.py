@@ -222,3 +222,29 @@ def test_band_barriers_of_the_labelled_images_match_the_band(lc, campaign, tmp_p
     assert got["S/P/hop0"]["images"] == [0, 2, 4] and got["S/P/hop0"]["band_images"] == 5
     assert got["S/P/hop1"]["dft"] == pytest.approx(100.0) and got["S/P/hop1"]["images"] == [0, 2]  # endpoint aliased
     assert band_barriers(fake[1:], preds[1:]) == {}  # no initial endpoint: no barrier
+
+
+def test_two_worker_processes_give_the_same_labels(lc, campaign, tmp_path):
+    """``--workers 2``: single points in spawned processes, stored by this one under the same keys."""
+    from alloyflow.engine import ResultStore, deterministic_uuid
+
+    out, items, _ = campaign
+    some = items[:5]
+    maker = lc.label_maker("mock", {})
+    with ResultStore(tmp_path) as store:
+        first = lc.label_campaign(store, tmp_path, some, dft="mock", dft_kwargs={}, workers=2, max_labels=3,
+                                  log_fn=lambda msg: None)
+        assert first["computed"] == 3 and first["failed"] == 0  # --max-labels holds with labels in flight
+        rest = lc.label_campaign(store, tmp_path, some, dft="mock", dft_kwargs={}, workers=2, log_fn=lambda msg: None)
+        assert rest["computed"] == 2 and rest["reused"] == 3
+        parallel = {it.label: store.output(deterministic_uuid(maker.key(it.structure))) for it in some}
+    with ResultStore(tmp_path / "serial") as store:
+        lc.label_campaign(store, tmp_path / "serial", some, dft="mock", dft_kwargs={}, log_fn=lambda msg: None)
+        serial = {it.label: store.output(deterministic_uuid(maker.key(it.structure))) for it in some}
+    for label, doc in serial.items():
+        assert parallel[label]["energy"] == pytest.approx(doc["energy"], abs=1e-9)
+        assert parallel[label]["input_hash"] == doc["input_hash"]
+    cpu = json.loads((tmp_path / "cpu_seconds.json").read_text())
+    assert len(cpu) == 5 and all(v["cpu_seconds"] >= 0 for v in cpu.values())
+    with pytest.raises(ValueError, match="workers"):
+        lc.label_campaign(None, tmp_path, some, dft="mock", dft_kwargs={}, workers=0)

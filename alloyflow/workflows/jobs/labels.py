@@ -70,6 +70,30 @@ def single_point(maker: LabelMaker, structure: Structure, label: str, store: Res
     return store.output(j.uuid), reused, ""
 
 
+@job
+def stored_label(document: dict) -> dict:
+    """A single point computed elsewhere (a campaign's worker process, or an earlier run's exported labels).
+
+    Keyed with ``LabelMaker.key`` of its structure (``keyed``), it is found and reused exactly as one
+    computed by ``LabelMaker.make``.
+    """
+    return document
+
+
+def compute_label(calculator: str, calculator_kwargs: dict, structure: dict, label: str = "") -> tuple[dict | None, float, str]:
+    """One single point in this process, for a worker pool: ``(document or None, CPU seconds, error message)``.
+
+    ``structure`` is a pymatgen dict (picklable and exact); the document is ``LabelMaker.run``'s. Errors
+    are returned, not raised, so that one failed label does not stop the pool.
+    """
+    t0 = time.process_time()
+    try:
+        maker = LabelMaker(calculator=calculator, calculator_kwargs=dict(calculator_kwargs))
+        return maker.run(Structure.from_dict(structure), label), time.process_time() - t0, ""
+    except Exception as exc:  # a worker reports every failure: the campaign records it and goes on
+        return None, time.process_time() - t0, f"{type(exc).__name__}: {exc}"
+
+
 def label_structures(structures, store: ResultStore, calculator: str = "gpaw",
                      calculator_kwargs: dict | None = None):
     """DFT labels as ASE Atoms (single-point calculators); failed single points are listed, not used."""
