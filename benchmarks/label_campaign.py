@@ -506,8 +506,11 @@ structures under the same keys as the sessions before it, and finds their labels
 
 
 def structure_set(store, out: Path, config: CampaignConfig, rebuild: bool = False, log_fn=log,
-                  repo_set: Path | None = REPO_SET, dest: Path | None = DEFAULT_DEST) -> tuple[list[Item], dict]:
-    """The frozen set: ``out``'s, else the repository's (``repo_set``), else a new one, built and frozen in both.
+                  repo_set: Path | None = None, dest: Path | None = DEFAULT_DEST) -> tuple[list[Item], dict]:
+    """The frozen set: ``out``'s, else ``repo_set``'s, else a new one, built and frozen in both.
+
+    ``repo_set`` is ``REPO_SET`` for the campaign itself (default folder and settings) and None otherwise,
+    so that a trial campaign elsewhere never replaces the committed set.
 
     A new set (``rebuild``, or neither file) takes the labelled geometry of every item whose label the
     exported extxyz in ``dest`` already holds (``adopt_exported``), so no label is lost to a rebuild.
@@ -1241,7 +1244,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "export" and not (args.out / SET_FILE).is_file():
             raise SystemExit(f"no structure set in {args.out}: run 'plan' or 'run' first")
-        items, notes = structure_set(store, args.out, config, rebuild=args.rebuild, dest=args.dest)
+        own = args.out.resolve() == DEFAULT_OUT.resolve() and config == CampaignConfig() and args.dft == "gpaw"
+        items, notes = structure_set(store, args.out, config, rebuild=args.rebuild, dest=args.dest if own else None,
+                                     repo_set=REPO_SET if own else None)
         if args.command != "export":  # export only reads the store (it keeps exported labels the store lacks)
             seed_from_exported(store, args.out, items, read_exported(args.dest), args.dft, dft_kwargs)
         m = manifest(items, notes, config, args.dft, dft_kwargs)
