@@ -74,10 +74,12 @@ validation structure matching a training one is dropped from validation
 (typically a held-out hop's endpoint that another hop's band also has). So
 fine-tuning never sees a validation structure.
 
-Order (``PRIORITY``): relaxed phases first (formation energies), then strains,
-band endpoints and saddles, dilute cells, rattles and other images,
+Order (``PRIORITY``): relaxed phases first (formation energies), then strains
+together with the bands' endpoints and saddles (so that the small cells'
+DFT//ML barriers come early), dilute cells, rattles and other images,
 vacancies; within a priority, cheapest first by the cost model
-``natoms * valence electrons * irreducible k-points``.
+(``cost_model``). The order never changes a key: reordering only changes
+what is computed next.
 
 Progress: ``DIR/progress.json`` and ``DIR/progress.md`` after every label
 (done / total, CPU seconds per label, projected remaining CPU time from the
@@ -138,8 +140,8 @@ VALENCE = {"Li": 1, "In": 13, "Sn": 14}  # GPAW 26.7 / gpaw-data 1.2.1 PBE setup
 
 PRIORITY = {
     "relaxed": 0,
-    "strain": 1,
-    "neb_endpoint": 2, "neb_saddle": 2, "dilute": 2,
+    "strain": 1, "neb_endpoint": 1, "neb_saddle": 1,  # the bands' endpoints and saddles: DFT//ML barriers early
+    "dilute": 2,
     "rattle": 3, "neb_image": 3, "vacancy": 3,
     "shear": 4, "rattle_strained": 4, "vacancy_unrelaxed": 4, "dilute_rattle": 4,
 }
