@@ -944,12 +944,14 @@ def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_k
                    workers: int = 1, log_fn=log) -> dict:
     """Label ``items`` in order (stored ones are reused); returns ``{"computed", "reused", "failed", "progress"}``.
 
-    ``workers`` > 1: that many single points at once, each in a spawned process on one core (the
-    campaign's environment pins every thread count to 1); this process stores each result as soon as it
-    arrives, so a kill loses only the labels in flight. The labels and their keys do not depend on it.
+    The labels are keyed ``LabelMaker`` jobs run by the engine's local runner (``run_flow``): ``workers``
+    > 1 computes that many single points at once, each in a spawned process on one core (the campaign's
+    environment pins every thread count to 1), and this process stores each result as it arrives, so a
+    kill loses only the labels in flight. The labels and their keys do not depend on ``workers``. A failed
+    label is recorded (``failures.json``), skipped by later runs unless ``retry_failed``, and the others
+    go on.
     """
-    from alloyflow.engine import deterministic_uuid, keyed, run_cached
-    from alloyflow.workflows.jobs.labels import compute_label, single_point, stored_label
+    from alloyflow.engine import Budget, JobFailed, RunSummary, deterministic_uuid, run_flow
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -965,77 +967,72 @@ def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_k
         if store.has(uuid):
             progress.record(it, store.output(uuid), None, reused=True)
             counts["reused"] += 1
+        elif progress.keys[it.label] in progress.failures and not retry_failed:
+            counts["skipped_failed"] += 1
         else:
             pending.append(it)
     progress.write()
     log_fn(f"{counts['reused']} of {len(items)} labels stored; {len(pending)} to compute"
            + (f" with {workers} worker processes" if workers > 1 and pending else ""))
 
-    def todo():
-        for it in pending:
-            if progress.keys[it.label] in progress.failures and not retry_failed:
-                counts["skipped_failed"] += 1
-                continue
-            yield it
-
-    def enough(in_flight: int = 0) -> str:
-        if max_labels is not None and counts["computed"] + in_flight >= max_labels:
-            return f"{max_labels} labels computed"
-        if hours is not None and time.time() - t0 > hours * 3600:
-            return f"{hours:g} h used"
-        return ""
-
-    def finish(it: Item, doc: dict | None, cpu: float, error: str, reused: bool) -> None:
-        if doc is None:
-            counts["failed"] += 1
-            progress.fail(it, error)
-            log_fn(f"FAILED {it.label}: {error.splitlines()[0] if error else ''}")
-            return
-        progress.record(it, doc, cpu, reused)
-        counts["reused" if reused else "computed"] += 1
-        s = progress.write()
-        eta = s["projected_remaining_cpu_hours"]
-        log_fn(f"[{s['labels_done']}/{s['labels_total']}] {it.label} ({it.split}, {len(it.structure)} atoms): "
-               f"{cpu:.0f} CPU s, {doc['elapsed_seconds']:.0f} s wall; E = {doc['energy']:.4f} eV"
-               + (f"; projected {eta:.1f} CPU h left" if eta is not None else ""))
-
-    queue = todo()
-    if workers == 1:
-        for it in queue:
-            if why := enough():
-                log_fn(f"stopping: {why}")
-                break
-            progress.write(running=it.label)
-            c0 = time.process_time()
-            doc, reused, error = single_point(maker, it.structure, it.label, store)
-            finish(it, doc, time.process_time() - c0, error, reused)
-    else:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        running: dict = {}
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            while True:
-                while len(running) < workers and not (why := enough(len(running))):
-                    it = next(queue, None)
-                    if it is None:
-                        break
-                    running[pool.submit(compute_label, dft, dft_kwargs, it.structure.as_dict(), it.label)] = it
-                if not running:
-                    if why:
-                        log_fn(f"stopping: {why}")
-                    break
-                progress.write(running=", ".join(i.label for i in running.values()))
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    it = running.pop(future)
-                    doc, cpu, error = future.result()
-                    if doc is not None:
-                        key = progress.keys[it.label]
-                        run_cached(keyed(stored_label(doc), key, label=f"label {it.label}"), store)
-                    finish(it, doc, cpu, error, reused=False)
+    jobs = {}  # the runner's job label -> (item, job)
+    for it in pending:
+        j = maker.keyed_job(it.structure, it.label)
+        jobs[j.name] = (it, j)
+    ticks = _Ticks(store, progress, jobs, counts, log_fn)
+    while True:
+        left = [j for it, j in jobs.values() if it.label not in progress.done and it.label not in ticks.failed]
+        budget = Budget(seconds=None if hours is None else hours * 3600 - (time.time() - t0),
+                        max_computed=None if max_labels is None else max_labels - counts["computed"])
+        if not left or (why := budget.exhausted(RunSummary())):
+            break
+        try:
+            why = run_flow(left, store, progress=ticks, budget=budget, workers=workers).stopped
+        except JobFailed as exc:  # the runner stored the labels in flight; record this one and go on
+            ticks.fail(exc.label, str(exc.__cause__ or exc))
+            continue
+        break
+    if left and why:
+        log_fn(f"stopping: {why}")
     final = progress.write()
     return {**counts, "progress": final}
+
+
+class _Ticks:
+    """The runner's progress callback: records each computed label, logs it, and lists the labels in flight."""
+
+    def __init__(self, store, progress: Progress, jobs: dict, counts: dict, log_fn):
+        self.store, self.progress, self.jobs, self.counts, self.log_fn = store, progress, jobs, counts, log_fn
+        self.running: list[str] = []
+        self.failed: set[str] = set()
+
+    def begin(self, name: str) -> None:
+        self.running.append(self.jobs[name][0].label)
+        self.progress.write(running=", ".join(self.running))
+
+    def __call__(self, name: str, reused: bool) -> None:
+        it, j = self.jobs[name]
+        if it.label in self.running:
+            self.running.remove(it.label)
+        if reused:  # stored by an earlier pass of this run (before a failure), already recorded
+            return
+        doc = self.store.output(j.uuid)
+        self.progress.record(it, doc, doc.get("cpu_seconds"), reused=False)
+        self.counts["computed"] += 1
+        s = self.progress.write(running=", ".join(self.running))
+        eta = s["projected_remaining_cpu_hours"]
+        self.log_fn(f"[{s['labels_done']}/{s['labels_total']}] {it.label} ({it.split}, {len(it.structure)} atoms): "
+                    f"{doc.get('cpu_seconds', float('nan')):.0f} CPU s, {doc['elapsed_seconds']:.0f} s wall; "
+                    f"E = {doc['energy']:.4f} eV" + (f"; projected {eta:.1f} CPU h left" if eta is not None else ""))
+
+    def fail(self, name: str, error: str) -> None:
+        it = self.jobs[name][0]
+        if it.label in self.running:
+            self.running.remove(it.label)
+        self.failed.add(it.label)
+        self.counts["failed"] += 1
+        self.progress.fail(it, error)
+        self.log_fn(f"FAILED {it.label}: {error.splitlines()[0] if error else ''}")
 
 
 # --------------------------------------------------------------------------- export

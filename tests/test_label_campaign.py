@@ -248,3 +248,37 @@ def test_two_worker_processes_give_the_same_labels(lc, campaign, tmp_path):
     assert len(cpu) == 5 and all(v["cpu_seconds"] >= 0 for v in cpu.values())
     with pytest.raises(ValueError, match="workers"):
         lc.label_campaign(None, tmp_path, some, dft="mock", dft_kwargs={}, workers=0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_label_is_recorded_and_the_others_go_on(lc, campaign, tmp_path, workers, monkeypatch):
+    """One single point fails (two atoms on one site: non-finite forces); the rest are labelled, the failure is
+    kept in failures.json and skipped by the next run unless ``retry_failed``; nothing unusable is stored."""
+    from dataclasses import replace
+
+    from alloyflow.engine import ResultStore, deterministic_uuid
+
+    out, items, _ = campaign
+    base = next(it for it in items if len(it.structure) > 1)
+    broken_structure = base.structure.copy()
+    broken_structure.replace(1, broken_structure[1].species, broken_structure[0].frac_coords)
+    broken = replace(base, label="broken", structure=broken_structure)
+    some = [broken] + [it for it in items if it is not base][:3]
+    monkeypatch.setattr(lc, "cost_model", lambda structure, density=None, ecut=None: 1e9)  # spglib refuses it
+    messages = []
+    with ResultStore(tmp_path) as store:
+        first = lc.label_campaign(store, tmp_path, some, dft="mock", dft_kwargs={}, workers=workers,
+                                  log_fn=messages.append)
+        assert first["failed"] == 1 and first["computed"] == 3
+        assert any(m.startswith("FAILED broken: ") and "non-finite" in m for m in messages)
+        failures = json.loads((tmp_path / "failures.json").read_text())
+        assert [f["label"] for f in failures.values()] == ["broken"]
+        assert not store.has(deterministic_uuid(lc.label_maker("mock", {}).key(broken_structure)))
+        again = lc.label_campaign(store, tmp_path, some, dft="mock", dft_kwargs={}, workers=workers,
+                                  log_fn=lambda msg: None)
+        assert again["skipped_failed"] == 1 and again["computed"] == 0 and again["reused"] == 3
+        retried = lc.label_campaign(store, tmp_path, some, dft="mock", dft_kwargs={}, workers=workers,
+                                    retry_failed=True, log_fn=lambda msg: None)
+        assert retried["failed"] == 1 and retried["computed"] == 0
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["labels_done"] == 3 and progress["failed"] == 1 and progress["running"] == ""

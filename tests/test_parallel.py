@@ -94,6 +94,35 @@ def test_a_job_budget_counts_the_jobs_in_flight(tmp_path):
         assert (rest.computed, rest.reused, rest.stopped) == (3, 2, "")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_is_told_when_each_computing_job_begins_and_ends(tmp_path, workers):
+    """``progress.begin(label)`` before a job computes, then ``progress(label, reused)``: what is in flight."""
+    class Progress:
+        def __init__(self):
+            self.events, self.in_flight, self.most = [], set(), 0
+
+        def begin(self, label):
+            self.events.append(("begin", label))
+            self.in_flight.add(label)
+            self.most = max(self.most, len(self.in_flight))
+
+        def __call__(self, label, reused):
+            self.events.append(("reused" if reused else "end", label))
+            self.in_flight.discard(label)
+
+    jobs = [add(i, 1) for i in range(4)]
+    for i, j in enumerate(jobs):
+        j.name = f"add {i}"
+    with ResultStore(tmp_path) as store:
+        run_flow(jobs[:1], store, workers=workers)
+        progress = Progress()
+        run_flow(jobs, store, workers=workers, progress=progress)
+    assert ("reused", "add 0") in progress.events and ("begin", "add 0") not in progress.events
+    for i in (1, 2, 3):
+        assert progress.events.index(("begin", f"add {i}")) < progress.events.index(("end", f"add {i}"))
+    assert not progress.in_flight and progress.most <= workers
+
+
 def test_workers_must_be_positive(tmp_path):
     with ResultStore(tmp_path) as store:
         with pytest.raises(ValueError, match="workers must be >= 1, got 0"):

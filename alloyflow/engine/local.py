@@ -273,6 +273,7 @@ def _run_jobs(jobs: list[Job], store: ResultStore, progress, summary: RunSummary
         if budget is not None and not is_assembly(job) and (why := budget.exhausted(summary)):
             summary.stopped = why
             return
+        begin(progress, job)
         t0 = time.perf_counter()
         response = run_one(job, store, label, summary)
         record(summary, job, progress, reused=False, seconds=time.perf_counter() - t0)
@@ -290,6 +291,12 @@ def announce(progress, jobs: Iterable[Job]) -> None:
         if not is_assembly(j):
             by_stage[job_stage(j)] = by_stage.get(job_stage(j), 0) + 1
     progress.start(sum(by_stage.values()), by_stage)
+
+
+def begin(progress, job: Job) -> None:
+    """Tell ``progress.begin`` (if any) that ``job``, which costs force calls, starts computing now."""
+    if hasattr(progress, "begin") and not is_assembly(job):
+        progress.begin(job_label(job))
 
 
 def record(summary: RunSummary, job: Job, progress, reused: bool, seconds: float = 0.0) -> None:

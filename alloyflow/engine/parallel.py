@@ -55,6 +55,7 @@ from alloyflow.engine.local import (
     JobFailed,
     RunSummary,
     announce,
+    begin,
     is_assembly,
     is_finished,
     job_label,
@@ -175,7 +176,8 @@ def run_flow(flow, store: ResultStore, progress=None, budget: Budget | None = No
         The output folder's store; job folders go to ``<out>/jobs`` (empty ones are removed).
     progress : callable, optional
         ``(label, reused) -> None`` after each job, or ``(label, reused, stage)`` if it has
-        ``staged = True``; its ``start(n, by_stage)``, if any, is told of every job as it becomes known.
+        ``staged = True``; its ``start(n, by_stage)``, if any, is told of every job as it becomes known,
+        and its ``begin(label)``, if any, of every job that costs force calls as it starts computing.
     budget : Budget, optional
         Stop starting new computations once it is used up (``RunSummary.stopped`` says so).
     workers : int, optional
@@ -320,6 +322,7 @@ class _Run:
         job_dir = new_job_dir(self.store.out_dir / "jobs")
         future = self.pool.submit(payload, str(job_dir), self.extra)
         self.running[future] = (job, job_dir, time.perf_counter())
+        begin(self.progress, job)
 
     def collect(self, future) -> None:
         job, job_dir, t0 = self.running.pop(future)

@@ -44,7 +44,7 @@ class LabelMaker(KeyedStructureMaker, Maker):
         return self.run(structure, label)
 
     def run(self, structure: Structure, label: str = "") -> dict:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.calc = get_calculator(self.calculator, **self.calculator_kwargs)
         energy = float(atoms.get_potential_energy())
@@ -56,7 +56,7 @@ class LabelMaker(KeyedStructureMaker, Maker):
         return {"label": label, "structure": structure.as_dict(), "energy": energy, "forces": forces.tolist(),
                 "stress": stress.tolist(), "natoms": len(structure), "calculator": calculator_info(self.calculator),
                 "settings": dict(self.calculator_kwargs), "input_hash": self.key(structure),
-                "elapsed_seconds": time.perf_counter() - t0}
+                "elapsed_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def single_point(maker: LabelMaker, structure: Structure, label: str, store: ResultStore) -> tuple[dict | None, bool, str]:
@@ -78,20 +78,6 @@ def stored_label(document: dict) -> dict:
     computed by ``LabelMaker.make``.
     """
     return document
-
-
-def compute_label(calculator: str, calculator_kwargs: dict, structure: dict, label: str = "") -> tuple[dict | None, float, str]:
-    """One single point in this process, for a worker pool: ``(document or None, CPU seconds, error message)``.
-
-    ``structure`` is a pymatgen dict (picklable and exact); the document is ``LabelMaker.run``'s. Errors
-    are returned, not raised, so that one failed label does not stop the pool.
-    """
-    t0 = time.process_time()
-    try:
-        maker = LabelMaker(calculator=calculator, calculator_kwargs=dict(calculator_kwargs))
-        return maker.run(Structure.from_dict(structure), label), time.process_time() - t0, ""
-    except Exception as exc:  # a worker reports every failure: the campaign records it and goes on
-        return None, time.process_time() - t0, f"{type(exc).__name__}: {exc}"
 
 
 def label_structures(structures, store: ResultStore, calculator: str = "gpaw",
