@@ -65,7 +65,7 @@ def replay(network, screened: dict, full: dict, factor: float):
 
 
 def thresholds(network, costs: dict):
-    from alloyflow.analysis.migration import graph_edges, percolation_analysis
+    from alloyflow.analysis.percolation import graph_edges, percolation_analysis
 
     t, _ = percolation_analysis(network.n_sites, graph_edges(network, costs))
     return t

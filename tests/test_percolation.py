@@ -11,11 +11,9 @@ from alloyflow.analysis.migration import (
     SupercellInfo,
     apply_metastability_correction,
     assign_percolation,
-    graph_edges,
     metastability_correction,
-    network_dimension,
-    percolation_thresholds,
 )
+from alloyflow.analysis.percolation import graph_edges, network_dimension, percolation_thresholds
 from alloyflow.structures import StructureLibrary
 from alloyflow.structures.migration import hop_network
 

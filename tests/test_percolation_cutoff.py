@@ -2,7 +2,7 @@
 
 import pytest
 
-from alloyflow.analysis.migration import MAX_HOP_LENGTH, geometric_dimension, percolating_cutoff
+from alloyflow.analysis.percolation import MAX_HOP_LENGTH, geometric_dimension, percolating_cutoff
 from alloyflow.structures import StructureLibrary
 from alloyflow.structures.library import primitive
 from alloyflow.structures.migration import hop_network

@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
-from alloyflow.analysis.migration import DIMENSIONS, BarrierResult
+from alloyflow.analysis.migration import BarrierResult
+from alloyflow.analysis.percolation import DIMENSIONS
 
 K_B_EV = 8.617333262e-5
 """Boltzmann constant, eV/K (CODATA 2018)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from alloyflow.analysis.migration import graph_edges, network_dimension, percolation_analysis
+from alloyflow.analysis.percolation import graph_edges, network_dimension, percolation_analysis
 
 SCREEN_FACTOR = 0.15
 """Lower bound of (converged cost) / (screened estimate) that the rule assumes.

@@ -23,9 +23,9 @@ from alloyflow.analysis.migration import (
     ScreeningInfo,
     SupercellInfo,
     assign_percolation,
-    hop_cost,
     reaction_coordinate,
 )
+from alloyflow.analysis.percolation import hop_cost
 from alloyflow.calculators import calculator_info
 from alloyflow.engine.guarded import job_error
 from alloyflow.engine.store import as_dict

@@ -18,7 +18,7 @@ import numpy as np
 from pymatgen.core import Composition, Structure
 
 from alloyflow.analysis.coordination import coordination, hop_coordination
-from alloyflow.analysis.migration import MAX_HOP_LENGTH, geometric_dimension, percolating_cutoff
+from alloyflow.analysis.percolation import MAX_HOP_LENGTH, geometric_dimension, percolating_cutoff
 from alloyflow.structures.interstitial import PLACEHOLDER, decorate_voids, interstitial_endpoints
 from alloyflow.structures.migration import dilute_li_hops, hop_network, vacancy_hop_endpoints
 from alloyflow.structures.supercells import vacancy_supercell_matrix
