@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     rows = {}
     for model in args.models:
         calc = get_calculator(model)
-        rows[model] = band_barriers(images, [predict(calc, a) for a in images], aliases)
+        rows[model] = band_barriers(images, [predict(calc, a) for a in images], aliases,
+                                    planned=list(manifest.get("split", {})))
     first = rows[args.models[0]]
     if not first:
         print(f"{len(images)} band images labelled, but no band has its initial endpoint and another image yet")

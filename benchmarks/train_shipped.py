@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     aliases = {d["label"]: d["same_as"] for d in manifest.get("notes", {}).get("dropped_duplicates", [])}
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
                          lr=args.lr, batch_size=args.batch_size, references=REFERENCES, labels_meta=labels_meta,
-                         aliases=aliases)
+                         aliases=aliases, planned=list(manifest.get("split", {})))
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
     print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, epoch {meta['training']['chosen_epoch']} of "
           f"{args.epochs} chosen, {meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "

@@ -221,7 +221,12 @@ def test_band_barriers_of_the_labelled_images_match_the_band(lc, campaign, tmp_p
     assert got["S/P/hop0"]["dft"] == pytest.approx(300.0) and got["S/P/hop0"]["ml"] == pytest.approx(200.0)
     assert got["S/P/hop0"]["images"] == [0, 2, 4] and got["S/P/hop0"]["band_images"] == 5
     assert got["S/P/hop1"]["dft"] == pytest.approx(100.0) and got["S/P/hop1"]["images"] == [0, 2]  # endpoint aliased
+    assert got["S/P/hop1"]["band_images"] == 3  # all it knows; the campaign's set says how long the band is:
+    full = band_barriers(fake, preds, {"S/P/hop1/image0": "S/P/hop0/image0"}, planned=["S/P/hop1/image4"])
+    assert full["S/P/hop1"]["band_images"] == 5 and full["S/P/hop1"]["images"] == [0, 2]
     assert band_barriers(fake[1:], preds[1:]) == {}  # no initial endpoint: no barrier
+    only_ends = band_barriers(fake, preds, {"S/P/hop2/image0": "S/P/hop0/image0", "S/P/hop2/image4": "S/P/hop0/image2"})
+    assert "S/P/hop2" not in only_ends  # its endpoints are another band's images: no inner image of its own
 
 
 def test_two_worker_processes_give_the_same_labels(lc, campaign, tmp_path):

@@ -140,14 +140,15 @@ BAND_IMAGE = re.compile(r"(?P<band>.+/hop\d+)/image(?P<k>\d+)")
 """Labels of band images in the campaign: ``<system>/<phase>/hop<id>/image<k>``, image 0 the initial endpoint."""
 
 
-def band_barriers(frames, predictions, aliases: dict[str, str] | None = None) -> dict[str, dict]:
-    """Forward barrier (meV) of every band whose initial endpoint and another image are labelled.
+def band_barriers(frames, predictions, aliases: dict[str, str] | None = None, planned=()) -> dict[str, dict]:
+    """Forward barrier (meV) of every band whose initial endpoint and one of its own inner images are labelled.
 
     The labels give DFT//ML (the DFT energies on the ML band's images), ``predictions`` the model's barrier
     on the same images: ``max_k E(k) - E(0)`` over the labelled images ``k``. ``aliases`` maps a label
     the campaign dropped as a duplicate to the label it repeats (``dropped_duplicates`` of the labels'
-    manifest): a band's endpoint is often another band's. Each entry lists the images used and how many
-    the band has, so a barrier over a partly labelled band says so.
+    manifest): a band's endpoint is often another band's. ``planned``: every label of the campaign's set,
+    labelled or not, so that a band's length is known before its last image is labelled. Each entry lists
+    the images used and how many the band has, so a barrier over a partly labelled band says so.
     """
     aliases = aliases or {}
     by_label = {a.info.get("label"): (a, p[0]) for a, p in zip(frames, predictions)}
@@ -160,21 +161,26 @@ def band_barriers(frames, predictions, aliases: dict[str, str] | None = None) ->
         return by_label.get(label)
 
     bands: dict[str, dict[int, str]] = {}
-    for label in [*by_label, *aliases]:
+    length: dict[str, int] = {}
+    for label in [*by_label, *aliases, *planned]:
         m = BAND_IMAGE.fullmatch(str(label))
         if m:
-            bands.setdefault(m["band"], {})[int(m["k"])] = label
+            length[m["band"]] = max(length.get(m["band"], 0), int(m["k"]) + 1)
+            if label in by_label or label in aliases:
+                bands.setdefault(m["band"], {})[int(m["k"])] = label
     out = {}
     for band, images in sorted(bands.items()):
         got = {k: resolve(label) for k, label in sorted(images.items())}
         got = {k: v for k, v in got.items() if v is not None}
-        if 0 not in got or len(got) < 2:
+        inner = [k for k, label in images.items()
+                 if k > 0 and label in by_label and by_label[label][0].info.get("kind") != "neb_endpoint"]
+        if 0 not in got or not inner:  # endpoints alone (e.g. both another band's) say nothing of the saddle
             continue
         e_dft = {k: a.get_potential_energy() for k, (a, _) in got.items()}
         e_ml = {k: e for k, (_, e) in got.items()}
         own = [by_label[label][0] for label in images.values() if label in by_label]
         out[band] = {"dft": 1e3 * (max(e_dft.values()) - e_dft[0]), "ml": 1e3 * (max(e_ml.values()) - e_ml[0]),
-                     "images": sorted(got), "band_images": max(images) + 1,
+                     "images": sorted(got), "band_images": length[band],
                      "split": own[0].info.get("split") if own else None}
     return out
 
@@ -191,7 +197,7 @@ def _calculator(model, config):
 def train_shipped(train, validation, dest, name: str, description: str, epochs: int = 60, lr: float = 1e-3,
                   batch_size: int = 4, eval_every: int = 2, seed: int = 0, trainable=TRAINABLE,
                   references: dict[str, str] | None = None, labels_meta: dict | None = None,
-                  aliases: dict[str, str] | None = None, log=print) -> dict:
+                  aliases: dict[str, str] | None = None, planned=(), log=print) -> dict:
     """Fine-tune SevenNet-0's ``trainable`` tensors on ``train``; write ``weights.pth`` and ``metadata.json`` in ``dest``.
 
     Parameters
@@ -214,6 +220,8 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         What the labels are (files and their sha256, counts, DFT settings), copied into the metadata.
     aliases : dict, optional
         Labels dropped as duplicates -> the label they repeat, for the band barriers (``band_barriers``).
+    planned : iterable of str, optional
+        Every label of the campaign's set (the labels' manifest), for the bands' lengths (``band_barriers``).
     log : callable
         Receives one line per evaluated epoch.
 
@@ -294,7 +302,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         measured[tag] = {w: errors([frames[i] for i in idx], [pred[i] for i in idx], shifts) for w, idx in parts.items()}
         if references:
             measured[tag]["formation_meV_atom"] = formation_energies(frames, pred, references)
-        measured[tag]["band_barriers_meV"] = band_barriers(frames, pred, aliases)
+        measured[tag]["band_barriers_meV"] = band_barriers(frames, pred, aliases, planned)
     smallest = sorted(range(len(frames)), key=lambda i: len(frames[i]))[:3]  # the smallest cells: a cheap load test
     checks = [{"label": frames[i].info.get("label", ""), "energy_eV": tuned_pred[i][0],
                "max_force_eV_A": float(np.linalg.norm(tuned_pred[i][1], axis=1).max())} for i in smallest]
