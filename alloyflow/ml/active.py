@@ -28,7 +28,7 @@ from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info
 from alloyflow.engine import ResultStore, deterministic_uuid
 from alloyflow.ml.finetune import FineTuneResult, finetune_sevennet, register_finetuned, training_structures
 from alloyflow.workflows.jobs.labels import label_structures
-from alloyflow.workflows.jobs.neb import NebDocument
+from alloyflow.workflows.schemas.neb import NebDocument
 from alloyflow.workflows.jobs.refine import RefinedBarrier, dft_settings, refine_band
 
 

@@ -30,7 +30,8 @@ from alloyflow.calculators import calculator_info
 from alloyflow.engine.guarded import job_error
 from alloyflow.engine.store import as_dict
 from alloyflow.workflows.flows.hop_plan import BarrierSettings, plan_hops
-from alloyflow.workflows.jobs.neb import ENDPOINT_TOL, NebDocument
+from alloyflow.workflows.jobs.neb import ENDPOINT_TOL
+from alloyflow.workflows.schemas.neb import NebDocument
 from alloyflow.workflows.jobs.relax import RelaxationDocument
 from alloyflow.workflows.jobs.screen import ScreenDocument
 

@@ -280,7 +280,7 @@ def attempt_jobs(
     ValueError
         Bands of another calculator, unknown hops, or a hop without a usable band (unless ``fallback_hz``).
     """
-    from alloyflow.workflows.jobs.neb import NebDocument
+    from alloyflow.workflows.schemas.neb import NebDocument
 
     made_by = (result.calculator or {}).get("name")
     if made_by and made_by != calculator:

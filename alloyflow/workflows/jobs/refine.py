@@ -28,7 +28,8 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from alloyflow.calculators import calculator_info, check_elements, get_spec
 from alloyflow.engine import ResultStore, input_hash, keyed, run_cached, structure_fingerprint
 from alloyflow.workflows.jobs.labels import LabelMaker, single_point
-from alloyflow.workflows.jobs.neb import NebDocument, NebMaker, mic_displacements, validate_endpoints
+from alloyflow.workflows.jobs.neb import NebMaker, mic_displacements, validate_endpoints
+from alloyflow.workflows.schemas.neb import NebDocument
 
 IMAGE_MODES = ("saddle", "saddle+neighbours", "all")
 METHOD_ML = "ML"

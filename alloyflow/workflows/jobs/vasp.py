@@ -259,7 +259,7 @@ def neb_document(initial, final, neb, label: str, key: str, order: list[int], n_
     without VTST) is a document with ``converged=False`` and the reasons in
     ``metadata["vasp"]["problems"]``.
     """
-    from alloyflow.workflows.jobs.neb import NebDocument
+    from alloyflow.workflows.schemas.neb import NebDocument
 
     t0 = time.perf_counter()
     calcs = task_get(neb, "calculations", default=[]) or []

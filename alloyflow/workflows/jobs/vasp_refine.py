@@ -20,7 +20,7 @@ from jobflow import Flow, Maker, job
 import alloyflow.calculators.dft  # noqa: F401  (registers "vasp")
 from alloyflow.calculators import calculator_info, check_elements
 from alloyflow.engine import input_hash, structure_fingerprint
-from alloyflow.workflows.jobs.neb import NebDocument
+from alloyflow.workflows.schemas.neb import NebDocument
 from alloyflow.workflows.jobs.refine import RefinedBarrier, RefinedImage, assemble_refined, images_to_refine
 from alloyflow.workflows.jobs.vasp_outputs import (
     keyed_step,
