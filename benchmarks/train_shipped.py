@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dest", type=Path, default=ROOT / "alloyflow" / "data" / "potentials" / NAME)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-final", type=float, default=None,
+                    help="decay the learning rate from --lr to this on a cosine over the epochs (default: fixed)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
                    "Li-In-Sn (alloyflow's label campaign); Li, In, Sn only")
     aliases = {d["label"]: d["same_as"] for d in manifest.get("notes", {}).get("dropped_duplicates", [])}
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
-                         lr=args.lr, batch_size=args.batch_size, references=REFERENCES, labels_meta=labels_meta,
+                         lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, references=REFERENCES,
+                         labels_meta=labels_meta,
                          aliases=aliases, planned=list(manifest.get("split", {})))
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
     print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, epoch {meta['training']['chosen_epoch']} of "

@@ -87,3 +87,18 @@ def test_relaxes_a_cell_for_real():
     li_sn = Structure(Lattice.cubic(3.2), ["Li", "Sn"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     doc = RelaxMaker(calculator=NAME, fmax=0.05).run(li_sn, label="B2 LiSn")
     assert doc.converged and doc.calculator["name"] == NAME and doc.energy_per_atom < -2
+
+
+def test_training_runs_for_real_and_keeps_what_it_measured(tmp_path):
+    """``train_shipped`` on five small labelled cells, 2 epochs with the cosine decay: a delta file that loads."""
+    from alloyflow.ml.shipped import train_shipped
+
+    frames = sorted(read(LABELS / "li_in_sn_gpaw_train.extxyz", index=":"), key=len)[:5]
+    validation = sorted(read(LABELS / "li_in_sn_gpaw_validation.extxyz", index=":"), key=len)[:1]
+    with pytest.raises(ValueError, match="lr_final"):
+        train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, lr=1e-4, lr_final=1e-3)
+    meta = train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, lr=1e-3, lr_final=1e-4, eval_every=1,
+                         log=lambda line: None)
+    assert meta["training"]["lr_final"] == 1e-4 and meta["n_fit"] + meta["n_stop"] == 5
+    assert [p["epoch"] for p in meta["curve"]] == [1, 2] and meta["training"]["chosen_epoch"] in (1, 2)
+    assert (tmp_path / "weights.pth").stat().st_size > 0 and meta["errors"]["t"]["validation"]["n"] == 1

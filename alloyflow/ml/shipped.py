@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import tempfile
 import time
@@ -195,7 +196,7 @@ def _calculator(model, config):
 
 
 def train_shipped(train, validation, dest, name: str, description: str, epochs: int = 60, lr: float = 1e-3,
-                  batch_size: int = 4, eval_every: int = 2, seed: int = 0, trainable=TRAINABLE,
+                  lr_final: float | None = None, batch_size: int = 4, eval_every: int = 2, seed: int = 0, trainable=TRAINABLE,
                   references: dict[str, str] | None = None, labels_meta: dict | None = None,
                   aliases: dict[str, str] | None = None, planned=(), log=print) -> dict:
     """Fine-tune SevenNet-0's ``trainable`` tensors on ``train``; write ``weights.pth`` and ``metadata.json`` in ``dest``.
@@ -210,8 +211,9 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     name, description : str
         Registry name and its one-line description.
     epochs, lr, batch_size, eval_every, seed : training settings
-        Adam at a fixed ``lr`` (7net-0's optimiser and loss); the stop score is measured every ``eval_every``
-        epochs and the best epoch's tensors are kept.
+        Adam (7net-0's optimiser and loss) at ``lr``, or, with ``lr_final``, from ``lr`` down to ``lr_final``
+        on a cosine over the epochs; the stop score is measured every ``eval_every`` epochs and the best
+        epoch's tensors are kept.
     trainable : tuple of str
         Name prefixes of the trained tensors (``TRAINABLE``); all others stay SevenNet-0's.
     references : dict, optional
@@ -241,8 +243,8 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
 
     if not train:
         raise ValueError("no training labels")
-    if not epochs >= 1 or not lr > 0:
-        raise ValueError(f"epochs must be >= 1 and lr > 0, got {epochs} and {lr}")
+    if not epochs >= 1 or not lr > 0 or (lr_final is not None and not 0 < lr_final <= lr):
+        raise ValueError(f"epochs must be >= 1, lr > 0 and 0 < lr_final <= lr, got {epochs}, {lr} and {lr_final}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -272,6 +274,10 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
         for epoch in range(1, epochs + 1):
+            if lr_final is not None:  # cosine from lr (first epoch) to lr_final (last)
+                phase = (epoch - 1) / max(1, epochs - 1)
+                for group in trainer.optimizer.param_groups:
+                    group["lr"] = lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * phase))
             trainer.run_one_epoch(loader, is_train=True)
             if epoch % eval_every and epoch != epochs:
                 continue
@@ -316,7 +322,8 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         "labels": labels_meta or {}, "n_fit": len(parts["fit"]), "n_stop": len(stop), "n_validation": len(validation),
         "reference_shifts_eV_atom": shifts,
         "training": {"epochs": epochs, "chosen_epoch": best_epoch, "lr": lr, "batch_size": batch_size, "seed": seed,
-                     "optimizer": "Adam (7net-0's settings, fixed lr)", "loss": "7net-0's (energy/atom, force, stress)",
+                     "lr_final": lr_final,
+                     "optimizer": "Adam (7net-0's settings, " + ("fixed lr)" if lr_final is None else "cosine lr)"), "loss": "7net-0's (energy/atom, force, stress)",
                      "seconds": round(train_seconds, 1), "threads": torch.get_num_threads()},
         "errors": measured, "curve": curve,
         "checks": checks,
