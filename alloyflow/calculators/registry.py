@@ -54,10 +54,10 @@ closer than SevenNet-0 on what was measured: formation energies of 12 labelled p
 against 7.7 meV/atom; the lowest percolating barriers in the study's cells,
 against the reference study's PBE, Li2Sn5 369 (SevenNet-0 308, PBE 434), LiSn
 325 (252, 457), bcc Li 73 (47, 69) meV. It stays an option because the
-study's other barrier phases (Li17Sn4, Li13In3, dilute Li in In, and B32
-LiIn, whose band converged on neither SevenNet-0 nor the interim potential)
-are unmeasured with it, and Li17Sn4 and Li13In3 are outside its training
-set; on the trained bcc Li band it misses GPAW's energies on the same
+study's other barrier phases Li17Sn4, Li13In3 and dilute Li in In are
+unmeasured with it (and Li17Sn4 and Li13In3 outside its training set), and
+B32 LiIn stays mechanically unstable on it, its band unconverged as on
+SevenNet-0; on the trained bcc Li band it misses GPAW's energies on the same
 images by 50 meV (SevenNet-0 by 10), so a trained band is not yet
 reproduced; and switching the default re-keys every stored
 result, so it waits for a complete study measured with it (README,
