@@ -37,24 +37,23 @@ def main(argv=None) -> int:
     from ase.io import read
 
     from alloyflow.calculators import get_calculator
-    from alloyflow.ml.shipped import BAND_IMAGE, band_barriers, predict
+    from alloyflow.ml.shipped import BAND_IMAGE, band_barriers, band_labels, predict
 
     frames = [a for split in ("train", "validation")
               for a in read(args.labels / f"li_in_sn_gpaw_{split}.extxyz", index=":")]
     images = [a for a in frames if BAND_IMAGE.fullmatch(str(a.info.get("label", "")))]
     manifest = json.loads((args.labels / "manifest.json").read_text())
-    aliases = {d["label"]: d["same_as"] for d in manifest.get("notes", {}).get("dropped_duplicates", [])}
+    aliases, planned = band_labels(manifest)
     if not images:
         print(f"no band image is labelled yet in {args.labels}")
         return 0
     rows = {}
     for model in args.models:
         calc = get_calculator(model)
-        rows[model] = band_barriers(images, [predict(calc, a) for a in images], aliases,
-                                    planned=list(manifest.get("split", {})))
+        rows[model] = band_barriers(images, [predict(calc, a) for a in images], aliases, planned)
     first = rows[args.models[0]]
     if not first:
-        print(f"{len(images)} band images labelled, but no band has its initial endpoint and another image yet")
+        print(f"{len(images)} band images labelled, but no band has its initial endpoint and an inner image of its own yet")
         return 0
     print(f"Forward barriers (meV) on the labelled SevenNet-0 band images ({len(images)} labelled images):\n")
     print(f"| band | split | atoms | images labelled | GPAW//SevenNet-0 | {' | '.join(args.models)} |")

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     import torch
     from ase.io import read
 
-    from alloyflow.ml.shipped import file_sha256, train_shipped
+    from alloyflow.ml.shipped import band_labels, file_sha256, train_shipped
 
     torch.set_num_threads(args.threads)
     files = {split: args.labels / f"li_in_sn_gpaw_{split}.extxyz" for split in ("train", "validation")}
@@ -69,11 +69,11 @@ def main(argv=None) -> int:
                                 ("ecut", "kpt_density", "width", "xc", "gpaw_version", "gpaw-data_version")}}
     description = (f"SevenNet-0 with its last layers fine-tuned on {len(frames['train'])} GPAW PBE labels of "
                    "Li-In-Sn (alloyflow's label campaign); Li, In, Sn only")
-    aliases = {d["label"]: d["same_as"] for d in manifest.get("notes", {}).get("dropped_duplicates", [])}
+    aliases, planned = band_labels(manifest)
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
                          lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, references=REFERENCES,
                          labels_meta=labels_meta,
-                         aliases=aliases, planned=list(manifest.get("split", {})))
+                         aliases=aliases, planned=planned)
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
     print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, epoch {meta['training']['chosen_epoch']} of "
           f"{args.epochs} chosen, {meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "

@@ -16,46 +16,37 @@ DEFAULT_OUT = "alloyflow-out"
 DESCRIPTION = "alloyflow: ab initio thermodynamics and Li-migration barriers of lithium alloy anodes."
 
 
-def _number(text: str, kind):
+def _number(text: str, kind, ok=lambda value: True, rule: str = ""):
+    """``kind(text)``, finite and ``ok``; else an argparse error that names the rule."""
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must {rule}, got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+    return _number(text, float, lambda v: v > 0, "be > 0")
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "be an integer >= 1")
 
 
 def unit_fraction(text: str) -> float:
     """argparse type: a number in (0, 1]."""
-    value = _number(text, float)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
-    return value
+    return _number(text, float, lambda v: 0 < v <= 1, "lie in (0, 1]")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "be an integer >= 0")
 
 
 WORKER_COMMANDS = ("study", "hull", "barriers", "search", "thermo")

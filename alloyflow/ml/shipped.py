@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import re
 import tempfile
 import time
@@ -141,6 +140,12 @@ BAND_IMAGE = re.compile(r"(?P<band>.+/hop\d+)/image(?P<k>\d+)")
 """Labels of band images in the campaign: ``<system>/<phase>/hop<id>/image<k>``, image 0 the initial endpoint."""
 
 
+def band_labels(manifest: dict) -> tuple[dict[str, str], list[str]]:
+    """``(aliases, planned)`` of ``band_barriers`` from the exported labels' ``manifest.json``."""
+    aliases = {d["label"]: d["same_as"] for d in manifest.get("notes", {}).get("dropped_duplicates", [])}
+    return aliases, list(manifest.get("split", {}))
+
+
 def band_barriers(frames, predictions, aliases: dict[str, str] | None = None, planned=()) -> dict[str, dict]:
     """Forward barrier (meV) of every band whose initial endpoint and one of its own inner images are labelled.
 
@@ -196,7 +201,8 @@ def _calculator(model, config):
 
 
 def train_shipped(train, validation, dest, name: str, description: str, epochs: int = 60, lr: float = 1e-3,
-                  lr_final: float | None = None, batch_size: int = 4, eval_every: int = 2, seed: int = 0, trainable=TRAINABLE,
+                  lr_final: float | None = None, batch_size: int = 4, eval_every: int = 2, seed: int = 0,
+                  trainable=TRAINABLE,
                   references: dict[str, str] | None = None, labels_meta: dict | None = None,
                   aliases: dict[str, str] | None = None, planned=(), log=print) -> dict:
     """Fine-tune SevenNet-0's ``trainable`` tensors on ``train``; write ``weights.pth`` and ``metadata.json`` in ``dest``.
@@ -263,6 +269,9 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     config = load_checkpoint(BASE_MODEL).config
     args["optimizer_args"] = {**args["optimizer_args"], "lr": lr}
     args["scheduler_cls"], args["scheduler_args"] = None, None
+    if lr_final is not None:  # stepped once per epoch: lr on the first epoch, lr_final on the last
+        args["scheduler_cls"] = torch.optim.lr_scheduler.CosineAnnealingLR
+        args["scheduler_args"] = {"T_max": max(1, epochs - 1), "eta_min": lr_final}
     trainer = Trainer(**args, device="cpu")
     chooser = "stop" if parts["stop"] else "fit"  # the frames that choose the epoch
     curve, best = [], None
@@ -274,11 +283,8 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
         for epoch in range(1, epochs + 1):
-            if lr_final is not None:  # cosine from lr (first epoch) to lr_final (last)
-                phase = (epoch - 1) / max(1, epochs - 1)
-                for group in trainer.optimizer.param_groups:
-                    group["lr"] = lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * phase))
             trainer.run_one_epoch(loader, is_train=True)
+            trainer.scheduler_step()  # no scheduler: nothing
             if epoch % eval_every and epoch != epochs:
                 continue
             calc = _calculator(trainer.model, config)
@@ -322,8 +328,8 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         "labels": labels_meta or {}, "n_fit": len(parts["fit"]), "n_stop": len(stop), "n_validation": len(validation),
         "reference_shifts_eV_atom": shifts,
         "training": {"epochs": epochs, "chosen_epoch": best_epoch, "lr": lr, "batch_size": batch_size, "seed": seed,
-                     "lr_final": lr_final,
-                     "optimizer": "Adam (7net-0's settings, " + ("fixed lr)" if lr_final is None else "cosine lr)"), "loss": "7net-0's (energy/atom, force, stress)",
+                     "lr_final": lr_final, "loss": "7net-0's (energy/atom, force, stress)",
+                     "optimizer": f"Adam (7net-0's settings, {'fixed' if lr_final is None else 'cosine'} lr)",
                      "seconds": round(train_seconds, 1), "threads": torch.get_num_threads()},
         "errors": measured, "curve": curve,
         "checks": checks,
