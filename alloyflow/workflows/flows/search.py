@@ -33,25 +33,28 @@ from dataclasses import asdict, dataclass, field
 
 from jobflow import Flow, Maker, Response, job
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Composition, Element, Structure
+from pymatgen.core import Composition, Element
 
-from alloyflow.analysis.hull import build_hull, entries_from_documents, phase_diagram
+from alloyflow.analysis.hull import build_hull, entries_from_documents
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, get_spec
 from alloyflow.engine import Budget, ResultStore, input_hash, keyed, run_flow, structure_fingerprint
 from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.progress import stages
-from alloyflow.engine.store import as_dict
 from alloyflow.io.search import NEAR_HULL, format_search_summary, write_search_outputs
-from alloyflow.structures.library import StructureLibrary, parse_system
-from alloyflow.structures.search import (
-    Candidate,
-    bct_c_over_a,
-    dilute_candidate,
-    ordering_candidates,
-    prototype_candidates,
-    target_compositions,
-)
+from alloyflow.structures.library import StructureLibrary
+from alloyflow.structures.search import Candidate, dilute_candidate, ordering_candidates, prototype_candidates
 from alloyflow.workflows.flows.hull import candidate_phases, relax_job
+from alloyflow.workflows.flows.search_plan import (
+    SearchSettings,
+    candidate_from_dict,
+    candidate_dict,
+    SearchContext,
+    relaxation_doc,
+    candidate_meta,
+    to_structure,
+    deduplicate,
+    relax_queue,
+)
 from alloyflow.workflows.jobs.backends import relax_maker_for
 from alloyflow.workflows.jobs.relax import RelaxationDocument, RelaxMaker
 from alloyflow.workflows.schemas.search import CompositionSummary, SearchCandidate, SearchResult
@@ -59,63 +62,6 @@ from alloyflow.workflows.schemas.search import CompositionSummary, SearchCandida
 SCREEN_BATCH = 24  # candidates per single-point job: one store write per batch, little lost on a kill
 SEARCH_VERSION = 2  # bump when candidate generation changes, so stored generations are not reused
 FLOW_VERSION = 1  # bump when a stage changes what it decides (the stage jobs' keys)
-
-
-@dataclass
-class SearchSettings:
-    """What the search enumerates and keeps (``alloyflow search`` options).
-
-    ``per_composition`` caps the orderings screened per composition (after a
-    geometric pre-rank); ``relax_window`` (eV/atom) skips relaxing candidates
-    whose single point lies further above the library hull; ``dilute_sites`` =
-    None skips the dilute proxy (``dilute_mode``: "substitution" or "interstitial").
-    """
-
-    max_sites: int = 16
-    compositions: list[str] | None = None
-    keep_per_composition: int = 2
-    per_composition: int = 12
-    prototypes: bool = True
-    dilute_sites: int | None = 36
-    dilute_mode: str = "substitution"
-    relax_window: float = 0.2
-
-    def check(self, system: str) -> None:
-        """Refuse settings that give no search, before any job exists."""
-        if "Li" not in parse_system(system):
-            raise ValueError(f"the tie-line search needs a Li-M system, not {system}")
-        for name in ("max_sites", "keep_per_composition", "per_composition"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"search {name} must be >= 1, got {getattr(self, name)}")
-        if self.dilute_sites is not None and self.dilute_sites < 2:
-            raise ValueError(f"search dilute_sites must be >= 2 (or None), got {self.dilute_sites}")
-        if self.dilute_mode not in ("substitution", "interstitial"):
-            raise ValueError(f"search dilute_mode must be 'substitution' or 'interstitial', got {self.dilute_mode!r}")
-        target_compositions(system, self.compositions, self.max_sites)  # names a bad formula now
-
-
-# --------------------------------------------------------------------------- helpers (pure)
-
-
-def _to_structure(x) -> Structure:
-    return x if isinstance(x, Structure) else Structure.from_dict(x)
-
-
-def _doc(out) -> RelaxationDocument:
-    return RelaxationDocument.model_validate(as_dict(out))
-
-
-def _candidate_dict(c: Candidate) -> dict:
-    return {"name": c.name, "structure": c.structure, "method": c.method, "parent": c.parent, "info": c.info}
-
-
-def _candidate(d: dict) -> Candidate:
-    return Candidate(d["name"], _to_structure(d["structure"]), d["method"], d["parent"], dict(d.get("info") or {}))
-
-
-def _meta(c: Candidate) -> dict:
-    """Provenance carried by a relaxation document into the hull entries."""
-    return {"phase": c.name, "status": "predicted", "source": c.source, "method": c.method, "parent": c.parent}
 
 
 def _keyed(j, kind: str, label: str, *parts):
@@ -137,74 +83,6 @@ def _staged(jobs, system: str):
     return jobs
 
 
-@dataclass
-class _Context:
-    """What every stage rebuilds from the library relaxations: the library hull and the Vegard inputs."""
-
-    system: str
-    docs: list
-    pd: object
-    li: str
-    host: str
-    volumes: dict
-    bct_ca: float | None
-    host_structure: Structure
-
-    @classmethod
-    def of(cls, ref_docs: list, system: str) -> "_Context":
-        docs = [_doc(d) for d in ref_docs]
-        pd = phase_diagram(entries_from_documents(docs), system)
-        li, host = [str(e) for e in pd.elements]
-        els = {el: min((d for d in docs if d.formula == el), key=lambda d: d.energy_per_atom) for el in (li, host)}
-        bct_ca = bct_c_over_a(els[host].structure)
-        return cls(system, docs, pd, li, host, {el: round(d.volume_per_atom, 4) for el, d in els.items()},
-                   round(bct_ca, 4) if bct_ca else None, els[host].structure)
-
-    def e_above_library_hull(self, formula: str, energy_per_atom: float) -> float:
-        return float(energy_per_atom - self.pd.get_hull_energy_per_atom(Composition(formula)))
-
-    def compositions(self, s: SearchSettings) -> list[Composition]:
-        return sorted(target_compositions(self.system, s.compositions, s.max_sites),
-                      key=lambda c: (c.num_atoms, c.reduced_formula))
-
-
-def deduplicate(items: list[tuple[str, Structure, float]], references: dict[str, Structure] | None = None,
-                matcher: StructureMatcher | None = None) -> tuple[list[str], dict[str, str]]:
-    """Unique structures among ``(name, structure, energy_per_atom)``, lowest energy kept.
-
-    Returns the kept names and ``{name: what it duplicates}``, where the
-    latter is a reference (library) name or a kept candidate.
-    """
-    matcher = matcher or StructureMatcher()
-    references = references or {}
-    kept: list[tuple[str, Structure]] = []
-    duplicates: dict[str, str] = {}
-    for name, s, _ in sorted(items, key=lambda t: (t[2], t[0])):
-        formula = s.composition.reduced_formula
-        pool = list(references.items()) + kept  # library phases win: a match there is a rediscovery
-        match = next((o for o, os_ in pool if os_.composition.reduced_formula == formula and matcher.fit(s, os_)), None)
-        if match:
-            duplicates[name] = match
-        else:
-            kept.append((name, s))
-    return [k for k, _ in kept], duplicates
-
-
-def relax_queue(ranked: dict[str, list[Candidate]], sp: dict[str, float], keep: int, window: float,
-                matcher: StructureMatcher) -> list[Candidate]:
-    """The ``keep`` lowest distinct candidates per composition within ``window`` of the library hull,
-    ordered rank by rank, best composition first (every composition's best before anyone's second)."""
-    picks: dict[str, list[Candidate]] = {f: [] for f in ranked}
-    for f, cs in ranked.items():
-        for x in cs:
-            if len(picks[f]) >= keep or sp[x.name] > window:
-                break
-            if not any(matcher.fit(x.structure, y.structure) for y in picks[f]):
-                picks[f].append(x)
-    order = sorted((f for f in picks if picks[f]), key=lambda f: (sp[picks[f][0].name], f))
-    return [picks[f][r] for r in range(keep) for f in order if len(picks[f]) > r]
-
-
 # --------------------------------------------------------------------------- keyed work jobs
 
 
@@ -216,7 +94,7 @@ def generate_job(system: str, formula: str, volumes: dict, bct_ca, max_sites: in
     cands = ordering_candidates(system, comps, volumes, max_sites, per_composition, bct_ca=bct_ca)
     if prototypes:
         cands += prototype_candidates(system, comps, volumes, max_sites)
-    return [_candidate_dict(c) for c in cands]
+    return [candidate_dict(c) for c in cands]
 
 
 @job
@@ -226,7 +104,7 @@ def screen_job(structures: list, names: list[str], calculator: str) -> list[dict
 
     from alloyflow.workflows.jobs.batched import evaluate_batch
 
-    atoms = [AseAtomsAdaptor.get_atoms(_to_structure(s)) for s in structures]
+    atoms = [AseAtomsAdaptor.get_atoms(to_structure(s)) for s in structures]
     # One at a time: batching 16-atom cells through SevenNet was slower per structure here.
     results = evaluate_batch(calculator, atoms, batched=False)
     return [{"name": n, "energy_per_atom": e / len(a)} for n, a, (e, _) in zip(names, atoms, results, strict=True)]
@@ -238,7 +116,7 @@ def screen_job(structures: list, names: list[str], calculator: str) -> list[dict
 @job
 def search_generate(ref_docs: list, system: str, settings: dict, calculator: str, loose, tight, key: str):
     """Generation jobs of every composition and the dilute proxy's relaxation; then ``search_screen``."""
-    s, ctx = SearchSettings(**settings), _Context.of(ref_docs, system)
+    s, ctx = SearchSettings(**settings), SearchContext.of(ref_docs, system)
     comps = ctx.compositions(s)
     gen = [_keyed(generate_job(system, c.reduced_formula, ctx.volumes, ctx.bct_ca, s.max_sites, s.per_composition,
                                s.prototypes), "generate", c.reduced_formula, c.reduced_formula, system, ctx.volumes,
@@ -246,7 +124,7 @@ def search_generate(ref_docs: list, system: str, settings: dict, calculator: str
     dilute = None
     if s.dilute_sites:
         dil = dilute_candidate(ctx.host_structure, s.dilute_sites, s.dilute_mode)
-        dilute = loose.keyed_job(dil.structure, label=f"search {dil.name}", metadata=_meta(dil))
+        dilute = loose.keyed_job(dil.structure, label=f"search {dil.name}", metadata=candidate_meta(dil))
     nxt = _stage_job(search_screen(ref_docs, [c.reduced_formula for c in comps], [g.output for g in gen],
                                    dilute.output if dilute else None, system, settings, calculator, loose, tight, key),
                      system, "screen", key)
@@ -262,7 +140,7 @@ def search_screen(ref_docs: list, formulas: list[str], generated: list, dilute, 
     batches_of = []
     jobs = []
     for formula, cands in zip(formulas, generated, strict=True):
-        cands = [_candidate(d) for d in cands]
+        cands = [candidate_from_dict(d) for d in cands]
         batches = [cands[i:i + SCREEN_BATCH] for i in range(0, len(cands), SCREEN_BATCH)]
         sjobs = [_keyed(screen_job([x.structure for x in b], [x.name for x in b], calculator), "screen",
                         f"{formula} {i}", [structure_fingerprint(x.structure) for x in b], info)
@@ -278,16 +156,16 @@ def search_screen(ref_docs: list, formulas: list[str], generated: list, dilute, 
 def search_relax(ref_docs: list, formulas: list[str], generated: list, screened: list, dilute, system: str,
                  settings: dict, calculator: str, loose, tight, key: str):
     """Relax the lowest distinct candidates of each composition; then ``search_polish``."""
-    s, ctx = SearchSettings(**settings), _Context.of(ref_docs, system)
+    s, ctx = SearchSettings(**settings), SearchContext.of(ref_docs, system)
     sp: dict[str, float] = {}
     ranked: dict[str, list[Candidate]] = {}
     for formula, cands, batches in zip(formulas, generated, screened, strict=True):
-        cands = [_candidate(d) for d in cands]
+        cands = [candidate_from_dict(d) for d in cands]
         for row in (r for batch in batches for r in batch):
             sp[row["name"]] = ctx.e_above_library_hull(formula, row["energy_per_atom"])
         ranked[formula] = sorted((x for x in cands if x.name in sp), key=lambda x: (sp[x.name], x.name))
     queue = relax_queue(ranked, sp, s.keep_per_composition, s.relax_window, StructureMatcher())
-    relax = {x.name: loose.keyed_job(x.structure, label=f"search {x.name}", metadata=_meta(x)) for x in queue}
+    relax = {x.name: loose.keyed_job(x.structure, label=f"search {x.name}", metadata=candidate_meta(x)) for x in queue}
     nxt = _stage_job(search_polish(ref_docs, formulas, generated, sp, {n: j.output for n, j in relax.items()},
                                    dilute, system, settings, calculator, tight, key), system, "polish", key)
     return Response(replace=replacement([*_staged(list(relax.values()), system), nxt], nxt.output,
@@ -299,8 +177,8 @@ def search_polish(ref_docs: list, formulas: list[str], generated: list, sp: dict
                   system: str, settings: dict, calculator: str, tight, key: str):
     """Deduplicate, re-relax the survivors with the hull's settings (best of each composition first);
     then ``collect_search``."""
-    ctx = _Context.of(ref_docs, system)
-    docs = {n: _doc(d) for n, d in relaxed.items()}
+    ctx = SearchContext.of(ref_docs, system)
+    docs = {n: relaxation_doc(d) for n, d in relaxed.items()}
     refs = {d.label: d.structure for d in ctx.docs if len(Composition(d.formula)) == 2}
     kept, dups = deduplicate([(n, d.structure, d.energy_per_atom) for n, d in docs.items()], refs, StructureMatcher())
     # the loose search relaxation is up to a few meV/atom high, as large as the distances at stake
@@ -310,7 +188,7 @@ def search_polish(ref_docs: list, formulas: list[str], generated: list, sp: dict
     order = list(firsts.values()) + [n for n in kept if n not in firsts.values()]
     to_polish = {n: docs[n] for n in order}
     if dilute is not None:
-        d = _doc(dilute)
+        d = relaxation_doc(dilute)
         to_polish[d.metadata["phase"]] = d
     polish = {n: tight.keyed_job(d.structure, label=f"search {n} tight", metadata=d.metadata)
               for n, d in to_polish.items()}
@@ -327,14 +205,14 @@ def collect_search(ref_docs: list, formulas: list[str], generated: list, sp: dic
                    kept: list[str], dups: dict, dilute, system: str, settings: dict,
                    calculator: str) -> SearchResult:
     """The ``SearchResult``: new structures after deduplication, their places on the rebuilt hull."""
-    ctx = _Context.of(ref_docs, system)
+    ctx = SearchContext.of(ref_docs, system)
     s = SearchSettings(**settings)
-    candidates = {f: [_candidate(d) for d in cands] for f, cands in zip(formulas, generated, strict=True)}
+    candidates = {f: [candidate_from_dict(d) for d in cands] for f, cands in zip(formulas, generated, strict=True)}
     by_name = {x.name: x for cs in candidates.values() for x in cs}
-    docs = {n: _doc(d) for n, d in relaxed.items()}
-    polished = {n: _doc(d) for n, d in polished.items()}
+    docs = {n: relaxation_doc(d) for n, d in relaxed.items()}
+    polished = {n: relaxation_doc(d) for n, d in polished.items()}
     docs.update({n: d for n, d in polished.items() if n in docs})
-    dilute_doc = _doc(dilute) if dilute is not None else None
+    dilute_doc = relaxation_doc(dilute) if dilute is not None else None
     dil = None
     if dilute_doc is not None:
         dil = dilute_candidate(ctx.host_structure, s.dilute_sites, s.dilute_mode)
