@@ -46,6 +46,10 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-final", type=float, default=None,
                     help="decay the learning rate from --lr to this on a cosine over the epochs (default: fixed)")
+    ap.add_argument("--band-energy-weight", type=float, default=1.0,
+                    help="weight of the band images' energies in the loss, the other frames' being 1 (default: 1)")
+    ap.add_argument("--average-from", type=int, default=None,
+                    help="also try the mean of the trained tensors from this epoch to the last (default: off)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -71,12 +75,13 @@ def main(argv=None) -> int:
                    "Li-In-Sn (alloyflow's label campaign); Li, In, Sn only")
     aliases, planned = band_labels(manifest)
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
-                         lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, references=REFERENCES,
+                         lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size,
+                         band_energy_weight=args.band_energy_weight, average_from=args.average_from, references=REFERENCES,
                          labels_meta=labels_meta,
                          aliases=aliases, planned=planned)
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
-    print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, epoch {meta['training']['chosen_epoch']} of "
-          f"{args.epochs} chosen, {meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "
+    print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, chosen: epoch "
+          f"{meta['training']['chosen']} (of {args.epochs}), {meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "
           f"({(args.dest / 'weights.pth').stat().st_size / 1e6:.2f} MB)\n")
     print("| set | frames | model | energy MAE (meV/atom) | force MAE (meV/Å) | stress MAE (GPa) |")
     print("|---|---|---|---|---|---|")

@@ -97,8 +97,35 @@ def test_training_runs_for_real_and_keeps_what_it_measured(tmp_path):
     validation = sorted(read(LABELS / "li_in_sn_gpaw_validation.extxyz", index=":"), key=len)[:1]
     with pytest.raises(ValueError, match="lr_final"):
         train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, lr=1e-4, lr_final=1e-3)
+    with pytest.raises(ValueError, match="average_from"):
+        train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, average_from=3)
     meta = train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, lr=1e-3, lr_final=1e-4, eval_every=1,
-                         log=lambda line: None)
+                         average_from=1, log=lambda line: None)
     assert meta["training"]["lr_final"] == 1e-4 and meta["n_fit"] + meta["n_stop"] == 5
-    assert [p["epoch"] for p in meta["curve"]] == [1, 2] and meta["training"]["chosen_epoch"] in (1, 2)
+    # each epoch and the mean of both are candidates; the chosen one has the lowest stop error among them
+    assert [p["epoch"] for p in meta["curve"]] == [1, 2, "mean of 1-2"] and meta["training"]["chosen_epoch"] in (1, 2)
+    assert meta["training"]["chosen"] in (1, 2, "epochs 1-2 averaged")
     assert (tmp_path / "weights.pth").stat().st_size > 0 and meta["errors"]["t"]["validation"]["n"] == 1
+
+
+def test_band_images_energies_can_be_weighted_in_the_loss(tmp_path):
+    """``band_energy_weight``: the band images' graphs carry the weight, the others 1; training runs with it."""
+    from sevenn.train.graph_dataset import SevenNetGraphDataset
+
+    from alloyflow.ml.shipped import BAND_KINDS, _fit_dataset, train_shipped
+
+    frames = read(LABELS / "li_in_sn_gpaw_train.extxyz", index=":")
+    band = [a for a in frames if a.info.get("kind") in BAND_KINDS]
+    small = sorted((a for a in frames if a.info.get("kind") not in BAND_KINDS), key=len)[:3]
+    band = sorted(band, key=len)[:1]
+    assert band, "the exported labels hold no band image"
+    data = _fit_dataset(SevenNetGraphDataset, [*small, *band], {}, 5.0, tmp_path / "g", 7.5)
+    weights = sorted(float(g["data_weight"]["energy"]) for g in data)
+    assert weights == [1.0, 1.0, 1.0, 7.5]
+    assert all(float(g["data_weight"]["force"]) == 1.0 for g in data)
+    with pytest.raises(ValueError, match="band_energy_weight"):
+        train_shipped(small, [], tmp_path / "p", "t", "test", epochs=1, band_energy_weight=0)
+    meta = train_shipped([*small, *band], [], tmp_path / "p", "t", "test", epochs=1, eval_every=1,
+                         band_energy_weight=7.5, log=lambda line: None)
+    assert meta["training"]["band_energy_weight"] == 7.5 and "weighted 7.5" in meta["training"]["loss"]
+    assert (tmp_path / "p" / "weights.pth").stat().st_size > 0

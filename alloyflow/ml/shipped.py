@@ -191,6 +191,33 @@ def band_barriers(frames, predictions, aliases: dict[str, str] | None = None, pl
     return out
 
 
+BAND_KINDS = ("neb_endpoint", "neb_saddle", "neb_image")
+"""``info["kind"]`` of the campaign's band images: the frames ``band_energy_weight`` weighs."""
+
+
+def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, band_energy_weight: float | None):
+    """The fitted frames as sevenn graphs, in order; with ``band_energy_weight``, a list of graphs carrying their
+    loss weights (sevenn's ``data_weight``: the band images' energy ``band_energy_weight``, all else 1)."""
+    from ase.io import write
+
+    Path(work).mkdir(parents=True, exist_ok=True)
+    path = Path(work) / "fit.extxyz"
+    write(path, shift_frames(frames, shifts), format="extxyz")
+    dataset = dataset_cls(cutoff=cutoff, root=str(work), files=[str(path)], processed_name="fit.pt", log=False,
+                          force_reload=True)
+    if band_energy_weight is None:
+        return dataset
+    graphs = [dataset[i] for i in range(len(dataset))]
+    for graph, atoms in zip(graphs, frames, strict=True):
+        energy = atoms.get_potential_energy() - shift_of(atoms, shifts)  # sevenn keeps it in float32
+        same = abs(float(graph["total_energy"]) - energy) <= 1e-6 * max(1.0, abs(energy))
+        if int(graph["num_atoms"]) != len(atoms) or not same:
+            raise RuntimeError("sevenn's dataset reordered the frames")  # the weights would land on other frames
+        band = atoms.info.get("kind") in BAND_KINDS
+        graph["data_weight"] = {"energy": band_energy_weight if band else 1.0, "force": 1.0, "stress": 1.0}
+    return graphs
+
+
 def _calculator(model, config):
     from sevenn.calculator import SevenNetCalculator
 
@@ -202,7 +229,7 @@ def _calculator(model, config):
 
 def train_shipped(train, validation, dest, name: str, description: str, epochs: int = 60, lr: float = 1e-3,
                   lr_final: float | None = None, batch_size: int = 4, eval_every: int = 2, seed: int = 0,
-                  trainable=TRAINABLE,
+                  band_energy_weight: float = 1.0, average_from: int | None = None, trainable=TRAINABLE,
                   references: dict[str, str] | None = None, labels_meta: dict | None = None,
                   aliases: dict[str, str] | None = None, planned=(), log=print) -> dict:
     """Fine-tune SevenNet-0's ``trainable`` tensors on ``train``; write ``weights.pth`` and ``metadata.json`` in ``dest``.
@@ -220,6 +247,15 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         Adam (7net-0's optimiser and loss) at ``lr``, or, with ``lr_final``, from ``lr`` down to ``lr_final``
         on a cosine over the epochs; the stop score is measured every ``eval_every`` epochs and the best
         epoch's tensors are kept.
+    band_energy_weight : float
+        Weight of the energy term of the band images (``BAND_KINDS``) in the loss, the other frames' being 1. A
+        barrier is a difference of two total energies of one cell, so a per-atom error of a 27-atom image
+        counts 27 times in it; weighting those frames' energies more asks the fit to hold the energies along a
+        band. 1 gives 7net-0's loss unchanged.
+    average_from : int, optional
+        Also keep the mean of the trained tensors over the epochs from this one to the last (a stochastic
+        weight average): it is a candidate like each evaluated epoch, chosen if its stop score is lower.
+        At a fixed learning rate the errors jump from epoch to epoch; the average smooths them.
     trainable : tuple of str
         Name prefixes of the trained tensors (``TRAINABLE``); all others stay SevenNet-0's.
     references : dict, optional
@@ -240,7 +276,6 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     """
     import sevenn
     import torch
-    from ase.io import write
     from sevenn.calculator import SevenNetCalculator
     from sevenn.train.graph_dataset import SevenNetGraphDataset
     from sevenn.train.trainer import Trainer
@@ -251,6 +286,10 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         raise ValueError("no training labels")
     if not epochs >= 1 or not lr > 0 or (lr_final is not None and not 0 < lr_final <= lr):
         raise ValueError(f"epochs must be >= 1, lr > 0 and 0 < lr_final <= lr, got {epochs}, {lr} and {lr_final}")
+    if average_from is not None and not 1 <= average_from <= epochs:
+        raise ValueError(f"average_from must be an epoch, 1 to {epochs}, got {average_from}")
+    if not band_energy_weight > 0:
+        raise ValueError(f"band_energy_weight must be > 0, got {band_energy_weight}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -272,36 +311,52 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     if lr_final is not None:  # stepped once per epoch: lr on the first epoch, lr_final on the last
         args["scheduler_cls"] = torch.optim.lr_scheduler.CosineAnnealingLR
         args["scheduler_args"] = {"T_max": max(1, epochs - 1), "eta_min": lr_final}
+    weighted = band_energy_weight != 1.0
+    if weighted:  # 7net-0's loss with per-frame weights (a weighted mean of the squared errors)
+        from sevenn.train.loss import get_loss_functions_from_config
+
+        args["loss_functions"] = get_loss_functions_from_config({**config, "use_weight": True})
     trainer = Trainer(**args, device="cpu")
     chooser = "stop" if parts["stop"] else "fit"  # the frames that choose the epoch
-    curve, best = [], None
+    curve, best, average = [], None, None
     t0 = time.perf_counter()
+
+    def evaluate(tensors: dict, epoch, best):
+        """Measure the model with ``tensors`` on the choosing and validation frames; the better of it and ``best``."""
+        m = copy.deepcopy(trainer.model)
+        m.load_state_dict({**m.state_dict(), **tensors})
+        calc = _calculator(m, config)
+        pred = {i: predict(calc, frames[i]) for w in (chooser, "validation") for i in parts[w]}
+        err = {w: errors([frames[i] for i in parts[w]], [pred[i] for i in parts[w]], shifts)
+               for w in (chooser, "validation")}
+        point = {"epoch": epoch, "seconds": time.perf_counter() - t0, "stop": err[chooser],
+                 "validation": err["validation"]}
+        curve.append(point)
+        log(f"epoch {epoch}: stop {point['stop']['energy_mae_meV_atom']:.2f} meV/atom "
+            f"{point['stop']['force_mae_meV_A']:.1f} meV/Å; validation "
+            f"{point['validation'].get('energy_mae_meV_atom', float('nan')):.2f} meV/atom "
+            f"{point['validation'].get('force_mae_meV_A', float('nan')):.1f} meV/Å")
+        score = stop_score([frames[i] for i in parts[chooser]], [pred[i] for i in parts[chooser]], shifts)
+        return (score, epoch, tensors) if best is None or score < best[0] else best
+
     with tempfile.TemporaryDirectory(prefix="alloyflow-train-") as work:
-        write(Path(work) / "fit.extxyz", shift_frames([frames[i] for i in parts["fit"]], shifts), format="extxyz")
-        dataset = SevenNetGraphDataset(cutoff=config["cutoff"], root=work, files=[str(Path(work) / "fit.extxyz")],
-                                       processed_name="fit.pt", log=False, force_reload=True)
+        dataset = _fit_dataset(SevenNetGraphDataset, [frames[i] for i in parts["fit"]], shifts, config["cutoff"],
+                               work, band_energy_weight if weighted else None)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
         for epoch in range(1, epochs + 1):
             trainer.run_one_epoch(loader, is_train=True)
             trainer.scheduler_step()  # no scheduler: nothing
+            if average_from is not None and epoch >= average_from:
+                state, n = trainer.model.state_dict(), epoch - average_from
+                average = {k: state[k].detach().clone() if average is None else average[k] + (state[k] - average[k])
+                           / (n + 1) for k in trained}
             if epoch % eval_every and epoch != epochs:
                 continue
-            calc = _calculator(trainer.model, config)
-            pred = {i: predict(calc, frames[i]) for w in (chooser, "validation") for i in parts[w]}
-            err = {w: errors([frames[i] for i in parts[w]], [pred[i] for i in parts[w]], shifts)
-                   for w in (chooser, "validation")}
-            point = {"epoch": epoch, "seconds": time.perf_counter() - t0, "stop": err[chooser],
-                     "validation": err["validation"]}
-            curve.append(point)
-            log(f"epoch {epoch}: stop {point['stop']['energy_mae_meV_atom']:.2f} meV/atom "
-                f"{point['stop']['force_mae_meV_A']:.1f} meV/Å; validation "
-                f"{point['validation'].get('energy_mae_meV_atom', float('nan')):.2f} meV/atom "
-                f"{point['validation'].get('force_mae_meV_A', float('nan')):.1f} meV/Å")
-            score = stop_score([frames[i] for i in parts[chooser]], [pred[i] for i in parts[chooser]], shifts)
-            if best is None or score < best[0]:
-                state = trainer.model.state_dict()
-                best = (score, epoch, {k: state[k].detach().clone() for k in trained})
+            state = trainer.model.state_dict()
+            best = evaluate({k: state[k].detach().clone() for k in trained}, epoch, best)
+        if average is not None:
+            best = evaluate(average, f"mean of {average_from}-{epochs}", best)
     train_seconds = time.perf_counter() - t0
     _, best_epoch, tensors = best
     weights = dest / "weights.pth"
@@ -327,8 +382,12 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         "trainable": list(trainable), "trained_parameters": int(sum(t.numel() for t in tensors.values())),
         "labels": labels_meta or {}, "n_fit": len(parts["fit"]), "n_stop": len(stop), "n_validation": len(validation),
         "reference_shifts_eV_atom": shifts,
-        "training": {"epochs": epochs, "chosen_epoch": best_epoch, "lr": lr, "batch_size": batch_size, "seed": seed,
-                     "lr_final": lr_final, "loss": "7net-0's (energy/atom, force, stress)",
+        "training": {"epochs": epochs, "chosen_epoch": best_epoch if isinstance(best_epoch, int) else epochs,
+                     "chosen": best_epoch if isinstance(best_epoch, int) else f"epochs {average_from}-{epochs} averaged",
+                     "average_from": average_from, "lr": lr, "batch_size": batch_size, "seed": seed,
+                     "lr_final": lr_final, "band_energy_weight": band_energy_weight,
+                     "loss": "7net-0's (energy/atom, force, stress)"
+                             + (f"; band images' energy weighted {band_energy_weight:g}" if weighted else ""),
                      "optimizer": f"Adam (7net-0's settings, {'fixed' if lr_final is None else 'cosine'} lr)",
                      "seconds": round(train_seconds, 1), "threads": torch.get_num_threads()},
         "errors": measured, "curve": curve,
