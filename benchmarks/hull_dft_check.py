@@ -1,0 +1,110 @@
+"""DFT//ML check of a stored study's hull: GPAW single points on the ML-relaxed phases on or near its hull.
+
+    python benchmarks/hull_dft_check.py STUDY_DIR --system Li-In [--window 0.01] [--max-atoms 9] [--threads 1]
+
+Reads the study's ``<system>/hull.json`` and the relaxations in its store, takes
+every compound within ``--window`` eV/atom of the ML hull with at most
+``--max-atoms`` atoms (the lowest-energy relaxation of each name), the
+library's phases of the system and the elements, and gives each a GPAW PBE
+single point at the label campaign's settings (``LabelMaker``: keyed and
+stored in ``benchmarks/out/hull_check``, so a killed run resumes and a
+repeated one computes nothing). Prints the ML and the DFT//ML formation
+energies and distances to their own hulls. The ML hull decides which
+phases are checked, so a phase the ML potential puts far above its hull
+is not looked at: this asks whether what the potential calls stable is
+stable in PBE on the same geometry, not the converse. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {"ecut": 600.0, "kpt_density": 6.0}
+"""The label campaign's GPAW settings (``alloyflow/data/labels/README.md``)."""
+
+
+def relaxed_structures(study: Path, names: set[str]) -> dict:
+    """The lowest-energy stored relaxation of each phase name in ``names`` (label -> RelaxationDocument dict)."""
+    from alloyflow.engine import ResultStore
+
+    best: dict[str, dict] = {}
+    with ResultStore(study) as store:
+        for doc in store.jobstore.query({}, properties=["output"]):
+            out = doc.get("output")
+            if not isinstance(out, dict) or "energy_per_atom" not in out or "relax_cell" not in out:
+                continue
+            name = out.get("label")
+            if name in names and (name not in best or out["energy_per_atom"] < best[name]["energy_per_atom"]):
+                best[name] = out
+    return best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", type=Path)
+    ap.add_argument("--system", required=True)
+    ap.add_argument("--window", type=float, default=0.01, help="eV/atom above the ML hull (default 0.01)")
+    ap.add_argument("--max-atoms", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--store", type=Path, default=ROOT / "benchmarks" / "out" / "hull_check")
+    args = ap.parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    warnings.filterwarnings("ignore")
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition, Structure
+
+    from alloyflow.engine import ResultStore
+    from alloyflow.workflows.jobs.labels import LabelMaker, single_point
+
+    hull = json.loads((args.study / args.system / "hull.json").read_text())
+    phases = [p for p in hull["phases"] if p["status"] == "element"
+              or (p["e_above_hull"] <= args.window and p["natoms"] <= args.max_atoms)
+              or p["status"] in ("verified", "prototype", "hypothetical")]
+    docs = relaxed_structures(args.study, {p["name"] for p in phases})
+    missing = [p["name"] for p in phases if p["name"] not in docs]
+    if missing:
+        print(f"no stored relaxation of {', '.join(missing)}: left out", file=sys.stderr)
+    phases = [p for p in phases if p["name"] in docs]
+    maker = LabelMaker(calculator="gpaw", calculator_kwargs=dict(SETTINGS))
+    dft, cpu = {}, 0.0
+    with ResultStore(args.store) as store:
+        for k, p in enumerate(sorted(phases, key=lambda p: p["natoms"]), 1):
+            d, reused, error = single_point(maker, Structure.from_dict(docs[p["name"]]["structure"]), p["name"], store)
+            if d is None:
+                print(f"{p['name']}: {error}", file=sys.stderr)
+                continue
+            dft[p["name"]] = d["energy"] / d["natoms"]
+            cpu += 0.0 if reused else d["cpu_seconds"]
+            cost = "stored" if reused else f"{d['cpu_seconds']:.0f} CPU s"
+            print(f"[{k}/{len(phases)}] {p['name']} ({p['natoms']} atoms): {cost}", file=sys.stderr, flush=True)
+    phases = [p for p in phases if p["name"] in dft]
+    ml_pd = PhaseDiagram([PDEntry(Composition(p["formula"]), p["energy_per_atom"] * Composition(p["formula"]).num_atoms,
+                                  name=p["name"]) for p in phases])
+    dft_pd = PhaseDiagram([PDEntry(Composition(p["formula"]), dft[p["name"]] * Composition(p["formula"]).num_atoms,
+                                   name=p["name"]) for p in phases])
+    print(f"\n{args.system}: {hull['calculator']['label']} relaxed geometries; DFT//ML = GPAW PBE "
+          f"(PW {SETTINGS['ecut']:.0f} eV, k-density {SETTINGS['kpt_density']:.0f}/Å) on them; "
+          f"{cpu:.0f} CPU s computed here\n")
+    print("| phase | status | atoms | ML formation | DFT//ML formation | ML above hull | DFT//ML above hull |")
+    print("|---|---|---|---|---|---|---|")
+    for p in sorted(phases, key=lambda p: (p["x_li"], p["name"])):
+        if p["status"] == "element":
+            continue
+        e_ml = next(e for e in ml_pd.all_entries if e.name == p["name"])
+        e_dft = next(e for e in dft_pd.all_entries if e.name == p["name"])
+        print(f"| {p['name']} | {p['status']} | {p['natoms']} | {1e3 * ml_pd.get_form_energy_per_atom(e_ml):.1f} | "
+              f"{1e3 * dft_pd.get_form_energy_per_atom(e_dft):.1f} | {1e3 * ml_pd.get_e_above_hull(e_ml):.1f} | "
+              f"{1e3 * dft_pd.get_e_above_hull(e_dft):.1f} |")
+    print("\n(meV/atom; the hulls are over the phases listed, elements included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
