@@ -76,12 +76,13 @@ def main(argv=None) -> int:
     aliases, planned = band_labels(manifest)
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
                          lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size,
-                         band_energy_weight=args.band_energy_weight, average_from=args.average_from, references=REFERENCES,
-                         labels_meta=labels_meta,
-                         aliases=aliases, planned=planned)
+                         band_energy_weight=args.band_energy_weight, average_from=args.average_from,
+                         references=REFERENCES, labels_meta=labels_meta, aliases=aliases, planned=planned)
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
-    print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, chosen: epoch "
-          f"{meta['training']['chosen']} (of {args.epochs}), {meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "
+    chosen = meta["training"]["chosen"]
+    chosen = f"epoch {chosen}" if isinstance(chosen, int) else chosen
+    print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, {chosen} of {args.epochs} chosen, "
+          f"{meta['training']['seconds']:.0f} s; weights {args.dest / 'weights.pth'} "
           f"({(args.dest / 'weights.pth').stat().st_size / 1e6:.2f} MB)\n")
     print("| set | frames | model | energy MAE (meV/atom) | force MAE (meV/Å) | stress MAE (GPa) |")
     print("|---|---|---|---|---|---|")

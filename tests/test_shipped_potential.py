@@ -123,8 +123,9 @@ def test_band_images_energies_can_be_weighted_in_the_loss(tmp_path):
     weights = sorted(float(g["data_weight"]["energy"]) for g in data)
     assert weights == [1.0, 1.0, 1.0, 7.5]
     assert all(float(g["data_weight"]["force"]) == 1.0 for g in data)
-    with pytest.raises(ValueError, match="band_energy_weight"):
-        train_shipped(small, [], tmp_path / "p", "t", "test", epochs=1, band_energy_weight=0)
+    for bad in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="band_energy_weight"):
+            train_shipped(small, [], tmp_path / "p", "t", "test", epochs=1, band_energy_weight=bad)
     meta = train_shipped([*small, *band], [], tmp_path / "p", "t", "test", epochs=1, eval_every=1,
                          band_energy_weight=7.5, log=lambda line: None)
     assert meta["training"]["band_energy_weight"] == 7.5 and "weighted 7.5" in meta["training"]["loss"]

@@ -288,8 +288,8 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         raise ValueError(f"epochs must be >= 1, lr > 0 and 0 < lr_final <= lr, got {epochs}, {lr} and {lr_final}")
     if average_from is not None and not 1 <= average_from <= epochs:
         raise ValueError(f"average_from must be an epoch, 1 to {epochs}, got {average_from}")
-    if not band_energy_weight > 0:
-        raise ValueError(f"band_energy_weight must be > 0, got {band_energy_weight}")
+    if not 0 < band_energy_weight < float("inf"):
+        raise ValueError(f"band_energy_weight must be a finite number > 0, got {band_energy_weight}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
