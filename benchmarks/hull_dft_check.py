@@ -3,9 +3,9 @@
     python benchmarks/hull_dft_check.py STUDY_DIR --system Li-In [--window 0.01] [--max-atoms 9] [--threads 1]
 
 Reads the study's ``<system>/hull.json`` and the relaxations in its store, takes
-every compound within ``--window`` eV/atom of the ML hull with at most
-``--max-atoms`` atoms (the lowest-energy relaxation of each name), the
-library's phases of the system and the elements, and gives each a GPAW PBE
+every compound with at most ``--max-atoms`` atoms (the lowest-energy
+relaxation of each name) that is within ``--window`` eV/atom of the ML hull
+or is a library phase, and the elements, and gives each a GPAW PBE
 single point at the label campaign's settings (``LabelMaker``: keyed and
 stored in ``benchmarks/out/hull_check``, so a killed run resumes and a
 repeated one computes nothing). Prints the ML and the DFT//ML formation
@@ -64,9 +64,9 @@ def main(argv=None) -> int:
     from alloyflow.workflows.jobs.labels import LabelMaker, single_point
 
     hull = json.loads((args.study / args.system / "hull.json").read_text())
-    phases = [p for p in hull["phases"] if p["status"] == "element"
-              or (p["e_above_hull"] <= args.window and p["natoms"] <= args.max_atoms)
-              or p["status"] in ("verified", "prototype", "hypothetical")]
+    library = ("verified", "prototype", "hypothetical", "model")  # the library's phases, at any distance
+    phases = [p for p in hull["phases"] if p["status"] == "element" or (
+        p["natoms"] <= args.max_atoms and (p["e_above_hull"] <= args.window or p["status"] in library))]
     docs = relaxed_structures(args.study, {p["name"] for p in phases})
     missing = [p["name"] for p in phases if p["name"] not in docs]
     if missing:
