@@ -6,7 +6,7 @@ Reads the study's ``<system>/hull.json`` and the relaxations in its store, takes
 every compound with at most ``--max-atoms`` atoms (the lowest-energy
 relaxation of each name) that is within ``--window`` eV/atom of the ML hull
 or is a library phase, and the elements, and gives each a GPAW PBE
-single point at the label campaign's settings (``LabelMaker``: keyed and
+single point at the shipped labels' settings (``LabelMaker``: keyed and
 stored in ``benchmarks/out/hull_check``, so a killed run resumes and a
 repeated one computes nothing). Prints the ML and the DFT//ML formation
 energies and distances to their own hulls. The ML hull decides which
@@ -25,8 +25,13 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {"ecut": 600.0, "kpt_density": 6.0}
-"""The label campaign's GPAW settings (``alloyflow/data/labels/README.md``)."""
+LABELS = ROOT / "alloyflow" / "data" / "labels"
+
+
+def label_settings() -> dict:
+    """The shipped labels' GPAW settings (their ``manifest.json``), so these single points share their keys."""
+    settings = json.loads((LABELS / "manifest.json").read_text())["settings"]
+    return {"ecut": settings["ecut"], "kpt_density": settings["kpt_density"]}
 
 
 def relaxed_structures(study: Path, names: set[str]) -> dict:
@@ -61,10 +66,11 @@ def main(argv=None) -> int:
     from pymatgen.core import Composition, Structure
 
     from alloyflow.engine import ResultStore
+    from alloyflow.structures.library import STATUSES
     from alloyflow.workflows.jobs.labels import LabelMaker, single_point
 
     hull = json.loads((args.study / args.system / "hull.json").read_text())
-    library = ("verified", "prototype", "hypothetical", "model")  # the library's phases, at any distance
+    library = set(STATUSES) - {"element", "predicted", "user"}  # the library's phases, at any distance
     phases = [p for p in hull["phases"] if p["status"] == "element" or (
         p["natoms"] <= args.max_atoms and (p["e_above_hull"] <= args.window or p["status"] in library))]
     docs = relaxed_structures(args.study, {p["name"] for p in phases})
@@ -72,7 +78,8 @@ def main(argv=None) -> int:
     if missing:
         print(f"no stored relaxation of {', '.join(missing)}: left out", file=sys.stderr)
     phases = [p for p in phases if p["name"] in docs]
-    maker = LabelMaker(calculator="gpaw", calculator_kwargs=dict(SETTINGS))
+    settings = label_settings()
+    maker = LabelMaker(calculator="gpaw", calculator_kwargs=settings)
     dft, cpu = {}, 0.0
     with ResultStore(args.store) as store:
         for k, p in enumerate(sorted(phases, key=lambda p: p["natoms"]), 1):
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
     dft_pd = PhaseDiagram([PDEntry(Composition(p["formula"]), dft[p["name"]] * Composition(p["formula"]).num_atoms,
                                    name=p["name"]) for p in phases])
     print(f"\n{args.system}: {hull['calculator']['label']} relaxed geometries; DFT//ML = GPAW PBE "
-          f"(PW {SETTINGS['ecut']:.0f} eV, k-density {SETTINGS['kpt_density']:.0f}/Å) on them; "
+          f"(PW {settings['ecut']:.0f} eV, k-density {settings['kpt_density']:.0f}/Å) on them; "
           f"{cpu:.0f} CPU s computed here\n")
     print("| phase | status | atoms | ML formation | DFT//ML formation | ML above hull | DFT//ML above hull |")
     print("|---|---|---|---|---|---|---|")

@@ -218,10 +218,13 @@ def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, band_en
     return graphs
 
 
-def _calculator(model, config):
+def _calculator(model, config, tensors: dict | None = None):
+    """A calculator on a copy of ``model`` (with ``tensors`` loaded over its own); ``model`` is left as it is."""
     from sevenn.calculator import SevenNetCalculator
 
     m = copy.deepcopy(model)
+    if tensors:
+        m.load_state_dict({**m.state_dict(), **tensors})
     m.set_is_batch_data(False)
     m.eval()
     return SevenNetCalculator(model=m, file_type="model_instance", device="cpu", sevennet_config=config)
@@ -323,9 +326,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
 
     def evaluate(tensors: dict, epoch, best):
         """Measure the model with ``tensors`` on the choosing and validation frames; the better of it and ``best``."""
-        m = copy.deepcopy(trainer.model)
-        m.load_state_dict({**m.state_dict(), **tensors})
-        calc = _calculator(m, config)
+        calc = _calculator(trainer.model, config, tensors)
         pred = {i: predict(calc, frames[i]) for w in (chooser, "validation") for i in parts[w]}
         err = {w: errors([frames[i] for i in parts[w]], [pred[i] for i in parts[w]], shifts)
                for w in (chooser, "validation")}
