@@ -57,7 +57,11 @@ forces, stress) through ``LabelMaker``:
   barrier phase of the study, has no cell under 100 atoms and is covered only
   by the Li-rich phases' environments;
 * dilute Li in In and in beta-Sn (16 host sites; substitutional and
-  interstitial), relaxed on SevenNet-0 at fixed cell, and a rattled copy.
+  interstitial), relaxed on SevenNet-0 at fixed cell, and a rattled copy;
+* added later (``label_extend.py``, recorded in the set's ``notes["extensions"]``):
+  a study's predicted near-hull orderings at the geometry its potential
+  chose, relaxed and strained +-2 % (group ``search:<name>``), where the
+  fine-tuned potential was shown to err (LiIn2, L1_0 LiIn, Li5Sn too deep).
 
 Random numbers: one ``numpy`` generator per structure, seeded with
 ``SEED`` and the crc32 of its label, so adding or removing a structure
@@ -658,8 +662,11 @@ def split(items: list[Item], groups: set[str]) -> list[Item]:
     return items
 
 
-def deduplicate(items: list[Item]) -> tuple[list[Item], list[dict]]:
-    """Drop structures that match an earlier one (training ones first), so validation never repeats training."""
+def deduplicate(items: list[Item], against: list[Item] = ()) -> tuple[list[Item], list[dict]]:
+    """Drop structures that match an earlier one (training ones first), so validation never repeats training.
+
+    ``against``: structures already in the set (never dropped); an item matching one of them is dropped.
+    """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     # tight: a 0.05 Å rattle or a 2 % strain is a new structure; symmetry-equivalent relaxed cells are not
@@ -668,7 +675,7 @@ def deduplicate(items: list[Item]) -> tuple[list[Item], list[dict]]:
     ordered = sorted(items, key=lambda it: (it.split != "train", it.priority, it.label))
     kept, dropped = [], []
     for it in ordered:
-        twin = next((k for k in kept if len(k.structure) == len(it.structure)
+        twin = next((k for k in [*against, *kept] if len(k.structure) == len(it.structure)
                      and k.structure.composition == it.structure.composition
                      and abs(k.structure.volume - it.structure.volume) < 1e-3 * it.structure.volume
                      and matcher.fit(k.structure, it.structure)), None)
@@ -926,7 +933,9 @@ def manifest(items: list[Item], notes: dict, config: CampaignConfig, dft: str, d
         "dft": dft, "dft_settings": resolved_settings(dft, dft_kwargs),
         "split_rule": ("validation = whole groups: phases " + ", ".join(config.validation_phases)
                        + " (with their strained, rattled and vacancy cells) and the longest hop of each barrier phase "
-                       "with more than one distinct hop; duplicates of training structures dropped from validation"),
+                       "with more than one distinct hop; duplicates of training structures dropped from validation"
+                       + "".join(f"; extension from {e['study']} ({e['system']}): held out {', '.join(e['validation'])}"
+                                 for e in notes.get("extensions", []) if e.get("validation"))),
         "validation_groups": sorted({it.group for it in items if it.split == "validation"}),
         "counts": {s: sum(1 for it in items if it.split == s) for s in ("train", "validation")},
         "notes": notes,
