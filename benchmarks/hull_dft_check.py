@@ -39,7 +39,8 @@ def relaxed_structures(study: Path, names: set[str]) -> dict:
     from alloyflow.engine import ResultStore
 
     best: dict[str, dict] = {}
-    with ResultStore(study) as store:
+    store = ResultStore(study)  # read only: no lock, so a run still using the folder (its barriers) can go on
+    try:
         for doc in store.jobstore.query({}, properties=["output"]):
             out = doc.get("output")
             if not isinstance(out, dict) or "energy_per_atom" not in out or "relax_cell" not in out:
@@ -47,6 +48,8 @@ def relaxed_structures(study: Path, names: set[str]) -> dict:
             name = out.get("label")
             if name in names and (name not in best or out["energy_per_atom"] < best[name]["energy_per_atom"]):
                 best[name] = out
+    finally:
+        store.close_readers()
     return best
 
 
