@@ -60,8 +60,12 @@ def selected_phases(study: Path, system: str, window: float, max_atoms: int) -> 
 
 
 def search_items(study: Path, system: str, window: float, max_atoms: int, validation: set[str] = frozenset(),
-                 strains=SEARCH_STRAINS) -> tuple[list, dict]:
-    """Items (relaxed cell and isotropic strains) of the study's predicted near-hull phases, and a record of them."""
+                 strains=SEARCH_STRAINS, tag: str = "") -> tuple[list, dict]:
+    """Items (relaxed cell and isotropic strains) of the study's predicted near-hull phases, and a record of them.
+
+    Labels are ``<system>/search<tag>/<name>/...``: a later round on another potential's study (the same
+    names at other geometries) needs its own ``tag``, else its cells count as already in the set.
+    """
     from pymatgen.core import Structure
 
     from hull_dft_check import relaxed_structures
@@ -77,15 +81,15 @@ def search_items(study: Path, system: str, window: float, max_atoms: int, valida
             missing.append(p["name"])
             continue
         relaxed = Structure.from_dict(docs[p["name"]]["structure"])
-        group, split = f"search:{p['name']}", ("validation" if p["name"] in validation else "train")
+        group, split = f"search{tag}:{p['name']}", ("validation" if p["name"] in validation else "train")
         meta = {"source": "tie-line search", "study_calculator": hull["calculator"]["label"],
                 "ml_formation_eV_per_atom": p["formation_energy_per_atom"], "ml_e_above_hull_eV": p["e_above_hull"]}
-        base = f"{system}/search/{p['name']}"
+        base = f"{system}/search{tag}/{p['name']}"
         items.append(lc.Item(f"{base}/relaxed", group, "relaxed", system, relaxed, dict(meta), split))
         for eps in strains:
             items.append(lc.Item(f"{base}/strain{eps:+.0%}", group, "strain", system,
                                  lc.strained(relaxed, eps * lc.np.eye(3)), {**meta, "strain": eps}, split))
-    record = {"study": str(study), "system": system, "calculator": hull["calculator"]["label"],
+    record = {"study": str(study), "system": system, "tag": tag, "calculator": hull["calculator"]["label"],
               "selection": {"status": "predicted", "window_eV_per_atom": window, "max_atoms": max_atoms},
               "phases": [p["name"] for p in phases if p["name"] not in missing],
               "no_stored_relaxation": missing, "validation": sorted(validation),
@@ -141,6 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--import-store", type=Path, default=None,
                     help="a store with single points at the campaign's settings to copy (hull_dft_check.py's)")
     ap.add_argument("--out", type=Path, default=lc.DEFAULT_OUT)
+    ap.add_argument("--tag", default="", help="label suffix of a later round ('2': <system>/search2/<name>/...)")
     ap.add_argument("--dry-run", action="store_true", help="list what would be added; change nothing")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -154,7 +159,10 @@ def main(argv=None) -> int:
     if source is None or not source.is_file():
         raise SystemExit(f"no frozen structure set in {args.out}: run 'label_campaign.py plan' first")
     items, notes = lc.load_structure_set(source)
-    new, record = search_items(args.study, args.system, args.window, args.max_atoms, set(args.validation))
+    if args.tag and not args.tag.isalnum():
+        raise SystemExit(f"--tag must be letters and digits, got {args.tag!r}")
+    new, record = search_items(args.study, args.system, args.window, args.max_atoms, set(args.validation),
+                               tag=args.tag)
     items, notes, added = extend(items, notes, new, record)
     for it in added:
         lc.log(f"  + {it.label} ({it.split}, {len(it.structure)} atoms)")

@@ -83,6 +83,10 @@ def test_predicted_cells_extend_the_set_and_nothing_in_it_changes(le, setup, tmp
     for eps in (-0.02, 0.02):
         s = by_label[f"Li-In/search/Li3In_new/strain{eps:+.0%}"].structure
         assert s.volume == pytest.approx(base.structure.volume * (1 + eps) ** 3, rel=1e-9)
+    # a later round (another potential's geometries of the same names) gets its own labels and groups
+    round2, _ = le.search_items(study, "Li-In", window=0.003, max_atoms=8, tag="2")
+    assert {it.label.split("/")[1] for it in round2} == {"search2"}
+    assert {it.group for it in round2} == {"search2:Li3In_new", "search2:LiIn_twin"}
     with pytest.raises(SystemExit, match="LiIn3_far"):
         le.search_items(study, "Li-In", window=0.003, max_atoms=8, validation={"LiIn3_far"})
 
