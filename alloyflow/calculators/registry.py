@@ -62,10 +62,12 @@ near-hull geometries keeps every phase of its Li-In hull on GPAW's
 (``benchmarks/hull_dft_check.py``); its Li-Sn hull ends at Li17Sn4 as the
 reference's does. Li2Sn5 / LiSn barriers in the study's cells: 336 / 299
 meV against SevenNet-0's 308 / 252 and PBE's 434 / 457. It is still not the
-default: the complete default study has not been run on it (the barriers of
-bcc Li, Li13In3, Li17Sn4 and the dilute cells, and the rank order, were
-what held the 55-label one back); B32 LiIn stays mechanically unstable on
-it; its held-out validation frames of before (Li3In2, Li13Sn5, a LiSn
+default: in its complete default study (2026-12-07) its five barriers are
+closer to PBE than SevenNet-0's but less so than the 55-label potential's
+(mean distance 106 meV against 128 and 96; bcc Li 86, Li13In3 92, Li17Sn4
+88 against PBE 69, 172, 263), their rank order agrees less (Spearman 0.80
+against 0.90), B32 LiIn stays mechanically unstable on
+it (its band collapses to 0 meV, flagged); its held-out validation frames of before (Li3In2, Li13Sn5, a LiSn
 saddle) are worse than the 55-label potential's (10.7 against 5.3
 meV/atom); Li2Sn5 is 5.7 meV/atom off its Li-Sn hull; and its labels are
 GPAW's PBE, which differs from the reference's VASP PBE by 23 meV/atom on
