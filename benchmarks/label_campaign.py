@@ -598,6 +598,32 @@ def adopt_exported(items: list[Item], frames: dict, log_fn=log) -> list[dict]:
     return adopted
 
 
+def store_done_elsewhere(store, out: Path, rows, log_fn=log, what: str = "") -> int:
+    """Store single points computed elsewhere as the campaign's keyed labels; returns how many.
+
+    ``rows``: ``(item label, key, document, cpu seconds, wall seconds, where from)``. Each document is
+    stored under its ``LabelMaker`` key (``stored_label``), so the campaign reuses it as one it computed; a
+    positive CPU time goes into ``cpu_seconds.json`` for the cost model.
+    """
+    from alloyflow.engine import keyed, run_cached
+    from alloyflow.workflows.jobs.labels import stored_label
+
+    cpu_path = out / "cpu_seconds.json"
+    cpu = json.loads(cpu_path.read_text()) if cpu_path.is_file() else {}
+    n = 0
+    for label, key, doc, cpu_s, wall_s, origin in rows:
+        run_cached(keyed(stored_label(doc), key, label=f"label {label}"), store)
+        if cpu_s and cpu_s > 0 and key not in cpu:
+            cpu[key] = {"cpu_seconds": cpu_s, "wall_seconds": wall_s, "natoms": doc["natoms"], "label": label,
+                        "finished": f"before ({origin})"}
+        n += 1
+    if n:
+        cpu_path.write_text(json.dumps(cpu, indent=1))
+        if what:
+            log_fn(f"{what}: {n}")
+    return n
+
+
 def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: str, dft_kwargs: dict,
                        log_fn=log) -> int:
     """Store the exported labels that the store lacks (same label, same geometry to 1e-5 Å), keyed as computed.
@@ -606,13 +632,10 @@ def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: s
     the cost model. A frame whose geometry differs from its item's is left out and named.
     """
     from alloyflow.calculators import calculator_info
-    from alloyflow.engine import deterministic_uuid, keyed, run_cached
-    from alloyflow.workflows.jobs.labels import stored_label
+    from alloyflow.engine import deterministic_uuid
 
     maker = label_maker(dft, dft_kwargs)
-    cpu_path = out / "cpu_seconds.json"
-    cpu = json.loads(cpu_path.read_text()) if cpu_path.is_file() else {}
-    seeded = 0
+    rows = []
     for it in items:
         if it.label not in frames:
             continue
@@ -632,15 +655,9 @@ def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: s
                "forces": atoms.get_forces().tolist(), "stress": atoms.get_stress().tolist(), "natoms": len(atoms),
                "calculator": calculator_info(dft), "settings": dict(dft_kwargs), "input_hash": key,
                "elapsed_seconds": seconds, "seeded_from": {"file": name, "sha256": digest}}
-        run_cached(keyed(stored_label(doc), key, label=f"label {it.label}"), store)
-        if seconds > 0 and key not in cpu:
-            cpu[key] = {"cpu_seconds": seconds, "wall_seconds": -1.0, "natoms": len(atoms), "label": it.label,
-                        "finished": "before (seeded from the exported labels)"}
-        seeded += 1
-    if seeded:
-        cpu_path.write_text(json.dumps(cpu, indent=1))
-        log_fn(f"seeded {seeded} labels from the exported extxyz (computed in earlier runs)")
-    return seeded
+        rows.append((it.label, key, doc, seconds, -1.0, "seeded from the exported labels"))
+    return store_done_elsewhere(store, out, rows, log_fn,
+                                what="labels seeded from the exported extxyz (computed in earlier runs)")
 
 
 # --------------------------------------------------------------------------- split

@@ -44,6 +44,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import label_campaign as lc  # noqa: E402
+import numpy as np  # noqa: E402
 
 SEARCH_STRAINS = (-0.02, 0.02)
 
@@ -88,7 +89,7 @@ def search_items(study: Path, system: str, window: float, max_atoms: int, valida
         items.append(lc.Item(f"{base}/relaxed", group, "relaxed", system, relaxed, dict(meta), split))
         for eps in strains:
             items.append(lc.Item(f"{base}/strain{eps:+.0%}", group, "strain", system,
-                                 lc.strained(relaxed, eps * lc.np.eye(3)), {**meta, "strain": eps}, split))
+                                 lc.strained(relaxed, eps * np.eye(3)), {**meta, "strain": eps}, split))
     record = {"study": str(study), "system": system, "tag": tag, "calculator": hull["calculator"]["label"],
               "selection": {"status": "predicted", "window_eV_per_atom": window, "max_atoms": max_atoms},
               "phases": [p["name"] for p in phases if p["name"] not in missing],
@@ -110,28 +111,27 @@ def extend(items: list, notes: dict, new: list, record: dict) -> tuple[list, dic
 
 def import_labels(store, source, items: list, dft: str, dft_kwargs: dict, out: Path, log_fn=lc.log) -> int:
     """Copy the single points of ``items`` that ``source`` holds (same key) and ``store`` lacks; returns how many."""
-    from alloyflow.engine import deterministic_uuid, keyed, run_cached
-    from alloyflow.workflows.jobs.labels import stored_label
+    from alloyflow.engine import deterministic_uuid
 
     maker = lc.label_maker(dft, dft_kwargs)
-    cpu_path = out / "cpu_seconds.json"
-    cpu = json.loads(cpu_path.read_text()) if cpu_path.is_file() else {}
-    copied = 0
+    rows = []
     for it in items:
         key = maker.key(it.structure)
         uuid = deterministic_uuid(key)
         if store.has(uuid) or not source.has(uuid):
             continue
         doc = {**source.output(uuid), "label": it.label, "copied_from": str(source.out_dir)}
-        run_cached(keyed(stored_label(doc), key, label=f"label {it.label}"), store)
-        if doc.get("cpu_seconds") and key not in cpu:
-            cpu[key] = {"cpu_seconds": doc["cpu_seconds"], "wall_seconds": doc.get("elapsed_seconds", -1.0),
-                        "natoms": doc["natoms"], "label": it.label, "finished": f"before (copied from {source.out_dir})"}
-        copied += 1
-    if copied:
-        cpu_path.write_text(json.dumps(cpu, indent=1))
-        log_fn(f"copied {copied} stored single points from {source.out_dir}")
-    return copied
+        rows.append((it.label, key, doc, doc.get("cpu_seconds"), doc.get("elapsed_seconds", -1.0),
+                     f"copied from {source.out_dir}"))
+    return lc.store_done_elsewhere(store, out, rows, log_fn, what=f"single points copied from {source.out_dir}")
+
+
+def saved_config(path: Path):
+    """The ``CampaignConfig`` a frozen set was built with (kept when the set is frozen again)."""
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return lc.CampaignConfig(**json.load(fh)["config"])
 
 
 def main(argv=None) -> int:
@@ -151,6 +151,10 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     if args.window < 0 or args.max_atoms < 1:
         raise SystemExit("--window must be >= 0 and --max-atoms >= 1")
+    if args.tag and not args.tag.isalnum():
+        raise SystemExit(f"--tag must be letters and digits, got {args.tag!r}")
+    if args.import_store is not None and not (args.import_store / "store").is_dir():
+        raise SystemExit(f"--import-store {args.import_store}: no store there")
     from alloyflow.engine import ResultStore
 
     own = args.out.resolve() == lc.DEFAULT_OUT.resolve()
@@ -159,8 +163,6 @@ def main(argv=None) -> int:
     if source is None or not source.is_file():
         raise SystemExit(f"no frozen structure set in {args.out}: run 'label_campaign.py plan' first")
     items, notes = lc.load_structure_set(source)
-    if args.tag and not args.tag.isalnum():
-        raise SystemExit(f"--tag must be letters and digits, got {args.tag!r}")
     new, record = search_items(args.study, args.system, args.window, args.max_atoms, set(args.validation),
                                tag=args.tag)
     items, notes, added = extend(items, notes, new, record)
@@ -172,17 +174,17 @@ def main(argv=None) -> int:
     if args.dry_run or not added:
         return 0
     dft_kwargs = dict(lc.DFT_SETTINGS)
-    with ResultStore(args.out) as store:
-        store.lock()
-        try:
-            lc.save_structure_set(frozen, items, notes, lc.CampaignConfig())
-            if own:
-                lc.REPO_SET.write_bytes(frozen.read_bytes())
-            if args.import_store is not None:
-                with ResultStore(args.import_store) as src:
-                    import_labels(store, src, added, "gpaw", dft_kwargs, args.out)
-        finally:
-            store.unlock()
+    config = saved_config(source)
+    with ResultStore(args.out) as store:  # the campaign's lock: not while it runs
+        lc.save_structure_set(frozen, items, notes, config)
+        if own:
+            lc.REPO_SET.write_bytes(frozen.read_bytes())
+        if args.import_store is not None:
+            src = ResultStore(args.import_store)  # only read: no lock
+            try:
+                import_labels(store, src, added, "gpaw", dft_kwargs, args.out)
+            finally:
+                src.close_readers()
     lc.log(f"frozen: {frozen}" + (f" and {lc.REPO_SET}" if own else "") + "; 'label_campaign.py run' labels them")
     return 0
 
