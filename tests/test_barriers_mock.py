@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from alloyflow.analysis.migration import BarrierResult, format_barrier_table
+from alloyflow.analysis.migration import BarrierResult, band_shape, format_barrier_table
 from alloyflow.io.barriers import write_barrier_outputs
 from alloyflow.structures.migration import distinct_hops, vacancy_hop_endpoints
 from alloyflow.workflows.flows.barriers import hop_from_neb, run_barriers
@@ -23,7 +23,7 @@ def _bcc():
 
 
 def _fake_doc(initial, final, energies, converged=True):
-    images = [initial, initial.interpolate(final, 2)[1], final]
+    images = initial.interpolate(final, len(energies) - 1)
     e0 = energies[0]
     top = max(energies)
     return SimpleNamespace(
@@ -60,6 +60,59 @@ def test_same_minimum_and_unconverged_bands_are_flagged():
     loose = hop_from_neb(hop, _fake_doc(initial, final, [-10.0, -9.9, -10.0], converged=False), CN, CN, info)
     assert not loose.converged and loose.cost is None and loose.forward_barrier == pytest.approx(0.1)
     assert any("not converged" in w for w in loose.warnings)
+
+
+# Stored profiles (meV from the initial endpoint): B32 LiIn on the 97-label potential, the LiSn interstitial on
+# the same potential, Li13In3 hop 1 on the 55-label potential (the complete studies of sessions 30 and 31).
+B32_LIIN = [0.0, -12.2, -10.2, -6.5, -10.3, -12.2, 0.05]
+LISN_INTERSTITIAL = [0.0, -73.0, -12.0, -49.0, -71.0, -30.0, -92.0]
+LI13IN3_HOP1 = [0.0, -8.0, 21.0, 40.0, 37.0, 20.0, 10.0]
+
+
+def _ev(mev, shift=-100.0):
+    return [shift + e / 1000 for e in mev]
+
+
+def test_band_without_saddle_gives_no_barrier_and_no_cost():
+    hop, initial, final, info = _hop_and_endpoints()
+    h = hop_from_neb(hop, _fake_doc(initial, final, _ev(B32_LIIN)), CN, CN, info)
+    assert h.no_saddle and "below both endpoints (up to 12 meV below the lower one)" in h.no_saddle
+    assert h.forward_barrier is None and h.reverse_barrier is None and h.cost is None and not h.converged
+    assert any("no saddle" in w for w in h.warnings) and h.status == "no saddle"
+    assert h.energies[3] == pytest.approx(-0.0065)  # the profile is kept
+    table = format_barrier_table([BarrierResult(phase="LiIn", calculator={"name": "mock"}, hops=[h],
+                                                supercell={"natoms": 7, "min_image_distance": 6.0,
+                                                           "matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})])
+    row = next(line for line in table.splitlines() if line.startswith("LiIn "))
+    assert row.endswith("no saddle") and row.count("–") == 2  # no forward or reverse barrier, not 0 meV
+    # just inside the tolerance (the endpoints 4 meV above the highest image): no "no saddle", but no ~0 meV either
+    shallow = band_shape(_ev([0.0, -12.0, -10.0, -4.0, -10.0, -12.0, 0.05]))
+    assert shallow.no_saddle is None and 1000 * shallow.forward == pytest.approx(12.05)
+    assert "12 meV below the initial endpoint and 12 meV below the final endpoint" in shallow.below_endpoint
+    downhill = band_shape(_ev(LISN_INTERSTITIAL))
+    assert downhill.forward is None and "initial endpoint, 12 meV above" in downhill.no_saddle
+
+
+def test_band_dipping_below_an_endpoint_is_measured_from_the_dip():
+    hop, initial, final, info = _hop_and_endpoints()
+    h = hop_from_neb(hop, _fake_doc(initial, final, _ev(LI13IN3_HOP1)), CN, CN, info)
+    assert h.converged and h.no_saddle is None
+    assert h.forward_barrier == pytest.approx(0.048) and h.reverse_barrier == pytest.approx(0.030)
+    assert h.cost == pytest.approx(0.048)
+    assert "8 meV below the initial endpoint" in h.below_endpoint
+    assert any("lowest image" in w for w in h.warnings)
+
+
+@pytest.mark.parametrize("mev, forward, reverse", [
+    ([0, 40, 100, 40, 0], 100, 100),  # a symmetric hop
+    ([0, -3, 60, 20, -30], 60, 90),  # a dip within the 5 meV tolerance changes nothing
+    ([0, 20, 80, 83, 80], 83, 3),  # a shallow final minimum still has a saddle
+    ([0, -2, -3, -1, 2], 2, 0),  # flat within the tolerance: the plain reading
+])
+def test_band_shape_keeps_the_plain_barriers_of_ordinary_bands(mev, forward, reverse):
+    shape = band_shape(_ev(mev, 0.0))
+    assert shape.no_saddle is None and shape.below_endpoint is None
+    assert 1000 * shape.forward == pytest.approx(forward) and 1000 * shape.reverse == pytest.approx(reverse)
 
 
 def _shift_towards(structure, k, target_cart, fraction):
@@ -110,7 +163,9 @@ def test_refused_endpoints_are_flagged_not_dropped(tmp_path):
     assert all(not h.converged and h.forward_barrier is None for h in result.hops)
     assert result.percolation == {"1d": None, "2d": None, "3d": None}
     assert any("same minimum" in w for w in result.warnings)
-    assert any("do not percolate" in w for w in result.warnings)
+    # no "raise max_length" advice: more hops would not mend the two that gave no barrier
+    assert any(w.startswith("no percolation threshold: hop(s) 0, 1 gave no trusted barrier") for w in result.warnings)
+    assert not any("raise max_length" in w for w in result.warnings)
 
 
 def test_run_barriers_bcc_li_mock_end_to_end(tmp_path):

@@ -66,7 +66,20 @@ class HopBarrier(BaseModel):
     screened_estimate: float | None = Field(
         None, description="eV: max(forward, reverse) of the hop's screen (single points on the unrelaxed IDPP path)")
     screened_only: bool = Field(False, description="not converged: the screen shows it cannot set a threshold")
+    no_saddle: str | None = Field(
+        None, description="why the band defines no barrier (``band_shape``); its barriers are then None")
+    below_endpoint: str | None = Field(
+        None, description="why a barrier is measured from an image below an endpoint (``band_shape``)")
     warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """The hop's state in one word or two: yes (converged), NO, no saddle, or screened only."""
+        if self.screened_only:
+            return "screened only"
+        if self.no_saddle:
+            return "no saddle"
+        return "yes" if self.converged else "NO"
 
 
 class MetastabilityCorrection(BaseModel):
@@ -167,6 +180,79 @@ def assign_percolation(result: BarrierResult, network) -> BarrierResult:
     return result
 
 
+SADDLE_TOL = 0.005
+"""eV: a band must rise or dip by more than this to count (the endpoint tolerance the study states)."""
+
+
+class BandShape(BaseModel):
+    """The barriers a band's energy profile defines (``band_shape``), in eV, and why they differ from the plain ones."""
+
+    forward: float | None = None
+    reverse: float | None = None
+    no_saddle: str | None = Field(None, description="why the profile defines no barrier (then both are None)")
+    below_endpoint: str | None = Field(
+        None, description="why a barrier is measured from an image below its endpoint rather than from the endpoint")
+
+
+def band_shape(energies, tol: float = SADDLE_TOL) -> BandShape:
+    """The forward and reverse barriers of a band's energy profile, or why it has none.
+
+    A barrier is the rise from a minimum to the saddle between two minima.
+    The plain reading, highest energy minus each endpoint, holds when no
+    endpoint lies more than ``tol`` above every image and no image lies more
+    than ``tol`` below the endpoint on its side of the highest image.
+    Otherwise:
+
+    - the highest point is an endpoint, more than ``tol`` above every image:
+      the band runs downhill out of that endpoint, which is no minimum, and
+      no barrier is defined (``no_saddle``). Seen: B32 LiIn on the 97-label
+      potential (every image 6-12 meV below both relaxed vacancy endpoints),
+      the interstitial in LiSn (the band falls 92 meV out of its initial site);
+    - an image between an endpoint and the saddle lies more than ``tol``
+      below that endpoint: the endpoint's relaxation stopped on a soft mode.
+      The barrier on that side is measured from the lowest such image
+      (``below_endpoint``), a lower bound on the rise from the true minimum,
+      which the endpoint-based number underestimates further. Seen:
+      Li13In3 hop 1 on the 55-label potential, 40 meV from the endpoint,
+      48 from the image 8 meV below it.
+
+    Reporting a band of the first kind as a barrier of about 0 meV would rank
+    the hop as the fastest of all.
+
+    Parameters
+    ----------
+    energies : sequence of float
+        Image energies (eV) from the initial to the final endpoint, both included.
+    tol : float
+        Energy (eV) below which a dip or an excess counts as noise.
+    """
+    e = np.asarray(energies, dtype=float)
+    if e.size < 3:
+        return BandShape(forward=float(e.max() - e[0]), reverse=float(e.max() - e[-1])) if e.size else BandShape()
+    top = int(np.argmax(e[1:-1])) + 1
+    excess = float(max(e[0], e[-1]) - e[top])
+    if excess > tol:
+        dip = float(min(e[0], e[-1]) - e[1:-1].min())
+        if dip > tol:
+            return BandShape(no_saddle=(
+                f"every image lies below both endpoints (up to {1000 * dip:.0f} meV below the lower one): the band "
+                "runs downhill out of each, so neither is a minimum of this path and the band gives no barrier"))
+        which = "initial" if e[0] >= e[-1] else "final"
+        return BandShape(no_saddle=(
+            f"its highest point is the {which} endpoint, {1000 * excess:.0f} meV above every image: the band runs "
+            "downhill out of it, so that endpoint is no minimum of this path and the band gives no barrier"))
+    dips = [float(e[0] - e[:top].min()), float(e[-1] - e[top:].min())]
+    if max(dips) <= tol:
+        return BandShape(forward=float(e.max() - e[0]), reverse=float(e.max() - e[-1]))
+    low = [e[0] - dips[0] if dips[0] > tol else e[0], e[-1] - dips[1] if dips[1] > tol else e[-1]]
+    sides = " and ".join(f"{1000 * d:.0f} meV below the {k} endpoint" for k, d in zip(("initial", "final"), dips)
+                         if d > tol)
+    return BandShape(  # from the highest point (an endpoint within tol of the highest image, possibly)
+        forward=float(e.max() - low[0]), reverse=float(e.max() - low[1]),
+        below_endpoint=(f"an image lies {sides}, between it and the saddle: that endpoint's relaxation stopped on a "
+                        "soft mode, so the barrier is measured from the lowest image (a lower bound)"))
+
+
 # --------------------------------------------------------------------------- correction
 
 
@@ -226,7 +312,7 @@ def plot_profile(hop: HopBarrier, calculator: dict | None = None, phase: str = "
     if calc.get("kind") == "mlip" and "ML potential" not in label:
         label += " (ML potential)"
     fwd = f"{1000 * hop.forward_barrier:.0f} meV" if hop.forward_barrier is not None else "n/a"
-    flag = "" if hop.converged else " NOT CONVERGED"
+    flag = "" if hop.converged else " NO SADDLE" if hop.no_saddle else " NOT CONVERGED"
     ax.set_title(f"{phase} hop {hop.id} ({hop.length:.2f} Å): {fwd}{flag}\n{label}", fontsize=9)
     return fig
 
@@ -273,8 +359,7 @@ def format_barrier_table(results: list[BarrierResult]) -> str:
         for h in r.hops:
             rows.append([r.phase, str(h.id), f"{h.length:.2f}", _cn_text(h.cn_initial), _cn_text(h.cn_final),
                          _mev(h.forward_barrier), _mev(h.reverse_barrier), str(h.percolation_dim),
-                         f"screened ~{_mev(h.screened_estimate)}" if h.screened_only
-                         else "yes" if h.converged else "NO"])
+                         f"screened ~{_mev(h.screened_estimate)}" if h.screened_only else h.status])
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     lines = ["Li hop barriers (meV; fwd = Li from initial to final site)", line(head), line(["-" * w for w in widths])]

@@ -120,9 +120,12 @@ SCREEN_NOTE = ("Screened only: every hop was first screened by single points on 
 
 
 def _converged_cell(hop) -> str:
-    """yes, NO, or "screened only (~N meV estimate)" for a hop the screening rule left without a band."""
+    """yes, NO, "no saddle" (``band_shape``), or "screened only (~N meV estimate)" for a hop the
+    screening rule left without a band."""
     if _hop_get(hop, "screened_only"):
         return f"screened only (estimate {_fmt(_hop_get(hop, 'screened_estimate'), 1000, 0)})"
+    if _hop_get(hop, "no_saddle"):
+        return "no saddle (no barrier)"
     return "yes" if _hop_get(hop, "converged") else "NO"
 
 

@@ -67,7 +67,7 @@ closer to PBE than SevenNet-0's but less so than the 55-label potential's
 (mean distance 106 meV against 128 and 96; bcc Li 86, Li13In3 92, Li17Sn4
 88 against PBE 69, 172, 263), their rank order agrees less (Spearman 0.80
 against 0.90), B32 LiIn stays mechanically unstable on
-it (its band collapses to 0 meV, flagged); its held-out validation frames of before (Li3In2, Li13Sn5, a LiSn
+it (its band has no saddle, so no barrier is reported); its held-out validation frames of before (Li3In2, Li13Sn5, a LiSn
 saddle) are worse than the 55-label potential's (10.7 against 5.3
 meV/atom); Li2Sn5 is 5.7 meV/atom off its Li-Sn hull; and its labels are
 GPAW's PBE, which differs from the reference's VASP PBE by 23 meV/atom on

@@ -5,7 +5,10 @@
 without its flag: a band that did not converge, or endpoints that relaxed to
 the same minimum (or into a different hop), give a hop with
 ``converged=False`` and a warning, and such hops are left out of the
-percolation analysis. Hops the screening rule left without a band are
+percolation analysis. A band without a saddle (running downhill out of an
+endpoint: ``band_shape``) gives no barrier at all, only its energy
+profile, so it can never pass for the fastest hop; a band that dips below
+an endpoint before its saddle is measured from the dip, with a warning. Hops the screening rule left without a band are
 listed as screened-only, with their estimate, never as barriers.
 """
 
@@ -23,6 +26,7 @@ from alloyflow.analysis.migration import (
     ScreeningInfo,
     SupercellInfo,
     assign_percolation,
+    band_shape,
     reaction_coordinate,
 )
 from alloyflow.analysis.percolation import hop_cost
@@ -101,15 +105,23 @@ def hop_from_neb(hop, doc: NebDocument, cn_initial, cn_final, info, initial=None
     if problem:
         converged = False
         warnings.append(f"hop {hop.id}: {problem}")
+    shape = band_shape(doc.energies, ENDPOINT_TOL)
+    if shape.no_saddle:
+        converged = False
+        warnings.append(f"hop {hop.id}: no saddle: {shape.no_saddle}")
+    elif shape.below_endpoint:
+        warnings.append(f"hop {hop.id}: {shape.below_endpoint}")
+    forward, reverse = shape.forward, shape.reverse
     return HopBarrier(
-        id=hop.id, length=hop.length, multiplicity=hop.multiplicity,
-        forward_barrier=doc.forward_barrier, reverse_barrier=doc.reverse_barrier,
+        id=hop.id, length=hop.length, multiplicity=hop.multiplicity, no_saddle=shape.no_saddle,
+        below_endpoint=shape.below_endpoint,
+        forward_barrier=forward, reverse_barrier=reverse,
         endpoint_asymmetry=doc.endpoint_asymmetry,
         cn_initial=CoordinationSummary(**cn_initial), cn_final=CoordinationSummary(**cn_final),
         converged=converged, n_images=doc.n_images, force_calls=doc.force_calls, n_steps=doc.n_steps,
         max_force=doc.max_force, energies=energies, reaction_coordinate=reaction_coordinate(doc.images),
         # unconverged bands stay in the table, flagged, but never set a percolation threshold
-        cost=hop_cost(doc.forward_barrier, doc.reverse_barrier) if converged else None,
+        cost=hop_cost(forward, reverse) if converged else None,
         moving_index=info.get("moving_index"), relaxed_hop_distance=getattr(doc, "hop_distance", None),
         max_endpoint_relaxation=relaxation, neb_key=doc.input_hash, warnings=warnings,
         endpoint_energies=list(getattr(doc, "endpoint_energies", None) or []), endpoint_spread=spread,
@@ -231,7 +243,13 @@ def collect_barriers(relaxed_doc: dict, neb_outputs: list, failures: dict, phase
                                   "metastable host and may be artificially low")
     assign_percolation(result, plan.network)
     reached = [d for d in ("1d", "2d", "3d") if result.percolation[d] is not None]
-    if not reached:
+    flagged = [h.id for h in hops if h.cost is None and not h.screened_only]
+    if not reached and flagged:
+        ids = ", ".join(map(str, flagged))
+        result.warnings.append(
+            f"no percolation threshold: hop(s) {ids} gave no trusted barrier (warnings above)"
+            + (", and the others do not percolate without them" if len(flagged) < len(hops) else ""))
+    elif not reached:
         result.warnings.append("the computed hops do not percolate; raise max_length or max_hops")
     elif len(reached) < 3:
         result.warnings.append(f"the computed hops percolate in {len(reached)}D only "

@@ -45,11 +45,13 @@ from alloyflow.workflows.jobs.neb_endpoints import shared_endpoints
 from alloyflow.workflows.jobs.relax import RelaxationDocument
 from alloyflow.workflows.jobs.screen import ScreenDocument
 
-FLOW_VERSION = 3
+FLOW_VERSION = 4
 """Bump when the planning or collecting logic changes what a stored barrier result means.
 
 2: the hop cutoff is raised until the hops percolate in 3D; left-out hops are recorded.
 3: the host's mechanical stability (Born criteria) is checked and recorded.
+4: a band without a saddle gives no barrier, not ~0 meV; one that dips below an endpoint is measured
+   from the dip (``alloyflow.analysis.migration.band_shape``).
 """
 
 HOST_CHECK_MAX_ATOMS = 40

@@ -38,6 +38,7 @@ from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.store import as_dict
 from alloyflow.io.search import predicted_cif
 from alloyflow.structures.library import PhaseRecord, StructureLibrary
+from alloyflow.workflows.flows.barriers import FLOW_VERSION as BARRIER_FLOW_VERSION
 from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings
 from alloyflow.workflows.flows.hull import HullFlowMaker, candidate_phases
 from alloyflow.workflows.flows.search import SearchFlowMaker, SearchSettings, search_calculator
@@ -46,7 +47,13 @@ from alloyflow.workflows.schemas.search import SearchResult
 from alloyflow.workflows.schemas.study import BarrierChoice, HullDocument, StudyDocument
 
 STUDY_VERSION = 1
-"""Bump when the choice or the collection changes what a stored study document means."""
+"""Bump when the choice or the collection changes what a stored study document means.
+
+The keys of the study's dynamic stages also hold the barrier flow's
+``FLOW_VERSION``: a stored stage is reused whole, its replacement unbuilt,
+so a change in how barriers are collected must change the stage's key too
+(the bands and relaxations under it keep their own keys and are reused).
+"""
 
 INTERSTITIAL_PHASES = ("Li2Sn5", "LiSn")
 """Li-poor phases for which the reference study discusses interstitial rather than vacancy migration."""
@@ -280,8 +287,8 @@ class StudyFlowMaker(Maker):
                                        settings=SearchSettings(max_sites=s.search_max_sites))
         relax_jobs: dict = {}
         searches = [search_maker.make(system, library, relax_jobs) for system in s.systems]
-        key = input_hash("study hulls", STUDY_VERSION, [f.output.uuid for f in searches], asdict(s),
-                         calculator_info(self.makers.calculator), self.makers.relax.settings(),
+        key = input_hash("study hulls", STUDY_VERSION, BARRIER_FLOW_VERSION, [f.output.uuid for f in searches],
+                         asdict(s), calculator_info(self.makers.calculator), self.makers.relax.settings(),
                          {sy: [r.as_dict() for r in rs] for sy, rs in records.items()})
         hulls = study_hulls([f.output for f in searches], {sy: [r.as_dict() for r in rs] for sy, rs in records.items()},
                             asdict(s), self.makers.relax, self.makers.neb, self.makers.calculator, self.makers.elastic,
@@ -322,7 +329,7 @@ def hulls_and_choice(makers: Makers, s: StudySettings, records: dict[str, list[P
         for p in phases:
             by_name.setdefault(p.name, p)
     settings = asdict(s)
-    key = input_hash("study choose", STUDY_VERSION, [f.output.uuid for f in hull_flows], settings,
+    key = input_hash("study choose", STUDY_VERSION, BARRIER_FLOW_VERSION, [f.output.uuid for f in hull_flows], settings,
                      calculator_info(makers.calculator), makers.neb.key_settings()
                      if hasattr(makers.neb, "key_settings") else makers.neb.settings(),
                      {n: r.as_dict() for n, r in sorted(by_name.items())})

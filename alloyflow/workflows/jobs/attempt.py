@@ -328,6 +328,10 @@ def attempt_jobs(
         flags = []
         if not band.converged:
             flags.append(f"the band was not converged (max force {band.max_force:.3f} eV/Å): the climbing image is no exact saddle")
+        if hop.no_saddle:
+            flags.append(f"the band has no saddle ({hop.no_saddle}): its highest image is no transition state")
+        if hop.below_endpoint:
+            flags.append(f"the band dips below an endpoint ({hop.below_endpoint}): the initial endpoint is no exact minimum")
         if hop.moving_index is not None and moving != hop.moving_index:
             flags.append(f"the atom moving most in the band ({moving}) is not the hop's moving_index ({hop.moving_index})")
         plan.notes[hop_id] = {"neb_key": hop.neb_key, "flags": flags}
