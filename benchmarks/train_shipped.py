@@ -48,8 +48,14 @@ def main(argv=None) -> int:
                     help="decay the learning rate from --lr to this on a cosine over the epochs (default: fixed)")
     ap.add_argument("--band-energy-weight", type=float, default=1.0,
                     help="weight of the band images' energies in the loss, the other frames' being 1 (default: 1)")
+    ap.add_argument("--element-energy-weight", type=float, default=1.0,
+                    help="weight of the one-element cells' energies in the loss (the formation energies' "
+                         "references), the other frames' being 1 (default: 1)")
     ap.add_argument("--average-from", type=int, default=None,
                     help="also try the mean of the trained tensors from this epoch to the last (default: off)")
+    ap.add_argument("--trainable", nargs="+", default=None, metavar="PREFIX",
+                    help="name prefixes of the SevenNet-0 tensors to train (default: alloyflow.ml.shipped.TRAINABLE, "
+                         "the last interaction block '4_' and the readout); add '3_' for the block before it")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -60,9 +66,12 @@ def main(argv=None) -> int:
     import torch
     from ase.io import read
 
-    from alloyflow.ml.shipped import band_labels, file_sha256, train_shipped
+    from alloyflow.ml.shipped import TRAINABLE, band_labels, file_sha256, train_shipped
 
     torch.set_num_threads(args.threads)
+    trainable = tuple(args.trainable or TRAINABLE)
+    if any(not p or not p.replace("_", "").isalnum() for p in trainable):
+        ap.error(f"--trainable takes tensor-name prefixes such as 3_ or reduce_input_to_hidden, not {trainable}")
     files = {split: args.labels / f"li_in_sn_gpaw_{split}.extxyz" for split in ("train", "validation")}
     frames = {split: read(path, index=":") for split, path in files.items()}
     manifest = json.loads((args.labels / "manifest.json").read_text())
@@ -76,7 +85,8 @@ def main(argv=None) -> int:
     aliases, planned = band_labels(manifest)
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
                          lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size,
-                         band_energy_weight=args.band_energy_weight, average_from=args.average_from,
+                         band_energy_weight=args.band_energy_weight,
+                         element_energy_weight=args.element_energy_weight, average_from=args.average_from, trainable=trainable,
                          references=REFERENCES, labels_meta=labels_meta, aliases=aliases, planned=planned)
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
     chosen = meta["training"]["chosen"]

@@ -99,6 +99,8 @@ def test_training_runs_for_real_and_keeps_what_it_measured(tmp_path):
         train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, lr=1e-4, lr_final=1e-3)
     with pytest.raises(ValueError, match="average_from"):
         train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, average_from=3)
+    with pytest.raises(ValueError, match=r"\['3x_'\] name no tensor"):  # a typo would train nothing it names
+        train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, trainable=("4_", "3x_"))
     meta = train_shipped(frames, validation, tmp_path, "t", "test", epochs=2, lr=1e-3, lr_final=1e-4, eval_every=1,
                          average_from=1, log=lambda line: None)
     assert meta["training"]["lr_final"] == 1e-4 and meta["n_fit"] + meta["n_stop"] == 5
@@ -109,24 +111,33 @@ def test_training_runs_for_real_and_keeps_what_it_measured(tmp_path):
 
 
 def test_band_images_energies_can_be_weighted_in_the_loss(tmp_path):
-    """``band_energy_weight``: the band images' graphs carry the weight, the others 1; training runs with it."""
+    """``band_energy_weight`` and ``element_energy_weight``: the band images' and one-element cells' graphs carry
+    their weights, the others 1; training runs with them."""
     from sevenn.train.graph_dataset import SevenNetGraphDataset
 
     from alloyflow.ml.shipped import BAND_KINDS, _fit_dataset, train_shipped
 
     frames = read(LABELS / "li_in_sn_gpaw_train.extxyz", index=":")
     band = [a for a in frames if a.info.get("kind") in BAND_KINDS]
-    small = sorted((a for a in frames if a.info.get("kind") not in BAND_KINDS), key=len)[:3]
+    plain = sorted((a for a in frames if a.info.get("kind") not in BAND_KINDS), key=len)
+    one_element = [a for a in plain if len(set(a.get_chemical_symbols())) == 1]
+    small = [one_element[0], *[a for a in plain if a not in one_element][:2]]  # one element, two compounds
     band = sorted(band, key=len)[:1]
     assert band, "the exported labels hold no band image"
-    data = _fit_dataset(SevenNetGraphDataset, [*small, *band], {}, 5.0, tmp_path / "g", 7.5)
+    data = _fit_dataset(SevenNetGraphDataset, [*small, *band], {}, 5.0, tmp_path / "g", (7.5, 1.0))
     weights = sorted(float(g["data_weight"]["energy"]) for g in data)
     assert weights == [1.0, 1.0, 1.0, 7.5]
+    data = _fit_dataset(SevenNetGraphDataset, [*small, *band], {}, 5.0, tmp_path / "h", (7.5, 3.0))
+    by_frame = [float(g["data_weight"]["energy"]) for g in data]
+    assert by_frame == [3.0, 1.0, 1.0, 7.5]
     assert all(float(g["data_weight"]["force"]) == 1.0 for g in data)
     for bad in (0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="band_energy_weight"):
             train_shipped(small, [], tmp_path / "p", "t", "test", epochs=1, band_energy_weight=bad)
+        with pytest.raises(ValueError, match="element_energy_weight"):
+            train_shipped(small, [], tmp_path / "p", "t", "test", epochs=1, element_energy_weight=bad)
     meta = train_shipped([*small, *band], [], tmp_path / "p", "t", "test", epochs=1, eval_every=1,
-                         band_energy_weight=7.5, log=lambda line: None)
-    assert meta["training"]["band_energy_weight"] == 7.5 and "weighted 7.5" in meta["training"]["loss"]
+                         band_energy_weight=7.5, element_energy_weight=2.0, log=lambda line: None)
+    assert meta["training"]["band_energy_weight"] == 7.5 and "band images' energy weighted 7.5" in meta["training"]["loss"]
+    assert meta["training"]["element_energy_weight"] == 2.0 and "cells' energy weighted 2" in meta["training"]["loss"]
     assert (tmp_path / "p" / "weights.pth").stat().st_size > 0

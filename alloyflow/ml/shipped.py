@@ -195,9 +195,17 @@ BAND_KINDS = ("neb_endpoint", "neb_saddle", "neb_image")
 """``info["kind"]`` of the campaign's band images: the frames ``band_energy_weight`` weighs."""
 
 
-def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, band_energy_weight: float | None):
-    """The fitted frames as sevenn graphs, in order; with ``band_energy_weight``, a list of graphs carrying their
-    loss weights (sevenn's ``data_weight``: the band images' energy ``band_energy_weight``, all else 1)."""
+def energy_weight(atoms, band: float = 1.0, element: float = 1.0) -> float:
+    """The loss weight of a frame's energy: ``band`` for a band image (``BAND_KINDS``), ``element`` for a cell of
+    one element (the formation energies' references and their strains, rattles, vacancies), else 1."""
+    if atoms.info.get("kind") in BAND_KINDS:
+        return band
+    return element if len(set(atoms.get_chemical_symbols())) == 1 else 1.0
+
+
+def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, weights: tuple[float, float] | None):
+    """The fitted frames as sevenn graphs, in order; with ``weights`` (band, element), a list of graphs carrying
+    their loss weights (sevenn's ``data_weight``: the energy's ``energy_weight``, forces and stress 1)."""
     from ase.io import write
 
     Path(work).mkdir(parents=True, exist_ok=True)
@@ -205,7 +213,7 @@ def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, band_en
     write(path, shift_frames(frames, shifts), format="extxyz")
     dataset = dataset_cls(cutoff=cutoff, root=str(work), files=[str(path)], processed_name="fit.pt", log=False,
                           force_reload=True)
-    if band_energy_weight is None:
+    if weights is None:
         return dataset
     graphs = [dataset[i] for i in range(len(dataset))]
     for graph, atoms in zip(graphs, frames, strict=True):
@@ -213,8 +221,7 @@ def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, band_en
         same = abs(float(graph["total_energy"]) - energy) <= 1e-6 * max(1.0, abs(energy))
         if int(graph["num_atoms"]) != len(atoms) or not same:
             raise RuntimeError("sevenn's dataset reordered the frames")  # the weights would land on other frames
-        band = atoms.info.get("kind") in BAND_KINDS
-        graph["data_weight"] = {"energy": band_energy_weight if band else 1.0, "force": 1.0, "stress": 1.0}
+        graph["data_weight"] = {"energy": energy_weight(atoms, *weights), "force": 1.0, "stress": 1.0}
     return graphs
 
 
@@ -232,7 +239,8 @@ def _calculator(model, config, tensors: dict | None = None):
 
 def train_shipped(train, validation, dest, name: str, description: str, epochs: int = 60, lr: float = 1e-3,
                   lr_final: float | None = None, batch_size: int = 4, eval_every: int = 2, seed: int = 0,
-                  band_energy_weight: float = 1.0, average_from: int | None = None, trainable=TRAINABLE,
+                  band_energy_weight: float = 1.0, element_energy_weight: float = 1.0,
+                  average_from: int | None = None, trainable=TRAINABLE,
                   references: dict[str, str] | None = None, labels_meta: dict | None = None,
                   aliases: dict[str, str] | None = None, planned=(), log=print) -> dict:
     """Fine-tune SevenNet-0's ``trainable`` tensors on ``train``; write ``weights.pth`` and ``metadata.json`` in ``dest``.
@@ -255,6 +263,10 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         barrier is a difference of two total energies of one cell, so a per-atom error of a 27-atom image
         counts 27 times in it; weighting those frames' energies more asks the fit to hold the energies along a
         band. 1 gives 7net-0's loss unchanged.
+    element_energy_weight : float
+        Weight of the energy term of the one-element cells. A formation energy subtracts the elements' energies
+        per atom, so an error there shifts every compound's (trained on SevenNet-0's block 3 too, bcc Li moved
+        16 meV/atom and the Li-rich compounds' formation energies with it). 1 gives 7net-0's loss unchanged.
     average_from : int, optional
         Also keep the mean of the trained tensors over the epochs from this one to the last (a stochastic
         weight average): it is a candidate like each evaluated epoch, chosen if its stop score is lower.
@@ -291,8 +303,9 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         raise ValueError(f"epochs must be >= 1, lr > 0 and 0 < lr_final <= lr, got {epochs}, {lr} and {lr_final}")
     if average_from is not None and not 1 <= average_from <= epochs:
         raise ValueError(f"average_from must be an epoch, 1 to {epochs}, got {average_from}")
-    if not 0 < band_energy_weight < float("inf"):
-        raise ValueError(f"band_energy_weight must be a finite number > 0, got {band_energy_weight}")
+    for what, w in (("band_energy_weight", band_energy_weight), ("element_energy_weight", element_energy_weight)):
+        if not 0 < w < float("inf"):
+            raise ValueError(f"{what} must be a finite number > 0, got {w}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -300,12 +313,15 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     stop = stop_indices(train)
     parts = {"fit": [i for i in range(len(train)) if i not in stop], "stop": sorted(stop),
              "validation": list(range(len(train), len(frames)))}
-    base_calc = SevenNetCalculator(model=BASE_MODEL, device="cpu")
-    base_pred = [predict(base_calc, a) for a in frames]  # once: shifts, SevenNet-0's errors and formation energies
-    shifts = fit_shifts(train, [p[0] for p in base_pred[:len(train)]])
     args, _, _ = Trainer.args_from_checkpoint(BASE_MODEL)
     model = args["model"]
     trained = [k for k, p in model.named_parameters() if k.startswith(tuple(trainable))]
+    unmatched = [t for t in trainable if not any(k.startswith(t) for k in trained)]
+    if unmatched:
+        raise ValueError(f"trainable prefix(es) {unmatched} name no tensor of SevenNet-0")
+    base_calc = SevenNetCalculator(model=BASE_MODEL, device="cpu")
+    base_pred = [predict(base_calc, a) for a in frames]  # once: shifts, SevenNet-0's errors and formation energies
+    shifts = fit_shifts(train, [p[0] for p in base_pred[:len(train)]])
     for k, p in model.named_parameters():
         p.requires_grad = k in trained
     config = load_checkpoint(BASE_MODEL).config
@@ -314,7 +330,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     if lr_final is not None:  # stepped once per epoch: lr on the first epoch, lr_final on the last
         args["scheduler_cls"] = torch.optim.lr_scheduler.CosineAnnealingLR
         args["scheduler_args"] = {"T_max": max(1, epochs - 1), "eta_min": lr_final}
-    weighted = band_energy_weight != 1.0
+    weighted = (band_energy_weight, element_energy_weight) != (1.0, 1.0)
     if weighted:  # 7net-0's loss with per-frame weights (a weighted mean of the squared errors)
         from sevenn.train.loss import get_loss_functions_from_config
 
@@ -342,7 +358,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
 
     with tempfile.TemporaryDirectory(prefix="alloyflow-train-") as work:
         dataset = _fit_dataset(SevenNetGraphDataset, [frames[i] for i in parts["fit"]], shifts, config["cutoff"],
-                               work, band_energy_weight if weighted else None)
+                               work, (band_energy_weight, element_energy_weight) if weighted else None)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
         for epoch in range(1, epochs + 1):
@@ -387,8 +403,12 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
                      "chosen": best_epoch if isinstance(best_epoch, int) else f"epochs {average_from}-{epochs} averaged",
                      "average_from": average_from, "lr": lr, "batch_size": batch_size, "seed": seed,
                      "lr_final": lr_final, "band_energy_weight": band_energy_weight,
+                     "element_energy_weight": element_energy_weight,
                      "loss": "7net-0's (energy/atom, force, stress)"
-                             + (f"; band images' energy weighted {band_energy_weight:g}" if weighted else ""),
+                             + (f"; band images' energy weighted {band_energy_weight:g}"
+                                if band_energy_weight != 1.0 else "")
+                             + (f"; one-element cells' energy weighted {element_energy_weight:g}"
+                                if element_energy_weight != 1.0 else ""),
                      "optimizer": f"Adam (7net-0's settings, {'fixed' if lr_final is None else 'cosine'} lr)",
                      "seconds": round(train_seconds, 1), "threads": torch.get_num_threads()},
         "errors": measured, "curve": curve,
