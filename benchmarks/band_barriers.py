@@ -6,7 +6,7 @@
 Reads the exported labels, keeps the band images (``<system>/<phase>/hop<id>/image<k>``), evaluates
 every model on them and prints, per band, the forward barrier ``max_k E(k) - E(0)`` over the labelled
 images from the GPAW labels (DFT on SevenNet-0's band: DFT//ML) and from each model
-(``alloyflow.ml.shipped.band_barriers``). No DFT is run. The campaign's bands are SevenNet-0 CI-NEBs in
+(``alloyflow.ml.frames.band_barriers``). No DFT is run. The campaign's bands are SevenNet-0 CI-NEBs in
 11-27-atom cells (vacancy images 6 Å apart), not the study's 10 Å cells: compare models with each
 other here, and with the study's barriers only as a check of the trend.
 """
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     from ase.io import read
 
     from alloyflow.calculators import get_calculator
-    from alloyflow.ml.shipped import BAND_IMAGE, band_barriers, band_labels, predict
+    from alloyflow.ml.frames import BAND_IMAGE, band_barriers, band_labels, predict
 
     frames = [a for split in ("train", "validation")
               for a in read(args.labels / f"li_in_sn_gpaw_{split}.extxyz", index=":")]

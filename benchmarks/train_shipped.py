@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     import torch
     from ase.io import read
 
-    from alloyflow.ml.shipped import TRAINABLE, band_labels, file_sha256, train_shipped
+    from alloyflow.ml.frames import band_labels
+    from alloyflow.ml.shipped import TRAINABLE, file_sha256, train_shipped
 
     torch.set_num_threads(args.threads)
     trainable = tuple(args.trainable or TRAINABLE)

@@ -189,7 +189,7 @@ def test_band_barriers_of_the_labelled_images_match_the_band(lc, campaign, tmp_p
 
     from alloyflow.calculators import get_calculator
     from alloyflow.engine import ResultStore
-    from alloyflow.ml.shipped import band_barriers, predict
+    from alloyflow.ml.frames import band_barriers, predict
 
     out, items, notes = campaign
     with ResultStore(out) as store:

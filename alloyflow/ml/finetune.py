@@ -43,7 +43,7 @@ from alloyflow.calculators.user import (  # noqa: F401  (register_finetuned ... 
     trusted_record,
     trusted_registry_path,
 )
-from alloyflow.ml.shipped import fit_shifts, predict, shift_frames
+from alloyflow.ml.frames import fit_shifts, predict, shift_frames
 from alloyflow.workflows.jobs.labels import LabelMaker, label_structures  # noqa: F401  (re-exported)
 
 BASE_MODEL = "7net-0"
