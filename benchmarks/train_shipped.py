@@ -57,6 +57,7 @@ def main(argv=None) -> int:
                     help="name prefixes of the SevenNet-0 tensors to train (default: alloyflow.ml.shipped.TRAINABLE, "
                          "the last interaction block '4_' and the readout); add '3_' for the block before it")
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the initial shuffle and the batches (default 0)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
                    "Li-In-Sn (alloyflow's label campaign); Li, In, Sn only")
     aliases, planned = band_labels(manifest)
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
-                         lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size,
+                         lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, seed=args.seed,
                          band_energy_weight=args.band_energy_weight,
                          element_energy_weight=args.element_energy_weight, average_from=args.average_from, trainable=trainable,
                          references=REFERENCES, labels_meta=labels_meta, aliases=aliases, planned=planned)
