@@ -1,7 +1,12 @@
 """Train the shipped Li-In-Sn potential from the exported GPAW labels and write it as package data (issue 16).
 
     python benchmarks/label_campaign.py export          # labels so far -> alloyflow/data/labels
-    python benchmarks/train_shipped.py [--epochs 60] [--lr 1e-3] [--threads 1]
+    python benchmarks/train_shipped.py [--epochs 60] [--lr 1e-3] [--seed 0] [--threads 1]
+
+The shipped potential is ``--seed 1`` on the 97 labels of commit 333aea9: of
+seeds 0 and 1 it had the lower error on the frames that choose the epoch
+(4.4 against 5.2 meV/atom, forces 7.9 both); the validation frames played
+no part in the choice.
 
 Reads ``alloyflow/data/labels/li_in_sn_gpaw_{train,validation}.extxyz`` and
 their ``manifest.json``, fine-tunes SevenNet-0's last layers
@@ -55,7 +60,7 @@ def main(argv=None) -> int:
                     help="also try the mean of the trained tensors from this epoch to the last (default: off)")
     ap.add_argument("--trainable", nargs="+", default=None, metavar="PREFIX",
                     help="name prefixes of the SevenNet-0 tensors to train (default: alloyflow.ml.shipped.TRAINABLE, "
-                         "the last interaction block '4_' and the readout); add '3_' for the block before it")
+                         "the last two interaction blocks '3_' '4_' and the readout)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0, help="seed of the initial shuffle and the batches (default 0)")
     ap.add_argument("--threads", type=int, default=1)
