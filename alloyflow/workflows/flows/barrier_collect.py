@@ -8,8 +8,9 @@ the same minimum (or into a different hop), give a hop with
 percolation analysis. A band without a saddle (running downhill out of an
 endpoint: ``band_shape``) gives no barrier at all, only its energy
 profile, so it can never pass for the fastest hop; a band that dips below
-an endpoint before its saddle is measured from the dip, with a warning. Hops the screening rule left without a band are
-listed as screened-only, with their estimate, never as barriers.
+an endpoint before its saddle is measured from the dip, with a warning.
+Hops the screening rule left without a band are listed as screened-only,
+with their estimate, never as barriers.
 """
 
 from __future__ import annotations
