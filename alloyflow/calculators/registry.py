@@ -62,11 +62,15 @@ against GPAW, MAE 4.4 against SevenNet-0's 12.9 meV/atom; validation
 frames 10.1 against 28.6 meV/atom; LiIn2 14 meV/atom too deep instead of
 60; Li2Sn5 / LiSn / bcc Li barriers in the study's cells 372 / 340 / 99
 meV against SevenNet-0's 308 / 252 / 47 and PBE's 434 / 457 / 69. It is
-not the default yet: its complete default study (Li13In3, Li17Sn4, B32
-LiIn, the rank order) has not been run; bcc Li's barrier is 30 meV above
-PBE where SevenNet-0's is 22 below; B32 LiIn stayed mechanically unstable
-on its predecessors (its band has no saddle, so no barrier is reported);
-and its labels are GPAW's PBE, which differs from the reference's VASP
+not the default: in its complete default study (2026-12-07) the five
+barriers are as close to PBE as the 55-label potential's (mean distance
+97 meV against SevenNet-0's 128) but their rank order agrees less
+(Spearman 0.60 against 0.90: bcc Li, 30 meV above PBE where SevenNet-0's
+is 22 below, lies above Li13In3 75 and Li17Sn4 86, far below PBE's 172
+and 263); B32 LiIn stays mechanically unstable on it (7 meV); its Li2Sn5
+is 9.5 meV/atom off its Li-Sn hull, as GPAW's own labels put it with
+alpha-Sn as the reference (alpha 50.4 meV/atom below beta on GPAW,
+13.6 on SevenNet-0); and its labels are GPAW's PBE, which differs from the reference's VASP
 PBE by 23 meV/atom on Li3In2. Switching re-keys every stored result. Until
 then ``--calculator alloyflow-LiInSn`` is the closer choice for Li-Sn
 barriers and formation energies, and says so in every number it labels.
