@@ -77,8 +77,6 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     trainable = tuple(args.trainable or TRAINABLE)
-    if any(not p or not p.replace("_", "").isalnum() for p in trainable):
-        ap.error(f"--trainable takes tensor-name prefixes such as 3_ or reduce_input_to_hidden, not {trainable}")
     files = {split: args.labels / f"li_in_sn_gpaw_{split}.extxyz" for split in ("train", "validation")}
     frames = {split: read(path, index=":") for split, path in files.items()}
     manifest = json.loads((args.labels / "manifest.json").read_text())
@@ -93,7 +91,8 @@ def main(argv=None) -> int:
     meta = train_shipped(frames["train"], frames["validation"], args.dest, NAME, description, epochs=args.epochs,
                          lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, seed=args.seed,
                          band_energy_weight=args.band_energy_weight,
-                         element_energy_weight=args.element_energy_weight, average_from=args.average_from, trainable=trainable,
+                         element_energy_weight=args.element_energy_weight, average_from=args.average_from,
+                         trainable=trainable,
                          references=REFERENCES, labels_meta=labels_meta, aliases=aliases, planned=planned)
     (args.dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
     chosen = meta["training"]["chosen"]

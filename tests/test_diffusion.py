@@ -187,6 +187,10 @@ def test_run_attempt_frequencies_on_mock_barriers(tmp_path):
         fixed = run_attempt_frequencies(result, store, "mock", hops=[0], fallback_hz=1e13)[0]
         assert fixed.mode == "fixed" and fixed.nu_hz == 1e13 and "not computed" in fixed.flags[0]
         assert diffusivities_for(result, {**docs, 0: fixed})[0].attempt_frequency_source in ("fixed", "vineyard")
+        # a band without a saddle has no transition state: no Vineyard frequency, the same choice
+        result.hops[1].no_saddle = "its highest point is the initial endpoint"
+        with pytest.raises(ValueError, match="has no saddle"):
+            run_attempt_frequencies(result, store, "mock", hops=[1])
         with pytest.raises(ValueError, match="computed with 'mock'"):
             run_attempt_frequencies(result, store, "sevennet")
 

@@ -227,8 +227,11 @@ def band_shape(energies, tol: float = SADDLE_TOL) -> BandShape:
         Energy (eV) below which a dip or an excess counts as noise.
     """
     e = np.asarray(energies, dtype=float)
+    if e.size == 0:
+        return BandShape()
+    plain = BandShape(forward=float(e.max() - e[0]), reverse=float(e.max() - e[-1]))
     if e.size < 3:
-        return BandShape(forward=float(e.max() - e[0]), reverse=float(e.max() - e[-1])) if e.size else BandShape()
+        return plain
     top = int(np.argmax(e[1:-1])) + 1
     excess = float(max(e[0], e[-1]) - e[top])
     if excess > tol:
@@ -243,8 +246,8 @@ def band_shape(energies, tol: float = SADDLE_TOL) -> BandShape:
             "downhill out of it, so that endpoint is no minimum of this path and the band gives no barrier"))
     dips = [float(e[0] - e[:top].min()), float(e[-1] - e[top:].min())]
     if max(dips) <= tol:
-        return BandShape(forward=float(e.max() - e[0]), reverse=float(e.max() - e[-1]))
-    low = [e[0] - dips[0] if dips[0] > tol else e[0], e[-1] - dips[1] if dips[1] > tol else e[-1]]
+        return plain
+    low = [e[:top].min() if dips[0] > tol else e[0], e[top:].min() if dips[1] > tol else e[-1]]
     sides = " and ".join(f"{1000 * d:.0f} meV below the {k} endpoint" for k, d in zip(("initial", "final"), dips)
                          if d > tol)
     return BandShape(  # from the highest point (an endpoint within tol of the highest image, possibly)

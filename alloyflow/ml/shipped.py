@@ -7,9 +7,9 @@ the universal model knew (one earlier iteration on 8-10 labels raised the
 formation-energy MAE from 8.7 to 38 meV/atom, issue 16), while the frozen
 first three blocks keep SevenNet-0's description of each environment. The
 fifth block alone (95 k parameters, the potential shipped on 55 and 97
-labels) left LiIn2 30 meV/atom too deep and the Li-Sn saddles 20-60 meV
+labels) left LiIn2 30 meV/atom too deep and the LiSn saddles 19-61 meV
 low on their labelled images; with the fourth block too, on the same 97
-labels, LiIn2 is 14 too deep and the LiSn saddles within 14 meV (README,
+labels, LiIn2 is 14 too deep and the LiSn saddles within 15 meV (README,
 shipped potential). Only the changed tensors are stored (``weights.pth``,
 1.2 MB), over the base weights the installed ``sevenn`` provides
 (``alloyflow.calculators.packaged``).
@@ -189,7 +189,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     args, _, _ = Trainer.args_from_checkpoint(BASE_MODEL)
     model = args["model"]
     trained = [k for k, p in model.named_parameters() if k.startswith(tuple(trainable))]
-    unmatched = [t for t in trainable if not any(k.startswith(t) for k in trained)]
+    unmatched = [t for t in trainable if not t or not any(k.startswith(t) for k in trained)]  # "" would train all
     if unmatched:
         raise ValueError(f"trainable prefix(es) {unmatched} name no tensor of SevenNet-0")
     base_calc = SevenNetCalculator(model=BASE_MODEL, device="cpu")

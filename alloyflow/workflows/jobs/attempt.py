@@ -305,7 +305,9 @@ def attempt_jobs(
         hop = by_id[hop_id]
         label = f"{result.phase} hop {hop_id}"
         problem = None
-        if not hop.neb_key:
+        if hop.no_saddle:  # no transition state: the band's highest image is no saddle to vibrate about
+            problem = f"its band has no saddle ({hop.no_saddle})"
+        elif not hop.neb_key:
             problem = "no NEB band stored for this hop"
         else:
             uuid = hop.neb_key if _stored(jobstore, hop.neb_key) else deterministic_uuid(hop.neb_key)
@@ -328,8 +330,6 @@ def attempt_jobs(
         flags = []
         if not band.converged:
             flags.append(f"the band was not converged (max force {band.max_force:.3f} eV/Å): the climbing image is no exact saddle")
-        if hop.no_saddle:
-            flags.append(f"the band has no saddle ({hop.no_saddle}): its highest image is no transition state")
         if hop.below_endpoint:
             flags.append(f"the band dips below an endpoint ({hop.below_endpoint}): the initial endpoint is no exact minimum")
         if hop.moving_index is not None and moving != hop.moving_index:
