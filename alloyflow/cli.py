@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from alloyflow.calculators import available_calculators, default_calculator
-from alloyflow.commands.parser import DEFAULT_OUT, WORKER_COMMANDS, build_parser
+from alloyflow.commands.parser import DEFAULT_OUT, WORKER_COMMANDS, build_parser, reference_map
 
 
 def _quiet() -> None:
@@ -46,7 +46,7 @@ def cmd_hull(args) -> int:
 
     result = run_hull_command(
         args.system, calculator=args.calculator, out=Path(args.out), structure_dirs=args.structures,
-        phases=args.phases, progress=not args.no_progress,
+        phases=args.phases, progress=not args.no_progress, references=reference_map(args.reference),
     )
     print(result.text)
     return 0
@@ -86,7 +86,7 @@ def _study_settings(args, systems):
         search_max_sites=getattr(args, "search_max_sites", 16),
         interstitial=not getattr(args, "no_interstitial", False),
         host_check=not getattr(args, "no_host_check", False), screen=getattr(args, "screen", False),
-        screen_factor=getattr(args, "screen_factor", None),
+        screen_factor=getattr(args, "screen_factor", None), references=reference_map(getattr(args, "reference", [])),
     )
 
 
@@ -105,6 +105,7 @@ def cmd_thermo(args) -> int:
         args.system, temperature=args.temperature, calculator=args.calculator, out=Path(args.out),
         phases=args.phases, min_length=args.min_length, elastic=not args.no_elastic,
         diffusivity=not args.no_diffusivity, structure_dirs=args.structures, progress=not args.no_progress,
+        references=reference_map(args.reference),
     )
     print(result.text)
     return 0
@@ -190,6 +191,7 @@ def cmd_submit(args) -> int:
     else:
         results = [submit.submit_hull(system, args.calculator, use_jobflow_store=args.jobflow_store,
                                       phases=args.phases, structure_dirs=args.structures, njobs=args.njobs,
+                                      references=reference_map(args.reference),
                                       **{k: v for k, v in vasp.items() if k == "incar"}, **common)
                    for system in args.targets]
         print("\n".join(r.message() for r in results))

@@ -143,3 +143,36 @@ def test_band_images_energies_can_be_weighted_in_the_loss(tmp_path):
     assert meta["training"]["band_energy_weight"] == 7.5 and "band images' energy weighted 7.5" in meta["training"]["loss"]
     assert meta["training"]["element_energy_weight"] == 2.0 and "cells' energy weighted 2" in meta["training"]["loss"]
     assert (tmp_path / "p" / "weights.pth").stat().st_size > 0
+
+
+def test_seeds_keep_the_lowest_stop_error_and_resume(tmp_path):
+    """``train_shipped.py --seeds``: the best seed by stop-frame energy error is copied, every score recorded."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "train_shipped.py"
+    spec = importlib.util.spec_from_file_location("train_shipped_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    stop = {0: (5.2, 7.9), 1: (4.4, 7.9), 2: (4.4, 9.0)}  # seed 1 beats 2 on forces (the tie-break)
+    trained = []
+
+    def fake_train(seed, dest):
+        trained.append(seed)
+        dest.mkdir(parents=True)
+        (dest / "weights.pth").write_bytes(bytes([seed]))
+        (dest / "NOTICE.md").write_text("GPL")
+        meta = {"training": {"seed": seed}, "errors": {script.NAME: {"stop": {
+            "energy_mae_meV_atom": stop[seed][0], "force_mae_meV_A": stop[seed][1]}}}}
+        (dest / "metadata.json").write_text(json.dumps(meta))
+        return meta
+
+    dest = tmp_path / script.NAME
+    meta = script.train_seeds(fake_train, [0, 1, 2], dest)
+    assert trained == [0, 1, 2] and meta["training"]["seed"] == 1
+    assert (dest / "weights.pth").read_bytes() == bytes([1])
+    stored = json.loads((dest / "metadata.json").read_text())
+    assert stored["training"]["seed_choice"]["0"]["stop_energy_mae_meV_atom"] == 5.2
+    assert script.train_seeds(fake_train, [0, 1, 2], dest)["training"]["seed"] == 1
+    assert trained == [0, 1, 2]  # finished seeds are read back, not trained again

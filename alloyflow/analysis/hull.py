@@ -11,7 +11,7 @@ Energies are eV/atom throughout; tables and plots convert to meV/atom.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
@@ -46,6 +46,11 @@ class HullPhase(BaseModel):
         default=None, description="V per host atom / V per atom of the host volume reference (the phase named after the element, e.g. beta-Sn) - 1"
     )
     converged: bool | None = None
+    below_reference: bool = Field(
+        default=False,
+        description="an elemental polymorph lower than the chosen reference of its element (``references``): "
+        "listed with its energy relative to that reference, left off the hull and the voltage curve",
+    )
     natoms: int
     space_group: str = Field("", description="international symbol of the relaxed structure (symprec 0.1 Å)")
     crystal_system: str = ""
@@ -80,6 +85,10 @@ class HullResult(BaseModel):
     phases: list[HullPhase]
     stable_set: list[str]
     hull_minimum: HullMinimum
+    references: dict[str, str] = Field(
+        default_factory=dict, description="element -> name of the entry whose energy is its zero (formation energies)"
+    )
+    reference_note: str = Field("", description="the references in words, with any lower polymorph left off")
     warnings: list[str] = Field(default_factory=list)
 
     def phase(self, name: str) -> HullPhase:
@@ -188,17 +197,85 @@ def _volume_reference(entries, host: str):
     return None
 
 
-def build_hull(entries: Sequence, system: str) -> HullResult:
+def reference_entries(entries: Sequence, system: str, references: Mapping[str, str] | None = None):
+    """Split ``entries`` into those a hull is built from and the elemental polymorphs below a chosen reference.
+
+    Parameters
+    ----------
+    entries : sequence of pymatgen entries
+        The system's entries, elements included.
+    system : str
+        Binary Li–M system, e.g. ``"Li-Sn"``.
+    references : mapping, optional
+        ``{element: entry name}``: the entry whose energy per atom is that
+        element's zero. An element not named takes its lowest-energy entry
+        (the 0 K ground state, what ``PhaseDiagram`` picks). Naming one is
+        how β-Sn, the form lithiated in practice, becomes the Sn reference
+        where a calculator puts α-Sn lower.
+
+    Returns
+    -------
+    kept : list
+        The entries without the elemental polymorphs lower than a chosen reference.
+    below : list
+        Those polymorphs (lower than the chosen reference by more than 1e-8 eV/atom).
+    chosen : dict
+        ``{element: entry name}`` of every element's reference.
+    """
+    li, host = binary_system(system)
+    references = dict(references or {})
+    unknown = sorted(set(references) - {li, host})
+    if unknown:
+        raise ValueError(f"reference given for {', '.join(unknown)}, which is not an element of {system}")
+    kept, below, chosen = list(entries), [], {}
+    for el in (li, host):
+        own = [e for e in entries if e.composition.is_element and e.composition.elements[0] == Element(el)]
+        if not own:
+            continue  # phase_diagram names the missing element
+        if el not in references:
+            chosen[el] = phase_name(min(own, key=lambda e: e.energy_per_atom))
+            continue
+        named = [e for e in own if phase_name(e) == references[el]]
+        if not named:
+            names = ", ".join(sorted({phase_name(e) for e in own}))
+            raise ValueError(f"no {el} entry named {references[el]!r} to take as the {el} reference; {el} entries: {names}")
+        ref = min(named, key=lambda e: e.energy_per_atom)
+        chosen[el] = references[el]
+        lower = [e for e in own if e.energy_per_atom < ref.energy_per_atom - _HULL_TOL]
+        below += lower
+        kept = [e for e in kept if all(e is not x for x in lower)]
+    return kept, below, chosen
+
+
+def _reference_note(chosen: dict, references: Mapping[str, str], below: list, ref_energy: dict) -> str:
+    parts = []
+    for el, name in chosen.items():
+        if el not in references:
+            parts.append(f"{el} = {name} (lowest {el} entry)")
+            continue
+        lower = [f"{phase_name(e)} {1000 * (ref_energy[el] - e.energy_per_atom):.1f} meV/atom lower"
+                 for e in below if e.composition.elements[0] == Element(el)]
+        parts.append(f"{el} = {name} (chosen" + (f"; {', '.join(lower)}, left off the hull)" if lower else ")"))
+    return "elemental references: " + ", ".join(parts)
+
+
+def build_hull(entries: Sequence, system: str, references: Mapping[str, str] | None = None) -> HullResult:
     """Hull of ``entries`` (pymatgen ``ComputedEntry``/``PDEntry``) for a binary Li–M ``system``.
 
     Elemental references are the lowest-energy elemental entries, which is
-    what ``PhaseDiagram`` picks; polymorphs are all reported, and only the
-    lowest of a composition can be on the hull.
+    what ``PhaseDiagram`` picks, unless ``references`` names one
+    (``reference_entries``): lower polymorphs of that element are then listed
+    with ``below_reference`` and their (negative) energy relative to it, and
+    left off the hull. Polymorphs are all reported, and only the lowest of a
+    composition can be on the hull. ``reference_note`` says which entries
+    are the references.
     """
-    pd = phase_diagram(entries, system)
+    kept, below, chosen = reference_entries(entries, system, references)
+    pd = phase_diagram(kept, system)
     li, host = binary_system(system)
     calculator, warns = calculator_of(entries)
     stable_ids = {id(e) for e in pd.stable_entries}
+    below_ids = {id(e) for e in below}
     host_ref = _volume_reference(entries, host) or pd.el_refs[Element(host)]
     host_v0 = _volume(host_ref)
     host_v0 = host_v0 / host_ref.composition.num_atoms if host_v0 else None
@@ -209,7 +286,7 @@ def build_hull(entries: Sequence, system: str) -> HullResult:
         n = comp.num_atoms
         n_li, n_host = comp[Element(li)], comp[Element(host)]
         vol = _volume(e)
-        e_hull = float(pd.get_e_above_hull(e))
+        e_hull = float(pd.get_e_above_hull(e, allow_negative=True) if id(e) in below_ids else pd.get_e_above_hull(e))
         data = getattr(e, "data", None) or {}
         phases.append(
             HullPhase(
@@ -226,6 +303,7 @@ def build_hull(entries: Sequence, system: str) -> HullResult:
                 volume_per_li=vol / n_li if vol is not None and n_li > 0 else None,
                 volume_expansion=(vol / n_host) / host_v0 - 1.0 if vol is not None and n_host > 0 and host_v0 else None,
                 converged=data.get("converged"),
+                below_reference=id(e) in below_ids,
                 natoms=int(round(n)),
                 **_symmetry(getattr(e, "structure", None)),
             )
@@ -251,6 +329,9 @@ def build_hull(entries: Sequence, system: str) -> HullResult:
         phases=phases,
         stable_set=[p.formula for p in stable],
         hull_minimum=HullMinimum(formula=lowest.formula, formation_energy_per_atom=lowest.formation_energy_per_atom),
+        references=chosen,
+        reference_note=_reference_note(chosen, references or {}, below,
+                                       {str(el): ref.energy_per_atom for el, ref in pd.el_refs.items()}),
         warnings=warns,
     )
 
@@ -260,11 +341,15 @@ def entries_from_hull(hull: HullResult) -> list[PDEntry]:
 
     The total energies per atom are all a phase diagram needs, so a voltage
     curve can be recomputed from ``hull.json`` without the relaxation store.
+    Polymorphs below a chosen reference (``below_reference``) are left out,
+    so the hull rebuilt from them has the stored references.
     """
     from pymatgen.analysis.phase_diagram import PDEntry
 
     entries = []
     for p in hull.phases:
+        if p.below_reference:
+            continue  # left off the hull it was stored with
         comp = Composition(p.formula)
         entries.append(PDEntry(comp, p.energy_per_atom * comp.num_atoms, name=p.name))
     return entries
@@ -275,6 +360,7 @@ __all__ = [
     "HullMinimum",
     "HullResult",
     "build_hull",
+    "reference_entries",
     "phase_diagram",
     "binary_system",
     "calculator_of",

@@ -45,13 +45,15 @@ def format_hull_table(hull_result: HullResult) -> str:
             f"{p.name[:13]:<14}{p.formula[:9]:<10}{p.x_li:>7.3f}{p.energy_per_atom:>11.4f}"
             f"{p.formation_energy_per_atom * 1000:>13.1f}{p.e_above_hull * 1000:>16.1f}"
             f"{_opt(p.volume_per_atom, '.2f', 13)}{_opt(expansion, '.1f', 11)}  {p.status[:12]:<13}"
-            f"{conv:<6}{'*' if p.stable else ''}"
+            f"{conv:<6}{'*' if p.stable else ('below ref' if p.below_reference else '')}"
         )
     m = hull_result.hull_minimum
     lines.append(
         f"stable: {', '.join(hull_result.stable_set)}; hull minimum {m.formula} "
         f"at {m.formation_energy_per_atom * 1000:.1f} meV/atom"
     )
+    if hull_result.reference_note:
+        lines.append(hull_result.reference_note)
     lines += [f"warning: {w}" for w in hull_result.warnings]
     return "\n".join(lines)
 

@@ -61,7 +61,8 @@ def plot_hull(hull_result: HullResult, path=None, ax=None, unit: str = "meV", co
     fig, ax = figure_plot(ax, (6.0, 4.5))
 
     stable = sorted((p for p in hull_result.phases if p.stable), key=lambda p: p.x_li)
-    unstable = [p for p in hull_result.phases if not p.stable]
+    # A polymorph below a chosen elemental reference is off this hull by choice (its table row says so).
+    unstable = [p for p in hull_result.phases if not p.stable and not p.below_reference]
     xs = [p.x_li for p in stable]
     ys = [p.formation_energy_per_atom * scale for p in stable]
     depth = -min(ys + [0.0]) or 1.0

@@ -36,7 +36,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def hull_section(system: str, hull, voltage) -> str:
     rows = [
         [p.name, p.formula, p.status, _fmt(p.x_li, digits=3), _fmt(p.formation_energy_per_atom, 1000),
-         _fmt(p.e_above_hull, 1000), "yes" if p.stable else "", _fmt(p.volume_per_atom, digits=2),
+         _fmt(p.e_above_hull, 1000), "yes" if p.stable else ("below reference" if p.below_reference else ""),
+         _fmt(p.volume_per_atom, digits=2),
          _fmt(p.volume_per_li, digits=2), _fmt(p.volume_expansion, 100, 0), "" if p.converged else "NO",
          _symmetry_cell(p)]
         for p in hull.phases
@@ -52,6 +53,7 @@ def hull_section(system: str, hull, voltage) -> str:
         table(["phase", "formula", "status", "x(Li)", "E_f (meV/at)", "E_hull (meV/at)", "stable",
                 "V/atom (Å³)", "V/Li (Å³)", "ΔV/V(M) (%)", "unconverged", "space group"], rows),
         "",
+        *([hull.reference_note[:1].upper() + hull.reference_note[1:] + ".", ""] if getattr(hull, "reference_note", "") else []),
         *predicted_structure_notes(hull),
         *voltage_text,
     ]

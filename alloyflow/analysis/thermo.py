@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from alloyflow.analysis.hull import HullResult, build_hull, entries_from_documents, phase_name
+from alloyflow.analysis.hull import HullResult, build_hull, entries_from_documents, phase_name, reference_entries
 from alloyflow.analysis.voltage import VoltageResult, voltage_profile
 
 KB_EV = 8.617333262e-5  # Boltzmann constant, eV/K
@@ -166,14 +166,17 @@ def volume_change_per_li(hull: HullResult) -> dict[str, float | None]:
 
 
 def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature: float = 300.0,
-                  elastic: dict | None = None, diffusion: list | None = None) -> ThermoResult:
+                  elastic: dict | None = None, diffusion: list | None = None,
+                  references: dict | None = None) -> ThermoResult:
     """0 K and T hulls and voltage curves of ``entries`` with ``phonon_docs`` (by phase name).
 
     Both hulls use the phases that have phonons, so the two curves compare
     like with like; phases without phonons are listed in ``warnings``.
     ``elastic`` maps phase name to an elastic document (``bulk_modulus_vrh``,
     ``shear_modulus_vrh``, ``mechanically_stable``); ``diffusion`` is a list of
-    dicts with ``phase`` and ``diffusivity`` ({T: D}).
+    dicts with ``phase`` and ``diffusivity`` ({T: D}). ``references``: elemental
+    references chosen instead of the lowest entries, at 0 K and at T alike
+    (``alloyflow.analysis.hull.reference_entries``).
     """
     t_entries, missing = free_energy_entries(entries, phonon_docs, temperature)
     warnings: list[str] = []
@@ -181,9 +184,11 @@ def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature
         warnings.append(f"no phonons for {', '.join(missing)}: left out of both hulls here")
     have = {phase_name(e) for e in t_entries}
     base = [e for e in entries if phase_name(e) in have]
-    hull0 = build_hull(base, system)
-    hull_t = build_hull(t_entries, system)
+    hull0 = build_hull(base, system, references)
+    hull_t = build_hull(t_entries, system, references)
     warnings += [w for w in hull0.warnings if w not in warnings]
+    if references:
+        warnings += [f"0 K: {hull0.reference_note}", f"{temperature:g} K: {hull_t.reference_note}"]
     imaginary = sorted(n for n, d in phonon_docs.items() if d.imaginary_modes and n in have)
     if imaginary:
         warnings.append(f"imaginary modes in {', '.join(imaginary)}: F_vib from their real modes only (flagged)")
@@ -216,8 +221,9 @@ def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature
         method=f"{calc.get('label', calc.get('name'))}, harmonic phonons at the 0 K volume (phonopy)",
         phases=phases, stable_0K=[p.name for p in hull0.phases if p.stable],
         stable_T=[p.name for p in hull_t.phases if p.stable],
-        voltage_0K=_voltage(base, hull0.host, warnings, "0 K"),
-        voltage_T=_voltage(t_entries, hull0.host, warnings, f"{temperature:g} K"),
+        voltage_0K=_voltage(reference_entries(base, system, references)[0], hull0.host, warnings, "0 K"),
+        voltage_T=_voltage(reference_entries(t_entries, system, references)[0], hull0.host, warnings,
+                           f"{temperature:g} K"),
         phonon_cost=[{"phase": n, "natoms": d.natoms, "supercell_natoms": d.supercell_natoms,
                       "force_calls": d.n_force_calls, "seconds": d.elapsed_seconds} for n, d in phonon_docs.items()],
         diffusion=list(diffusion or []),

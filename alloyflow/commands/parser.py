@@ -49,6 +49,31 @@ def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "be an integer >= 0")
 
 
+def element_reference(text: str) -> tuple[str, str]:
+    """argparse type: ``ELEMENT=PHASE`` (``Sn=Sn``), an elemental reference chosen by phase name."""
+    el, sep, name = text.partition("=")
+    if not sep or not el.strip() or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected ELEMENT=PHASE (e.g. Sn=Sn for beta-Sn), got {text!r}")
+    return el.strip(), name.strip()
+
+
+def reference_map(pairs) -> dict[str, str]:
+    """``--reference`` pairs as ``{element: phase}``; an element named twice is refused."""
+    out: dict[str, str] = {}
+    for el, name in pairs or ():
+        if el in out and out[el] != name:
+            raise ValueError(f"--reference names {el} twice ({out[el]} and {name})")
+        out[el] = name
+    return out
+
+
+def _reference_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", action="append", type=element_reference, default=[], metavar="EL=PHASE",
+                   help="take this phase as the element's zero of formation energy instead of its lowest one "
+                        "(repeatable; e.g. --reference Sn=Sn: beta-Sn, the form lithiated in practice, where the "
+                        "potential puts alpha-Sn lower). Lower polymorphs are listed, left off the hull and voltage")
+
+
 WORKER_COMMANDS = ("study", "hull", "barriers", "search", "thermo")
 """Commands whose flows run independent jobs in worker processes (``alloyflow.engine.parallel``)."""
 
@@ -119,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hull", help="relax a system's phases; hull, voltage curve, volumes")
     p.add_argument("system", help="chemical system, e.g. Li-Sn")
     p.add_argument("--phases", nargs="+", help="only these phases (elements are always included)")
+    _reference_option(p)
     _common(p, "hull")
 
     p = sub.add_parser("barriers", help="Li vacancy-hop barriers of one phase (CI-NEB)")
@@ -140,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'reference' (the reference study's phases, default), 'auto' (every stable phase), "
                         "'none', or phase names")
     p.add_argument("--phases", nargs="+", help="only these phases in the hulls (elements always included)")
+    _reference_option(p)
     _barrier_options(p)
     _common(p, "study")
 
@@ -159,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("system", help="chemical system, e.g. Li-Sn")
     p.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
     p.add_argument("--phases", nargs="+", help="only these phases (elements are always included)")
+    _reference_option(p)
     _thermo_options(p)
     _common(p, "thermo")
 
@@ -223,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest parent-lattice cell the study's tie-line search enumerates (default 16)")
     p.add_argument("--temperature", type=float, default=None,
                    help="study: add the finite-temperature stage at this T (K): phonons, moduli, diffusivities")
+    _reference_option(p)
     _thermo_options(p)
     _barrier_options(p)
     _common(p, "submit")

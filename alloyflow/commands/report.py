@@ -61,9 +61,10 @@ def _rebuild(entry: dict):
         phase, system, calc = s.pop("phase"), s.pop("system"), s.pop("calculator")
         library = library_for(s.pop("structure_dirs", ()))
         return barrier_flow(phase, calc, system, library, s.pop("n_images"), s.pop("fmax"), **s)
-    from alloyflow.commands.submit import hull_flow
+    from alloyflow.commands.submit import hull_flow, incar_relax_maker
 
-    return hull_flow(s["system"], s["calculator"], phases=s.get("phases"), structure_dirs=s.get("structure_dirs", ()))
+    return hull_flow(s["system"], s["calculator"], phases=s.get("phases"), structure_dirs=s.get("structure_dirs", ()),
+                     relax_maker=incar_relax_maker(s["calculator"], s.get("incar")), references=s.get("references"))
 
 
 def _missing(entry: dict, reader) -> list[str]:

@@ -23,12 +23,13 @@ from alloyflow.workflows.jobs.backends import makers_for
 
 
 def hull_flow(system: str, calculator: str = DEFAULT_CALCULATOR, phases: list[str] | None = None,
-              structure_dirs=(), relax_maker=None) -> Flow:
+              structure_dirs=(), relax_maker=None, references: dict | None = None) -> Flow:
     """The hull flow ``alloyflow hull`` runs (same phases, same keys: relaxations, then the hull document)."""
     from alloyflow.commands.common import library_for
     from alloyflow.workflows.flows.hull import hull_flow_for
 
-    return hull_flow_for(system, calculator, library_for(structure_dirs), phases, relax_maker=relax_maker)
+    return hull_flow_for(system, calculator, library_for(structure_dirs), phases, relax_maker=relax_maker,
+                         references=references)
 
 
 def incar_relax_maker(calculator: str, incar: dict | None):
@@ -39,17 +40,18 @@ def incar_relax_maker(calculator: str, incar: dict | None):
 def submit_hull(system: str, calculator: str = DEFAULT_CALCULATOR, launchpad_file: str | Path = "my_launchpad.yaml",
                 qadapter_file: str | Path | None = None, out: str | Path = "alloyflow-out",
                 use_jobflow_store: bool = False, phases: list[str] | None = None, structure_dirs=(),
-                njobs: int = 1, incar: dict | None = None) -> SubmitResult:
+                njobs: int = 1, incar: dict | None = None, references: dict | None = None) -> SubmitResult:
     """``alloyflow submit hull SYSTEM --launchpad LP [--qadapter QA]``: the hull flow to FireWorks.
 
     Results go to ``<out>/store`` (must be on a filesystem the compute nodes
     share), or with ``use_jobflow_store`` to the workers' jobflow JOB_STORE.
-    ``incar``: VASP INCAR overrides (``--incar KEY=VALUE``), recorded in the documents' ``metadata["vasp"]``.
+    ``incar``: VASP INCAR overrides (``--incar KEY=VALUE``), recorded in the documents' ``metadata["vasp"]``;
+    ``references``: elemental references chosen by phase name (``--reference Sn=Sn``).
     """
     flow = hull_flow(system, calculator, phases=phases, structure_dirs=structure_dirs,
-                     relax_maker=incar_relax_maker(calculator, incar))
+                     relax_maker=incar_relax_maker(calculator, incar), references=references)
     record = {"system": system, "calculator": calculator, "phases": phases, "structure_dirs": list(structure_dirs),
-              **({"incar": incar} if incar else {})}
+              **({"incar": incar} if incar else {}), **({"references": references} if references else {})}
     return _submit_and_record(flow, "hull", system, record, launchpad_file, qadapter_file, out, use_jobflow_store,
                               njobs, dynamic=False)
 

@@ -37,12 +37,14 @@ def stored_barriers(out: Path, system: str) -> list:
 def thermo_for_system(system: str, store: ResultStore, calculator: str = DEFAULT_CALCULATOR, library=None,
                       temperature: float = 300.0, phases: list[str] | None = None,
                       min_length: float = DEFAULT_MIN_LENGTH, elastic: bool = True, diffusivity: bool = True,
-                      progress: bool = True, out_dir: Path | None = None, relaxed=None):
+                      progress: bool = True, out_dir: Path | None = None, relaxed=None,
+                      references: dict | None = None):
     """Run every stage for one system in an open store; returns (ThermoResult, files, RunSummary).
 
     ``relaxed``: ``(hull, relaxation documents)`` the caller already has;
     otherwise the hull stage runs here. The thermo stage is the flow of
-    ``thermo_flow_maker(calculator, min_length, elastic, diffusivity)``.
+    ``thermo_flow_maker(calculator, min_length, elastic, diffusivity, references)``; ``references``:
+    elemental references chosen by phase name (``--reference Sn=Sn``), for every hull here.
     """
     from alloyflow.analysis.thermo import ThermoResult
     from alloyflow.io.thermo import write_thermo_outputs
@@ -59,7 +61,8 @@ def thermo_for_system(system: str, store: ResultStore, calculator: str = DEFAULT
         if unknown:
             raise ValueError(f"unknown phase(s) {', '.join(unknown)} in {system}; known: {', '.join(sorted(known))}")
     if relaxed is None:
-        _, _, hsum, _, docs = hull_for_system(system, store, calculator, library, phases, progress)
+        _, _, hsum, _, docs = hull_for_system(system, store, calculator, library, phases, progress,
+                                              references=references)
         summary += hsum
     else:
         _, docs = relaxed
@@ -68,7 +71,7 @@ def thermo_for_system(system: str, store: ResultStore, calculator: str = DEFAULT
         barriers = stored_barriers(store.out_dir, system)
         missing = (f"no stored barriers for {system} in {store.out_dir / 'barriers'}: no diffusivities "
                    f"(run 'alloyflow barriers PHASE --system {system}' first)")
-    flow = thermo_flow_maker(calculator, min_length, elastic, diffusivity).make(
+    flow = thermo_flow_maker(calculator, min_length, elastic, diffusivity, references).make(
         system, docs, barriers=barriers, temperature=temperature, missing_barriers=missing)
     with stages(enabled=progress) as bars:
         summary += run_flow(flow, store, progress=bars)
@@ -80,7 +83,7 @@ def thermo_for_system(system: str, store: ResultStore, calculator: str = DEFAULT
 def run_thermo(system: str, temperature: float = 300.0, calculator: str = DEFAULT_CALCULATOR,
                out: Path = Path("alloyflow-out"), phases: list[str] | None = None,
                min_length: float = DEFAULT_MIN_LENGTH, elastic: bool = True, diffusivity: bool = True,
-               structure_dirs=(), progress: bool = True):
+               structure_dirs=(), progress: bool = True, references: dict | None = None):
     """``alloyflow thermo``: returns a ``CommandResult`` (text table, files, job summary, ThermoResult)."""
     from alloyflow.analysis.thermo import format_thermo_table
     from alloyflow.structures import StructureLibrary
@@ -89,7 +92,8 @@ def run_thermo(system: str, temperature: float = 300.0, calculator: str = DEFAUL
     library = StructureLibrary(user_dirs=structure_dirs or ())
     with ResultStore(out) as store:
         result, files, summary = thermo_for_system(system, store, calculator, library, temperature, phases,
-                                                   min_length, elastic, diffusivity, progress)
+                                                   min_length, elastic, diffusivity, progress,
+                                                   references=references)
     text = "\n".join([format_thermo_table(result), "", f"jobs: {summary.message()}",
                       f"files: {', '.join(str(p) for p in files.values())}"])
     return CommandResult(text, files, summary, result)

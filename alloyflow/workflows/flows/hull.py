@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from jobflow import Flow, Maker, job
 
-from alloyflow.analysis.hull import build_hull, entries_from_documents
+from alloyflow.analysis.hull import build_hull, entries_from_documents, reference_entries
 from alloyflow.analysis.voltage import voltage_profile
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements
 from alloyflow.engine import ResultStore, RunSummary, run_flow
@@ -28,13 +28,18 @@ HULL_VERSION = 1
 """Bump when ``hull_document`` changes what a stored hull document means."""
 
 
-def hull_from_documents(system: str, docs: list[RelaxationDocument]) -> HullDocument:
-    """The hull and voltage curve of ``system`` from relaxation documents (pure)."""
+def hull_from_documents(system: str, docs: list[RelaxationDocument], references: dict | None = None) -> HullDocument:
+    """The hull and voltage curve of ``system`` from relaxation documents (pure).
+
+    ``references``: ``{element: phase name}`` of elemental references chosen instead of the lowest
+    entries (``alloyflow.analysis.hull.reference_entries``); the voltage curve uses the same.
+    """
     entries = entries_from_documents(docs)
-    hull = build_hull(entries, system)
+    hull = build_hull(entries, system, references)
+    kept, _, _ = reference_entries(entries, system, references)
     host = [e for e in parse_system(system) if e != "Li"][0]
     try:
-        voltage = voltage_profile(entries, host=host, working_ion="Li")
+        voltage = voltage_profile(kept, host=host, working_ion="Li")
     except ValueError as exc:  # no stable Li-M compound: a hull, but no voltage curve
         hull.warnings.append(str(exc))
         voltage = None
@@ -43,10 +48,25 @@ def hull_from_documents(system: str, docs: list[RelaxationDocument]) -> HullDocu
 
 
 @job
-def hull_document(relaxations: list, system: str) -> HullDocument:
+def hull_document(relaxations: list, system: str, references: dict | None = None) -> HullDocument:
     """Collect the relaxation documents of a system into its ``HullDocument``."""
     docs = [RelaxationDocument.model_validate(as_dict(r)) for r in relaxations]
-    return hull_from_documents(system, docs)
+    return hull_from_documents(system, docs, references)
+
+
+def check_references(references: dict | None, systems: list[str], library: StructureLibrary) -> None:
+    """Refuse a chosen elemental reference that no system has, before any job exists.
+
+    ``references`` maps an element to the name of one of its library phases (``{"Sn": "Sn"}``: β-Sn,
+    where the potential puts α-Sn lower). The message names the element's phases.
+    """
+    for el, name in (references or {}).items():
+        mine = [s for s in systems if el in parse_system(s)]
+        if not mine:
+            raise ValueError(f"reference {el}={name}: {el} is not an element of {', '.join(systems)}")
+        names = sorted({p.name for s in mine for p in library.phases(s) if p.elements == (el,)})
+        if name not in names:
+            raise ValueError(f"reference {el}={name}: no {el} phase named {name!r}; {el} phases: {', '.join(names)}")
 
 
 def candidate_phases(system: str, calculator: str, library: StructureLibrary,
@@ -102,10 +122,14 @@ class HullFlowMaker(Maker):
         Flow name prefix.
     relax_maker : Maker
         Any keyed relax maker (``makers_for(calculator).relax``).
+    references : dict
+        ``{element: phase name}``: elemental references chosen instead of the lowest entries (e.g.
+        ``{"Sn": "Sn"}``, β-Sn); elements of other systems are ignored. Empty: the lowest.
     """
 
     name: str = "hull"
     relax_maker: RelaxMaker = field(default_factory=RelaxMaker)
+    references: dict = field(default_factory=dict)
 
     def make(self, system: str, phases: list[Phase], relax_jobs: dict | None = None) -> Flow:
         """The flow of ``system``; ``relax_jobs`` (uuid -> job) shares relaxations with other systems' flows.
@@ -121,20 +145,23 @@ class HullFlowMaker(Maker):
                 relax_jobs[j.uuid] = j
                 own.append(j)
             outputs.append(relax_jobs[j.uuid].output)
-        doc = hull_document(outputs, system)
-        keyed(doc, input_hash("hull document", HULL_VERSION, system, [o.uuid for o in outputs]),
-              label=f"hull {system}")
+        refs = {el: name for el, name in sorted(self.references.items()) if el in parse_system(system)}
+        doc = hull_document(outputs, system, refs or None)
+        keyed(doc, input_hash("hull document", HULL_VERSION, system, [o.uuid for o in outputs],
+                              *([refs] if refs else [])), label=f"hull {system}")
         doc.metadata["alloyflow_kind"] = "assembly"
         return Flow([*own, doc], output=doc.output, name=f"{self.name} {system}")
 
 
 def hull_flow_for(system: str, calculator: str = DEFAULT_CALCULATOR, library: StructureLibrary | None = None,
-                  phases: list[str] | None = None, relax_maker=None) -> Flow:
-    """The hull flow of a library system on a registry calculator."""
+                  phases: list[str] | None = None, relax_maker=None, references: dict | None = None) -> Flow:
+    """The hull flow of a library system on a registry calculator (``references``: see ``HullFlowMaker``)."""
     library = library or StructureLibrary()
     candidates = candidate_phases(system, calculator, library, phases)
+    check_references(references, [system], library)
     maker = relax_maker or relax_maker_for(calculator)
-    return HullFlowMaker(name=f"alloyflow hull ({calculator})", relax_maker=maker).make(system, candidates)
+    return HullFlowMaker(name=f"alloyflow hull ({calculator})", relax_maker=maker,
+                         references=dict(references or {})).make(system, candidates)
 
 
 def run_hull_relaxations(
@@ -155,5 +182,5 @@ def run_hull_relaxations(
     return docs, summary
 
 
-__all__ = ["HullMaker", "HullFlowMaker", "hull_document", "hull_from_documents", "hull_flow_for",
+__all__ = ["HullMaker", "HullFlowMaker", "hull_document", "hull_from_documents", "hull_flow_for", "check_references",
            "candidate_phases", "run_hull_relaxations", "entries_from_documents", "calculator_info"]

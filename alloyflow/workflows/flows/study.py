@@ -40,7 +40,7 @@ from alloyflow.io.search import predicted_cif
 from alloyflow.structures.library import PhaseRecord, StructureLibrary
 from alloyflow.workflows.flows.barriers import FLOW_VERSION as BARRIER_FLOW_VERSION
 from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings
-from alloyflow.workflows.flows.hull import HullFlowMaker, candidate_phases
+from alloyflow.workflows.flows.hull import HullFlowMaker, candidate_phases, check_references
 from alloyflow.workflows.flows.search import SearchFlowMaker, SearchSettings, search_calculator
 from alloyflow.workflows.jobs.backends import Makers, makers_for
 from alloyflow.workflows.schemas.search import SearchResult
@@ -105,6 +105,8 @@ class StudySettings:
     min_length: float = 11.0
     elastic: bool = True
     diffusivity: bool = True
+    # Elemental references chosen instead of the lowest entries ({"Sn": "Sn"}: beta-Sn, where alpha lies lower).
+    references: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """Refuse settings that would give meaningless numbers, before any job exists."""
@@ -246,7 +248,8 @@ def add_thermo_stage(flow: Flow, settings: StudySettings, calculator: str) -> Fl
     from alloyflow.workflows.flows.study_thermo import study_thermo_job
 
     thermo = study_thermo_job(flow.output, calculator, settings.temperature, settings.min_length,
-                              settings.elastic, settings.diffusivity, key=flow.output.uuid)
+                              settings.elastic, settings.diffusivity, key=flow.output.uuid,
+                              references=settings.references or None)
     flow.add_jobs(thermo)
     flow.output = thermo.output
     return flow
@@ -275,6 +278,7 @@ class StudyFlowMaker(Maker):
         s = self.settings
         s.check()
         library = library or StructureLibrary(user_dirs=s.structure_dirs or ())
+        check_references(s.references, s.systems, library)
         records = {system: [PhaseRecord.of(p) for p in candidate_phases(system, self.makers.calculator, library,
                                                                            s.phases)]
                    for system in s.systems}
@@ -320,7 +324,7 @@ def hulls_and_choice(makers: Makers, s: StudySettings, records: dict[str, list[P
     """The hull flow of every system and the ``choose_barriers`` job over them (whose output is the study's)."""
     relax_jobs: dict = {}
     hull_flows, by_name = [], {}
-    hull_maker = HullFlowMaker(relax_maker=makers.relax)
+    hull_maker = HullFlowMaker(relax_maker=makers.relax, references=dict(s.references))
     for system, phases in records.items():
         flow = hull_maker.make(system, phases, relax_jobs)
         for j in flow.jobs:

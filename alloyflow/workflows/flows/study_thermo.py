@@ -35,14 +35,15 @@ from alloyflow.workflows.schemas.study import StudyDocument
 
 def study_thermo_job(study_output: OutputReference, calculator: str, temperature: float,
                      min_length: float = DEFAULT_MIN_LENGTH, elastic: bool = True, diffusivity: bool = True,
-                     key: str = ""):
+                     key: str = "", references: dict | None = None):
     """The study's thermo stage: a keyed dynamic job on the ``StudyDocument`` (``study_output``).
 
     ``key``: the key of the job that makes the document (its settings). The job's output is the
     document with ``thermo`` (system -> ``ThermoResult``), so the study's output stays a ``StudyDocument``.
+    ``references``: the study's chosen elemental references (its hulls'), for the hulls at 0 K and T.
     """
     check_temperature(temperature)
-    maker = thermo_flow_maker(calculator, min_length, elastic, diffusivity)
+    maker = thermo_flow_maker(calculator, min_length, elastic, diffusivity, references)
     stage_key = input_hash("study thermo", THERMO_VERSION, key, float(temperature), maker.settings())
     j = study_thermo(study_output, study_output.uuid, maker, float(temperature), stage_key)
     keyed(j, stage_key, label=f"plan thermo ({temperature:g} K)")

@@ -158,12 +158,16 @@ class ThermoFlowMaker(Maker):
         Relaxed-ion elastic moduli of every phase; None: no moduli.
     attempt_maker : AttemptFrequencyMaker or None
         Vineyard attempt frequencies of the barrier results' percolating hops; None: no diffusivities.
+    references : dict
+        ``{element: phase name}``: elemental references of both hulls chosen instead of the lowest
+        entries (``{"Sn": "Sn"}``: β-Sn); empty: the lowest at each temperature.
     """
 
     name: str = "thermo"
     phonon_maker: PhononMaker = field(default_factory=PhononMaker)
     elastic_maker: ElasticMaker | None = field(default_factory=ElasticMaker)
     attempt_maker: AttemptFrequencyMaker | None = field(default_factory=AttemptFrequencyMaker)
+    references: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """One calculator for every stage (a saddle or a minimum of one potential is none of another)."""
@@ -174,8 +178,9 @@ class ThermoFlowMaker(Maker):
 
     def settings(self) -> list:
         """Calculator and settings of each maker (None for a stage left out): what the stage's keys hold."""
-        return [None if m is None else {"calculator": calculator_info(m.calculator), "settings": m.settings()}
-                for m in (self.phonon_maker, self.elastic_maker, self.attempt_maker)]
+        makers = [None if m is None else {"calculator": calculator_info(m.calculator), "settings": m.settings()}
+                  for m in (self.phonon_maker, self.elastic_maker, self.attempt_maker)]
+        return makers + ([{"references": dict(sorted(self.references.items()))}] if self.references else [])
 
     def key(self, system: str, relaxations, barriers, temperature: float, missing_barriers: str | None) -> str:
         """The planning job's key: system, inputs (references by uuid), temperature and every maker's settings."""
@@ -261,8 +266,9 @@ class ThermoFlowMaker(Maker):
             if not results:
                 barrier_warning = missing_barriers or f"no barrier results for {system}: no diffusivities"
             diffusion = [self._diffusion_entry(res, add) for res in results]
+        refs = {el: n for el, n in self.references.items() if el in system.split("-")} or None
         collect = collect_thermo(system, temperature, [d.model_dump() for d in docs if d.converged], phonons,
-                                 elastic, diffusion, head, barrier_warning)
+                                 elastic, diffusion, head, barrier_warning, refs)
         ident = _identity(phonons), _identity(elastic), \
             [_identity({k: v for k, v in e.items() if k != "result"}) for e in diffusion]
         keyed(collect, input_hash("thermo collect", THERMO_VERSION, key, ident, head, barrier_warning),
@@ -289,11 +295,13 @@ class ThermoFlowMaker(Maker):
 
 
 def thermo_flow_maker(calculator: str = DEFAULT_CALCULATOR, min_length: float = DEFAULT_MIN_LENGTH,
-                      elastic: bool = True, diffusivity: bool = True) -> ThermoFlowMaker:
+                      elastic: bool = True, diffusivity: bool = True,
+                      references: dict | None = None) -> ThermoFlowMaker:
     """The thermo flow maker ``alloyflow thermo`` and ``alloyflow study --temperature`` use (same keys)."""
     return ThermoFlowMaker(phonon_maker=PhononMaker(calculator=calculator, min_length=min_length),
                            elastic_maker=ElasticMaker(calculator=calculator) if elastic else None,
-                           attempt_maker=AttemptFrequencyMaker(calculator=calculator) if diffusivity else None)
+                           attempt_maker=AttemptFrequencyMaker(calculator=calculator) if diffusivity else None,
+                           references=dict(references or {}))
 
 
 @job
@@ -335,7 +343,8 @@ def diffusion_rows(entry: dict, warnings: list[str]) -> list[dict]:
 
 @job
 def collect_thermo(system: str, temperature: float, relaxations: list, phonons: list, elastic: list,
-                   diffusion: list, warnings: list[str], barrier_warning: str | None = None) -> ThermoResult:
+                   diffusion: list, warnings: list[str], barrier_warning: str | None = None,
+                   references: dict | None = None) -> ThermoResult:
     """The ``ThermoResult``: hulls and voltages at 0 K and T, moduli, diffusivities, every warning."""
     docs = [RelaxationDocument.model_validate(as_dict(r)) for r in relaxations]
     phonon_docs = {name: PhononDocument.model_validate(as_dict(load_stored(o))) for name, o in phonons}
@@ -354,7 +363,7 @@ def collect_thermo(system: str, temperature: float, relaxations: list, phonons: 
     for entry in diffusion:
         rows += diffusion_rows(entry, notes)
     result = thermo_result(entries_from_documents(docs), phonon_docs, system, temperature, elastic=elastic_docs,
-                           diffusion=rows)
+                           diffusion=rows, references=references)
     result.warnings = list(dict.fromkeys([*notes, *result.warnings]))
     return result
 

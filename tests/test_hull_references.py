@@ -1,0 +1,139 @@
+"""Chosen elemental references (``--reference Sn=Sn``): β-Sn as the Sn zero where α-Sn lies lower.
+
+Hand-made Li–Sn entries (formation energies in eV/atom against β-Sn and bcc Li):
+    Sn (β) 0, Sn_alpha -0.05, Li2Sn5 (x = 2/7) -0.13, LiSn (x = 1/2) -0.20, Li 0.
+Against β: the Sn–LiSn line at x = 2/7 is -0.20 * 4/7 = -0.1143, so Li2Sn5 is on the hull.
+Against α (the lowest, the default): Li2Sn5 is -0.13 + 5/7 * 0.05 = -0.0943 and LiSn
+-0.175; the line at 2/7 is -0.175 * 4/7 = -0.1, so Li2Sn5 is 0.0057 eV/atom above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from pymatgen.core import Composition
+from pymatgen.entries.computed_entries import ComputedEntry
+
+from alloyflow.analysis.hull import HullResult, build_hull, reference_entries
+from alloyflow.analysis.outputs import format_hull_table
+from alloyflow.analysis.report import hull_section
+from alloyflow.analysis.voltage import voltage_profile
+from alloyflow.commands.parser import element_reference, reference_map
+from alloyflow.structures import StructureLibrary
+from alloyflow.workflows.flows.hull import check_references, hull_flow_for
+
+MU = {"Li": -1.9, "Sn": -3.8}
+CALC = {"name": "hand", "model": "hand-made", "version": "0", "kind": "test", "label": "hand-made (TEST ONLY)"}
+LI2SN5_ABOVE_ALPHA_HULL = -0.13 + 5 / 7 * 0.05 + 0.175 * 4 / 7
+
+
+def entry(formula, e_form, name=None):
+    comp = Composition(formula)
+    energy = sum(MU[str(el)] * n for el, n in comp.items()) + e_form * comp.num_atoms
+    return ComputedEntry(comp, energy, entry_id=name or formula,
+                         data={"phase": name or formula, "calculator": CALC, "converged": True})
+
+
+def li_sn():
+    return [entry("Sn", 0.0), entry("Sn", -0.05, "Sn_alpha"), entry("Li2Sn5", -0.13), entry("LiSn", -0.20),
+            entry("Li", 0.0)]
+
+
+def test_default_reference_is_the_lowest_entry_and_is_stated():
+    hull = build_hull(li_sn(), "Li-Sn")
+    assert hull.references == {"Li": "Li", "Sn": "Sn_alpha"}
+    assert "Sn = Sn_alpha (lowest Sn entry)" in hull.reference_note
+    li2sn5 = hull.phase("Li2Sn5")
+    assert not li2sn5.stable
+    assert li2sn5.e_above_hull == pytest.approx(LI2SN5_ABOVE_ALPHA_HULL, abs=1e-9)
+    assert not any(p.below_reference for p in hull.phases)
+
+
+def test_beta_reference_puts_li2sn5_on_the_hull_and_lists_alpha_below_it():
+    hull = build_hull(li_sn(), "Li-Sn", {"Sn": "Sn"})
+    assert hull.references == {"Li": "Li", "Sn": "Sn"}
+    assert hull.stable_set == ["Sn", "Li2Sn5", "LiSn", "Li"]
+    assert hull.phase("Li2Sn5").formation_energy_per_atom == pytest.approx(-0.13)
+    alpha = hull.phase("Sn_alpha")
+    assert alpha.below_reference and not alpha.stable
+    assert alpha.formation_energy_per_atom == pytest.approx(-0.05)
+    assert alpha.e_above_hull == pytest.approx(-0.05)
+    assert "Sn = Sn (chosen; Sn_alpha 50.0 meV/atom lower, left off the hull)" in hull.reference_note
+    table = format_hull_table(hull)
+    assert "below ref" in table and hull.reference_note in table
+    section = hull_section("Li-Sn", hull, None)
+    assert "below reference" in section and "Elemental references: Li = Li (lowest Li entry), Sn = Sn (chosen" in section
+
+
+def test_voltage_and_stored_hull_keep_the_chosen_reference():
+    hull = build_hull(li_sn(), "Li-Sn", {"Sn": "Sn"})
+    stored = HullResult.model_validate_json(hull.model_dump_json())
+    assert stored.phase("Sn_alpha").below_reference and stored.references == hull.references
+    from_hull = voltage_profile(stored)
+    kept, below, _ = reference_entries(li_sn(), "Li-Sn", {"Sn": "Sn"})
+    assert [e.data["phase"] for e in below] == ["Sn_alpha"]
+    from_entries = voltage_profile(kept)
+    assert [s.phases for s in from_hull.steps] == [s.phases for s in from_entries.steps]
+    assert from_hull.steps[0].phases == ["Sn", "Li2Sn5"]  # with alpha, the first plateau would be Sn-LiSn
+    assert voltage_profile(build_hull(li_sn(), "Li-Sn")).steps[0].phases[1] == "LiSn"
+
+
+def test_reference_equal_to_the_lowest_changes_nothing():
+    default, named = build_hull(li_sn(), "Li-Sn"), build_hull(li_sn(), "Li-Sn", {"Sn": "Sn_alpha"})
+    assert [p.model_dump() for p in default.phases] == [p.model_dump() for p in named.phases]
+    assert "Sn = Sn_alpha (chosen)" in named.reference_note
+
+
+@pytest.mark.parametrize("refs, message", [
+    ({"In": "In"}, "reference given for In, which is not an element of Li-Sn"),
+    ({"Sn": "Sn_grey"}, "no Sn entry named 'Sn_grey' to take as the Sn reference; Sn entries: Sn, Sn_alpha"),
+])
+def test_bad_references_are_refused_in_one_line(refs, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"):
+        build_hull(li_sn(), "Li-Sn", refs)
+
+
+def test_command_line_references_are_checked_before_any_job():
+    assert element_reference("Sn=Sn") == ("Sn", "Sn")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected ELEMENT=PHASE"):
+        element_reference("Sn")
+    assert reference_map([("Sn", "Sn"), ("Sn", "Sn")]) == {"Sn": "Sn"}
+    with pytest.raises(ValueError, match="names Sn twice"):
+        reference_map([("Sn", "Sn"), ("Sn", "Sn_alpha")])
+    library = StructureLibrary()
+    check_references({"Sn": "Sn", "Li": "Li"}, ["Li-In", "Li-Sn"], library)
+    with pytest.raises(ValueError, match=r"^reference Sn=Sn_beta: no Sn phase named 'Sn_beta'; Sn phases: Sn, Sn_alpha$"):
+        check_references({"Sn": "Sn_beta"}, ["Li-Sn"], library)
+    with pytest.raises(ValueError, match="In is not an element of Li-Sn"):
+        hull_flow_for("Li-Sn", "mock", library, references={"In": "In"})
+
+
+def test_the_hull_document_key_holds_the_references_only_when_given():
+    library = StructureLibrary()
+    plain = hull_flow_for("Li-Sn", "mock", library, phases=["LiSn"])
+    empty = hull_flow_for("Li-Sn", "mock", library, phases=["LiSn"], references={})
+    beta = hull_flow_for("Li-Sn", "mock", library, phases=["LiSn"], references={"Sn": "Sn"})
+    assert plain.output.uuid == empty.output.uuid  # stored hulls keep their keys
+    assert beta.output.uuid != plain.output.uuid
+    assert [j.uuid for j in beta.jobs[:-1]] == [j.uuid for j in plain.jobs[:-1]]  # relaxations are shared
+
+
+def test_beta_reference_for_real_on_the_default_potential(tmp_path, capsys):
+    """``alloyflow hull Li-Sn --reference Sn=Sn`` on SevenNet-0: α-Sn lies below β and is listed, not used."""
+    from alloyflow.cli import main
+    from alloyflow.io.hull import read_hull_json
+
+    argv = ["hull", "Li-Sn", "--phases", "LiSn", "--out", str(tmp_path), "--no-progress", "--workers", "1"]
+    assert main([*argv, "--reference", "Sn=Sn"]) == 0
+    assert "Sn = Sn (chosen; Sn_alpha" in capsys.readouterr().out
+    beta = read_hull_json(tmp_path / "Li-Sn" / "hull.json")
+    alpha_gap = beta.phase("Sn_alpha").formation_energy_per_atom
+    assert beta.phase("Sn_alpha").below_reference and alpha_gap < 0  # SevenNet-0: α-Sn lower, as in PBE
+    assert main(argv) == 0  # the default: the same relaxations, α-Sn the reference
+    assert "relaxations: 0 job(s) computed" in capsys.readouterr().out
+    alpha = read_hull_json(tmp_path / "Li-Sn" / "hull.json")
+    assert alpha.references["Sn"] == "Sn_alpha"
+    lisn_b, lisn_a = beta.phase("LiSn"), alpha.phase("LiSn")
+    # LiSn is half Sn: its formation energy against α is higher by half the α-β gap
+    assert lisn_a.formation_energy_per_atom - lisn_b.formation_energy_per_atom == pytest.approx(-alpha_gap / 2, abs=1e-9)
