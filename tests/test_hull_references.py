@@ -137,3 +137,12 @@ def test_beta_reference_for_real_on_the_default_potential(tmp_path, capsys):
     lisn_b, lisn_a = beta.phase("LiSn"), alpha.phase("LiSn")
     # LiSn is half Sn: its formation energy against α is higher by half the α-β gap
     assert lisn_a.formation_energy_per_atom - lisn_b.formation_energy_per_atom == pytest.approx(-alpha_gap / 2, abs=1e-9)
+
+
+def test_the_comparison_with_the_reference_names_a_host_reference_other_than_the_metal():
+    from alloyflow.analysis.report import comparison_section
+
+    alpha = comparison_section({"Li-Sn": build_hull(li_sn(), "Li-Sn")}, {"Li-Sn": None}, [], "hand")
+    beta = comparison_section({"Li-Sn": build_hull(li_sn(), "Li-Sn", {"Sn": "Sn"})}, {"Li-Sn": None}, [], "hand")
+    assert "LiSn -175.0 (Sn reference: Sn_alpha)" in alpha
+    assert "LiSn -200.0 |" in beta and "Sn reference" not in beta

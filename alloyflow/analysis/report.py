@@ -206,8 +206,11 @@ def comparison_section(hulls, voltages, barriers, label: str) -> str:
         ours = sorted(f for f in hull.stable_set if len(Composition(f).elements) > 1)
         ref_min = REFERENCE_HULL_MINIMUM[system]
         rows.append([f"{system} stable set", ", ".join(ours), ", ".join(ref_stable)])
+        refs = getattr(hull, "references", None) or {}
+        host_ref = refs.get(hull.host)
         rows.append([f"{system} hull minimum (meV/at)",
-                     f"{hull.hull_minimum.formula} {hull.hull_minimum.formation_energy_per_atom * 1000:.1f}",
+                     f"{hull.hull_minimum.formula} {hull.hull_minimum.formation_energy_per_atom * 1000:.1f}"
+                     + (f" ({hull.host} reference: {host_ref})" if host_ref and host_ref != hull.host else ""),
                      f"{ref_min[0]} {ref_min[1] * 1000:.1f}"])
         v = voltages[system]
         ref_v = REFERENCE_VOLTAGE[system]

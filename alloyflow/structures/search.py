@@ -32,12 +32,13 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 from pymatgen.core import Composition, Element, Lattice, Structure
 
 from alloyflow.structures.library import StructureLibrary, parse_system
+from alloyflow.structures.prototypes import binary_prototypes, stoichiometry
 
 LATTICES_LI_RICH = ("bcc",)
 LATTICES_M_RICH = ("fcc", "bct")
@@ -297,39 +298,6 @@ def ordering_candidates(
 # --------------------------------------------------------------------------- prototypes
 
 
-@lru_cache(maxsize=1)
-def binary_prototypes() -> tuple[tuple[str, str, Structure], ...]:
-    """(AFLOW label, descriptive name, structure) for pymatgen's binary AFLOW prototypes.
-
-    Read from the data file directly: importing ``pymatgen.analysis.prototypes``
-    decodes every prototype and Wyckoff table through monty, 10-15 s here.
-    """
-    import gzip
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    folder = Path(importlib.util.find_spec("pymatgen.analysis.prototypes").submodule_search_locations[0])
-    with gzip.open(folder / "aflow_prototypes.json.gz", "rt") as fh:
-        raw = json.load(fh)
-    out = []
-    for entry in raw:
-        snl = entry["snl"]
-        if len({sp["element"] for site in snl["sites"] for sp in site["species"]}) != 2:
-            continue
-        s = Structure(Lattice(snl["lattice"]["matrix"]), [site["species"][0]["element"] for site in snl["sites"]],
-                      [site["abc"] for site in snl["sites"]])
-        tags = entry["tags"]
-        desc = " ".join(str(t) for t in (tags.get("strukturbericht"), tags.get("mineral")) if t and t != "None")
-        out.append((tags["aflow"], desc or s.composition.reduced_formula, s))
-    return tuple(out)
-
-
-def _ratio(comp: Composition) -> tuple[int, int]:
-    a, b = sorted(int(round(v)) for v in comp.reduced_composition.values())
-    return a, b
-
-
 def prototype_candidates(
     system: str,
     compositions: list[Composition],
@@ -339,10 +307,10 @@ def prototype_candidates(
     """Each binary prototype of a target stoichiometry, Li on A and on B, Vegard-scaled, plausible only."""
     li, host = _li_host(system)
     wanted = {c.reduced_formula for c in compositions}
-    ratios = {_ratio(c) for c in compositions}
+    ratios = {stoichiometry(c) for c in compositions}
     out, seen = [], set()
     for label, desc, proto in binary_prototypes():
-        if _ratio(proto.composition) not in ratios:  # cheap test before the primitive-cell search
+        if stoichiometry(proto.composition) not in ratios:  # cheap test before the primitive-cell search
             continue
         prim = proto.get_primitive_structure()
         if len(prim) > max_sites:
