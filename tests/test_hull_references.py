@@ -1,9 +1,9 @@
-"""Chosen elemental references (``--reference Sn=Sn``): β-Sn as the Sn zero where α-Sn lies lower.
+"""Elemental references: each element's own phase (β-Sn ``Sn``) by default, another if chosen.
 
 Hand-made Li–Sn entries (formation energies in eV/atom against β-Sn and bcc Li):
     Sn (β) 0, Sn_alpha -0.05, Li2Sn5 (x = 2/7) -0.13, LiSn (x = 1/2) -0.20, Li 0.
-Against β: the Sn–LiSn line at x = 2/7 is -0.20 * 4/7 = -0.1143, so Li2Sn5 is on the hull.
-Against α (the lowest, the default): Li2Sn5 is -0.13 + 5/7 * 0.05 = -0.0943 and LiSn
+Against β (the default): the Sn–LiSn line at x = 2/7 is -0.20 * 4/7 = -0.1143, so Li2Sn5 is on
+the hull. Against α (``Sn=lowest`` or ``Sn=Sn_alpha``): Li2Sn5 is -0.13 + 5/7 * 0.05 = -0.0943 and LiSn
 -0.175; the line at 2/7 is -0.175 * 4/7 = -0.1, so Li2Sn5 is 0.0057 eV/atom above it.
 """
 
@@ -40,10 +40,11 @@ def li_sn():
             entry("Li", 0.0)]
 
 
-def test_default_reference_is_the_lowest_entry_and_is_stated():
-    hull = build_hull(li_sn(), "Li-Sn")
+@pytest.mark.parametrize("refs, why", [({"Sn": "lowest"}, "lowest Sn entry"), ({"Sn": "Sn_alpha"}, "chosen")])
+def test_the_lowest_reference_on_request_and_stated(refs, why):
+    hull = build_hull(li_sn(), "Li-Sn", refs)
     assert hull.references == {"Li": "Li", "Sn": "Sn_alpha"}
-    assert "Sn = Sn_alpha (lowest Sn entry)" in hull.reference_note
+    assert f"Sn = Sn_alpha ({why})" in hull.reference_note
     li2sn5 = hull.phase("Li2Sn5")
     assert not li2sn5.stable
     assert li2sn5.e_above_hull == pytest.approx(LI2SN5_ABOVE_ALPHA_HULL, abs=1e-9)
@@ -51,7 +52,8 @@ def test_default_reference_is_the_lowest_entry_and_is_stated():
 
 
 def test_beta_reference_puts_li2sn5_on_the_hull_and_lists_alpha_below_it():
-    hull = build_hull(li_sn(), "Li-Sn", {"Sn": "Sn"})
+    hull = build_hull(li_sn(), "Li-Sn")
+    assert build_hull(li_sn(), "Li-Sn", {"Sn": "Sn"}).phases == hull.phases  # named or by default
     assert hull.references == {"Li": "Li", "Sn": "Sn"}
     assert hull.stable_set == ["Sn", "Li2Sn5", "LiSn", "Li"]
     assert hull.phase("Li2Sn5").formation_energy_per_atom == pytest.approx(-0.13)
@@ -59,30 +61,34 @@ def test_beta_reference_puts_li2sn5_on_the_hull_and_lists_alpha_below_it():
     assert alpha.below_reference and not alpha.stable
     assert alpha.formation_energy_per_atom == pytest.approx(-0.05)
     assert alpha.e_above_hull == pytest.approx(-0.05)
-    assert "Sn = Sn (chosen; Sn_alpha 50.0 meV/atom lower, left off the hull)" in hull.reference_note
+    assert "Sn = Sn (the element's own phase; Sn_alpha 50.0 meV/atom lower, left off the hull)" in hull.reference_note
     table = format_hull_table(hull)
     assert "below ref" in table and hull.reference_note in table
     section = hull_section("Li-Sn", hull, None)
-    assert "below reference" in section and "Elemental references: Li = Li (lowest Li entry), Sn = Sn (chosen" in section
+    assert "below reference" in section
+    assert "Elemental references: Li = Li (the element's own phase), Sn = Sn (the element's own phase" in section
 
 
 def test_voltage_and_stored_hull_keep_the_chosen_reference():
-    hull = build_hull(li_sn(), "Li-Sn", {"Sn": "Sn"})
+    hull = build_hull(li_sn(), "Li-Sn")
     stored = HullResult.model_validate_json(hull.model_dump_json())
     assert stored.phase("Sn_alpha").below_reference and stored.references == hull.references
     from_hull = voltage_profile(stored)
-    kept, below, _ = reference_entries(li_sn(), "Li-Sn", {"Sn": "Sn"})
-    assert [e.data["phase"] for e in below] == ["Sn_alpha"]
-    from_entries = voltage_profile(kept)
-    assert [s.phases for s in from_hull.steps] == [s.phases for s in from_entries.steps]
-    assert from_hull.steps[0].phases == ["Sn", "Li2Sn5"]  # with alpha, the first plateau would be Sn-LiSn
-    assert voltage_profile(build_hull(li_sn(), "Li-Sn")).steps[0].phases[1] == "LiSn"
+    refs = reference_entries(li_sn(), "Li-Sn")
+    assert [e.data["phase"] for e in refs.below] == ["Sn_alpha"] and refs.basis == {"Li": "own phase", "Sn": "own phase"}
+    for source in (refs.kept, li_sn()):  # plain entries get the hull's default references
+        assert [s.phases for s in voltage_profile(source).steps] == [s.phases for s in from_hull.steps]
+    assert from_hull.steps[0].phases == ["Sn", "Li2Sn5"]
+    alpha = build_hull(li_sn(), "Li-Sn", {"Sn": "lowest"})
+    assert voltage_profile(alpha).steps[0].phases == ["Sn", "LiSn"]  # a stored alpha hull keeps its reference
 
 
-def test_reference_equal_to_the_lowest_changes_nothing():
-    default, named = build_hull(li_sn(), "Li-Sn"), build_hull(li_sn(), "Li-Sn", {"Sn": "Sn_alpha"})
-    assert [p.model_dump() for p in default.phases] == [p.model_dump() for p in named.phases]
-    assert "Sn = Sn_alpha (chosen)" in named.reference_note
+def test_naming_the_lowest_is_the_lowest_and_an_element_without_its_own_phase_takes_its_lowest():
+    lowest, named = build_hull(li_sn(), "Li-Sn", {"Sn": "lowest"}), build_hull(li_sn(), "Li-Sn", {"Sn": "Sn_alpha"})
+    assert [p.model_dump() for p in lowest.phases] == [p.model_dump() for p in named.phases]
+    renamed = [entry("Sn", 0.0, "Sn_beta"), *li_sn()[1:]]
+    hull = build_hull(renamed, "Li-Sn")
+    assert hull.references["Sn"] == "Sn_alpha" and "Sn = Sn_alpha (lowest Sn entry)" in hull.reference_note
 
 
 @pytest.mark.parametrize("refs, message", [
@@ -102,8 +108,8 @@ def test_command_line_references_are_checked_before_any_job():
     with pytest.raises(ValueError, match="names Sn twice"):
         reference_map([("Sn", "Sn"), ("Sn", "Sn_alpha")])
     library = StructureLibrary()
-    check_references({"Sn": "Sn", "Li": "Li"}, ["Li-In", "Li-Sn"], library)
-    with pytest.raises(ValueError, match=r"^reference Sn=Sn_beta: no Sn phase named 'Sn_beta'; Sn phases: Sn, Sn_alpha$"):
+    check_references({"Sn": "Sn_alpha", "Li": "lowest"}, ["Li-In", "Li-Sn"], library)
+    with pytest.raises(ValueError, match=r"^reference Sn=Sn_beta: no Sn phase named 'Sn_beta'; Sn phases: Sn, Sn_alpha \(or lowest\)$"):
         check_references({"Sn": "Sn_beta"}, ["Li-Sn"], library)
     with pytest.raises(ValueError, match="In is not an element of Li-Sn"):
         hull_flow_for("Li-Sn", "mock", library, references={"In": "In"})
@@ -113,24 +119,24 @@ def test_the_hull_document_key_holds_the_references_only_when_given():
     library = StructureLibrary()
     plain = hull_flow_for("Li-Sn", "mock", library, phases=["LiSn"])
     empty = hull_flow_for("Li-Sn", "mock", library, phases=["LiSn"], references={})
-    beta = hull_flow_for("Li-Sn", "mock", library, phases=["LiSn"], references={"Sn": "Sn"})
-    assert plain.output.uuid == empty.output.uuid  # stored hulls keep their keys
-    assert beta.output.uuid != plain.output.uuid
-    assert [j.uuid for j in beta.jobs[:-1]] == [j.uuid for j in plain.jobs[:-1]]  # relaxations are shared
+    alpha = hull_flow_for("Li-Sn", "mock", library, phases=["LiSn"], references={"Sn": "Sn_alpha"})
+    assert plain.output.uuid == empty.output.uuid
+    assert alpha.output.uuid != plain.output.uuid
+    assert [j.uuid for j in alpha.jobs[:-1]] == [j.uuid for j in plain.jobs[:-1]]  # relaxations are shared
 
 
 def test_beta_reference_for_real_on_the_default_potential(tmp_path, capsys):
-    """``alloyflow hull Li-Sn --reference Sn=Sn`` on SevenNet-0: α-Sn lies below β and is listed, not used."""
+    """``alloyflow hull Li-Sn`` on SevenNet-0: α-Sn lies below β and is listed, not used; ``Sn=lowest`` uses it."""
     from alloyflow.cli import main
     from alloyflow.io.hull import read_hull_json
 
     argv = ["hull", "Li-Sn", "--phases", "LiSn", "--out", str(tmp_path), "--no-progress", "--workers", "1"]
-    assert main([*argv, "--reference", "Sn=Sn"]) == 0
-    assert "Sn = Sn (chosen; Sn_alpha" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "Sn = Sn (the element's own phase; Sn_alpha" in capsys.readouterr().out
     beta = read_hull_json(tmp_path / "Li-Sn" / "hull.json")
     alpha_gap = beta.phase("Sn_alpha").formation_energy_per_atom
     assert beta.phase("Sn_alpha").below_reference and alpha_gap < 0  # SevenNet-0: α-Sn lower, as in PBE
-    assert main(argv) == 0  # the default: the same relaxations, α-Sn the reference
+    assert main([*argv, "--reference", "Sn=lowest"]) == 0  # the same relaxations, α-Sn the reference
     assert "relaxations: 0 job(s) computed" in capsys.readouterr().out
     alpha = read_hull_json(tmp_path / "Li-Sn" / "hull.json")
     assert alpha.references["Sn"] == "Sn_alpha"
@@ -142,7 +148,7 @@ def test_beta_reference_for_real_on_the_default_potential(tmp_path, capsys):
 def test_the_comparison_with_the_reference_names_a_host_reference_other_than_the_metal():
     from alloyflow.analysis.report import comparison_section
 
-    alpha = comparison_section({"Li-Sn": build_hull(li_sn(), "Li-Sn")}, {"Li-Sn": None}, [], "hand")
-    beta = comparison_section({"Li-Sn": build_hull(li_sn(), "Li-Sn", {"Sn": "Sn"})}, {"Li-Sn": None}, [], "hand")
+    alpha = comparison_section({"Li-Sn": build_hull(li_sn(), "Li-Sn", {"Sn": "lowest"})}, {"Li-Sn": None}, [], "hand")
+    beta = comparison_section({"Li-Sn": build_hull(li_sn(), "Li-Sn")}, {"Li-Sn": None}, [], "hand")
     assert "LiSn -175.0 (Sn reference: Sn_alpha)" in alpha
     assert "LiSn -200.0 |" in beta and "Sn reference" not in beta

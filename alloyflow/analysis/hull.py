@@ -6,13 +6,17 @@ references present, nothing from another system) and flattens the result into
 a JSON-friendly ``HullResult`` that carries the calculator provenance, so a
 hull from an ML potential can never be read as a DFT one.
 
+Each element's zero of energy is its own phase (the entry named after it:
+β-Sn, not the lower α-Sn), unless a reference is chosen
+(``reference_entries``); every hull says which (``reference_note``).
+
 Energies are eV/atom throughout; tables and plots convert to meV/atom.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import BaseModel, Field
 from pymatgen.core import Composition, Element
@@ -186,10 +190,10 @@ def _volume(entry) -> float | None:
 def _volume_reference(entries, host: str):
     """The host phase volumes are measured against: the one named after the element.
 
-    The energy reference is the lowest elemental entry, but the volume reference
-    is the metal that is lithiated in practice: grey α-Sn is the 0 K ground state
-    of PBE-like potentials, yet the anode is β-Sn foil (the bundled ``Sn``), and
-    expansions relative to the 36 % larger α cell would come out negative.
+    Always the metal that is lithiated in practice, whatever the energy
+    reference: grey α-Sn is the 0 K ground state of PBE-like potentials, yet
+    the anode is β-Sn foil (the bundled ``Sn``), and expansions relative to the
+    36 % larger α cell would come out negative.
     """
     for entry in entries:
         if phase_name(entry) == host and entry.composition.reduced_formula == host:
@@ -197,8 +201,34 @@ def _volume_reference(entries, host: str):
     return None
 
 
-def reference_entries(entries: Sequence, system: str, references: Mapping[str, str] | None = None):
-    """Split ``entries`` into those a hull is built from and the elemental polymorphs below a chosen reference.
+LOWEST = "lowest"
+"""``references`` value that takes an element's lowest-energy entry (the 0 K ground state) as its zero."""
+
+
+class References(NamedTuple):
+    """What ``reference_entries`` returns."""
+
+    kept: list
+    """The entries without the elemental polymorphs lower than their element's reference."""
+    below: list
+    """Those polymorphs (lower than the reference by more than 1e-8 eV/atom)."""
+    chosen: dict
+    """``{element: entry name}`` of every element's reference."""
+    basis: dict
+    """``{element: why}``: ``"chosen"``, ``"own phase"`` or ``"lowest"``."""
+
+
+def reference_entries(entries: Sequence, system: str, references: Mapping[str, str] | None = None) -> References:
+    """Each element's reference entry, and the entries a hull is built from.
+
+    An element's zero of formation energy is, in this order: the entry
+    ``references`` names; its lowest entry if ``references`` says
+    ``"lowest"``; the entry named after the element itself (the library's
+    reference state: ``Sn`` is β-Sn, the form lithiated in practice and
+    stable above 286 K; ``Li`` bcc Li; ``In`` tetragonal In); else its lowest
+    entry. Elemental polymorphs lower than the reference (α-Sn, the 0 K
+    ground state of PBE and of the potentials here) are returned in
+    ``below``: listed in a hull, left off it and off the voltage curve.
 
     Parameters
     ----------
@@ -207,70 +237,62 @@ def reference_entries(entries: Sequence, system: str, references: Mapping[str, s
     system : str
         Binary Li–M system, e.g. ``"Li-Sn"``.
     references : mapping, optional
-        ``{element: entry name}``: the entry whose energy per atom is that
-        element's zero. An element not named takes its lowest-energy entry
-        (the 0 K ground state, what ``PhaseDiagram`` picks). Naming one is
-        how β-Sn, the form lithiated in practice, becomes the Sn reference
-        where a calculator puts α-Sn lower.
+        ``{element: entry name or "lowest"}``, e.g. ``{"Sn": "Sn_alpha"}``.
 
     Returns
     -------
-    kept : list
-        The entries without the elemental polymorphs lower than a chosen reference.
-    below : list
-        Those polymorphs (lower than the chosen reference by more than 1e-8 eV/atom).
-    chosen : dict
-        ``{element: entry name}`` of every element's reference.
+    References
+        ``kept``, ``below``, ``chosen`` and ``basis``.
     """
     li, host = binary_system(system)
     references = dict(references or {})
     unknown = sorted(set(references) - {li, host})
     if unknown:
         raise ValueError(f"reference given for {', '.join(unknown)}, which is not an element of {system}")
-    kept, below, chosen = list(entries), [], {}
+    kept, below, chosen, basis = list(entries), [], {}, {}
     for el in (li, host):
         own = [e for e in entries if e.composition.is_element and e.composition.elements[0] == Element(el)]
         if not own:
             continue  # phase_diagram names the missing element
-        if el not in references:
-            chosen[el] = phase_name(min(own, key=lambda e: e.energy_per_atom))
-            continue
-        named = [e for e in own if phase_name(e) == references[el]]
-        if not named:
+        wanted = references.get(el)
+        named = [e for e in own if phase_name(e) == (wanted or el)]
+        if wanted not in (None, LOWEST) and not named:
             names = ", ".join(sorted({phase_name(e) for e in own}))
-            raise ValueError(f"no {el} entry named {references[el]!r} to take as the {el} reference; {el} entries: {names}")
+            raise ValueError(f"no {el} entry named {wanted!r} to take as the {el} reference; {el} entries: {names}")
+        if wanted == LOWEST or not named:
+            chosen[el], basis[el] = phase_name(min(own, key=lambda e: e.energy_per_atom)), LOWEST
+            continue
         ref = min(named, key=lambda e: e.energy_per_atom)
-        chosen[el] = references[el]
+        chosen[el], basis[el] = phase_name(ref), "chosen" if wanted else "own phase"
         lower = [e for e in own if e.energy_per_atom < ref.energy_per_atom - _HULL_TOL]
         below += lower
         kept = [e for e in kept if all(e is not x for x in lower)]
-    return kept, below, chosen
+    return References(kept, below, chosen, basis)
 
 
-def _reference_note(chosen: dict, references: Mapping[str, str], below: list, ref_energy: dict) -> str:
+def _reference_note(refs: References, ref_energy: dict) -> str:
     parts = []
-    for el, name in chosen.items():
-        if el not in references:
-            parts.append(f"{el} = {name} (lowest {el} entry)")
-            continue
+    for el, name in refs.chosen.items():
+        why = {"lowest": f"lowest {el} entry", "own phase": "the element's own phase"}.get(refs.basis[el], "chosen")
         lower = [f"{phase_name(e)} {1000 * (ref_energy[el] - e.energy_per_atom):.1f} meV/atom lower"
-                 for e in below if e.composition.elements[0] == Element(el)]
-        parts.append(f"{el} = {name} (chosen" + (f"; {', '.join(lower)}, left off the hull)" if lower else ")"))
+                 for e in refs.below if e.composition.elements[0] == Element(el)]
+        parts.append(f"{el} = {name} ({why}" + (f"; {', '.join(lower)}, left off the hull)" if lower else ")"))
     return "elemental references: " + ", ".join(parts)
 
 
 def build_hull(entries: Sequence, system: str, references: Mapping[str, str] | None = None) -> HullResult:
     """Hull of ``entries`` (pymatgen ``ComputedEntry``/``PDEntry``) for a binary Li–M ``system``.
 
-    Elemental references are the lowest-energy elemental entries, which is
-    what ``PhaseDiagram`` picks, unless ``references`` names one
-    (``reference_entries``): lower polymorphs of that element are then listed
-    with ``below_reference`` and their (negative) energy relative to it, and
-    left off the hull. Polymorphs are all reported, and only the lowest of a
-    composition can be on the hull. ``reference_note`` says which entries
-    are the references.
+    Each element's reference is the entry named after it (β-Sn ``Sn``, not
+    α-Sn ``Sn_alpha``), unless ``references`` names another or ``"lowest"``
+    (``reference_entries``); without an entry of that name, its lowest entry.
+    Lower polymorphs are listed with ``below_reference`` and their (negative)
+    energy relative to the reference, and left off the hull. Polymorphs are
+    all reported, and only the lowest of a composition can be on the hull.
+    ``references`` and ``reference_note`` say which entries are the zeros.
     """
-    kept, below, chosen = reference_entries(entries, system, references)
+    refs = reference_entries(entries, system, references)
+    kept, below = refs.kept, refs.below
     pd = phase_diagram(kept, system)
     li, host = binary_system(system)
     calculator, warns = calculator_of(entries)
@@ -329,9 +351,8 @@ def build_hull(entries: Sequence, system: str, references: Mapping[str, str] | N
         phases=phases,
         stable_set=[p.formula for p in stable],
         hull_minimum=HullMinimum(formula=lowest.formula, formation_energy_per_atom=lowest.formation_energy_per_atom),
-        references=chosen,
-        reference_note=_reference_note(chosen, references or {}, below,
-                                       {str(el): ref.energy_per_atom for el, ref in pd.el_refs.items()}),
+        references=refs.chosen,
+        reference_note=_reference_note(refs, {str(el): ref.energy_per_atom for el, ref in pd.el_refs.items()}),
         warnings=warns,
     )
 
@@ -361,6 +382,8 @@ __all__ = [
     "HullResult",
     "build_hull",
     "reference_entries",
+    "References",
+    "LOWEST",
     "phase_diagram",
     "binary_system",
     "calculator_of",

@@ -175,8 +175,8 @@ def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature
     ``elastic`` maps phase name to an elastic document (``bulk_modulus_vrh``,
     ``shear_modulus_vrh``, ``mechanically_stable``); ``diffusion`` is a list of
     dicts with ``phase`` and ``diffusivity`` ({T: D}). ``references``: elemental
-    references chosen instead of the lowest entries, at 0 K and at T alike
-    (``alloyflow.analysis.hull.reference_entries``).
+    references chosen instead of each element's own phase, at 0 K and at T
+    alike (``alloyflow.analysis.hull.reference_entries``).
     """
     t_entries, missing = free_energy_entries(entries, phonon_docs, temperature)
     warnings: list[str] = []
@@ -187,7 +187,7 @@ def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature
     hull0 = build_hull(base, system, references)
     hull_t = build_hull(t_entries, system, references)
     warnings += [w for w in hull0.warnings if w not in warnings]
-    if references:
+    if hull0.reference_note != hull_t.reference_note or references:
         warnings += [f"0 K: {hull0.reference_note}", f"{temperature:g} K: {hull_t.reference_note}"]
     imaginary = sorted(n for n, d in phonon_docs.items() if d.imaginary_modes and n in have)
     if imaginary:
@@ -221,8 +221,8 @@ def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature
         method=f"{calc.get('label', calc.get('name'))}, harmonic phonons at the 0 K volume (phonopy)",
         phases=phases, stable_0K=[p.name for p in hull0.phases if p.stable],
         stable_T=[p.name for p in hull_t.phases if p.stable],
-        voltage_0K=_voltage(reference_entries(base, system, references)[0], hull0.host, warnings, "0 K"),
-        voltage_T=_voltage(reference_entries(t_entries, system, references)[0], hull0.host, warnings,
+        voltage_0K=_voltage(reference_entries(base, system, references).kept, hull0.host, warnings, "0 K"),
+        voltage_T=_voltage(reference_entries(t_entries, system, references).kept, hull0.host, warnings,
                            f"{temperature:g} K"),
         phonon_cost=[{"phase": n, "natoms": d.natoms, "supercell_natoms": d.supercell_natoms,
                       "force_calls": d.n_force_calls, "seconds": d.elapsed_seconds} for n, d in phonon_docs.items()],

@@ -27,6 +27,7 @@ from alloyflow.analysis.hull import (
     calculator_of,
     entries_from_hull,
     phase_diagram,
+    reference_entries,
 )
 
 FARADAY = const.e * const.N_A  # C/mol
@@ -84,6 +85,8 @@ def _as_phase_diagram(source, host: str | None, working_ion: str) -> tuple[Phase
     binary_system(system)
     if isinstance(source, PhaseDiagram) and set(elements) == {working_ion, host}:
         return source, host, calc, warns
+    if not isinstance(source, HullResult):  # the hull's elemental references (entries_from_hull keeps a hull's)
+        entries = reference_entries(entries, system).kept
     return phase_diagram(entries, system), host, calc, warns
 
 
@@ -95,7 +98,10 @@ def voltage_profile(source, host: str | None = None, working_ion: str = "Li") ->
     """Voltage curve for lithiating ``host`` from the stable phases of its Li–M hull.
 
     ``source`` is a list of entries, a ``PhaseDiagram`` or a ``HullResult``;
-    ``host`` defaults to the one non-Li element. The curve runs from pure M
+    ``host`` defaults to the one non-Li element. Entries get the hull's default
+    elemental references (``alloyflow.analysis.hull.reference_entries``: β-Sn,
+    not a lower α-Sn); a ``PhaseDiagram`` is taken as it is; a ``HullResult``
+    keeps its own. The curve runs from pure M
     (x = 0) to the most Li-rich stable phase; beyond it Li plates at 0 V.
     """
     pd, host, calc, warns = _as_phase_diagram(source, host, working_ion)

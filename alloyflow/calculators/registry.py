@@ -67,11 +67,12 @@ barriers are as close to PBE as the 55-label potential's (mean distance
 97 meV against SevenNet-0's 128) but their rank order agrees less
 (Spearman 0.60 against 0.90: bcc Li, 30 meV above PBE where SevenNet-0's
 is 22 below, lies above Li13In3 75 and Li17Sn4 86, far below PBE's 172
-and 263); B32 LiIn stays mechanically unstable on it (7 meV); its Li2Sn5
-is 9.5 meV/atom off its Li-Sn hull, as GPAW's own labels put it with
-alpha-Sn as the reference (alpha 50.4 meV/atom below beta on GPAW,
-13.6 on SevenNet-0); and its labels are GPAW's PBE, which differs from the reference's VASP
-PBE by 23 meV/atom on Li3In2. Switching re-keys every stored result. Until
+and 263); B32 LiIn stays mechanically unstable on it (7 meV); and its
+labels are GPAW's PBE, which differs from the reference's VASP PBE by 23
+meV/atom on Li3In2. (Its Li-Sn hull is not a reason: with beta-Sn as the
+Sn zero, the default since 2026-12-07, Li2Sn5 is on it and its minimum,
+-417.8 meV/atom, is 1.2 from the reference's; with alpha-Sn, 50 meV/atom
+lower on GPAW and on it, Li2Sn5 was 9.5 above, as on GPAW's own labels.) Switching re-keys every stored result. Until
 then ``--calculator alloyflow-LiInSn`` is the closer choice for Li-Sn
 barriers and formation energies, and says so in every number it labels.
 """

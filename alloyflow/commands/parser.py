@@ -50,10 +50,10 @@ def non_negative_int(text: str) -> int:
 
 
 def element_reference(text: str) -> tuple[str, str]:
-    """argparse type: ``ELEMENT=PHASE`` (``Sn=Sn``), an elemental reference chosen by phase name."""
+    """argparse type: ``ELEMENT=PHASE`` (``Sn=Sn_alpha``), an elemental reference chosen by phase name."""
     el, sep, name = text.partition("=")
     if not sep or not el.strip() or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected ELEMENT=PHASE (e.g. Sn=Sn for beta-Sn), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected ELEMENT=PHASE (e.g. Sn=Sn_alpha, or Sn=lowest), got {text!r}")
     return el.strip(), name.strip()
 
 
@@ -69,9 +69,10 @@ def reference_map(pairs) -> dict[str, str]:
 
 def _reference_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", action="append", type=element_reference, default=[], metavar="EL=PHASE",
-                   help="take this phase as the element's zero of formation energy instead of its lowest one "
-                        "(repeatable; e.g. --reference Sn=Sn: beta-Sn, the form lithiated in practice, where the "
-                        "potential puts alpha-Sn lower). Lower polymorphs are listed, left off the hull and voltage")
+                   help="take this phase as the element's zero of formation energy instead of the element's own "
+                        "phase (the library file named after it: beta-Sn, the form lithiated in practice, bcc Li, "
+                        "In); repeatable; e.g. --reference Sn=Sn_alpha or Sn=lowest for the 0 K ground state. "
+                        "Lower polymorphs are listed, left off the hull and the voltage curve")
 
 
 WORKER_COMMANDS = ("study", "hull", "barriers", "search", "thermo")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from jobflow import Flow, Maker, job
 
-from alloyflow.analysis.hull import build_hull, entries_from_documents, reference_entries
+from alloyflow.analysis.hull import LOWEST, build_hull, entries_from_documents, reference_entries
 from alloyflow.analysis.voltage import voltage_profile
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements
 from alloyflow.engine import ResultStore, RunSummary, run_flow
@@ -24,19 +24,19 @@ from alloyflow.workflows.jobs.backends import relax_maker_for
 from alloyflow.workflows.jobs.relax import RelaxationDocument, RelaxMaker
 from alloyflow.workflows.schemas.study import HullDocument
 
-HULL_VERSION = 1
+HULL_VERSION = 2
 """Bump when ``hull_document`` changes what a stored hull document means."""
 
 
 def hull_from_documents(system: str, docs: list[RelaxationDocument], references: dict | None = None) -> HullDocument:
     """The hull and voltage curve of ``system`` from relaxation documents (pure).
 
-    ``references``: ``{element: phase name}`` of elemental references chosen instead of the lowest
-    entries (``alloyflow.analysis.hull.reference_entries``); the voltage curve uses the same.
+    ``references``: ``{element: phase name or "lowest"}``, elemental references chosen instead of the
+    element's own phase (``alloyflow.analysis.hull.reference_entries``); the voltage curve uses the same.
     """
     entries = entries_from_documents(docs)
     hull = build_hull(entries, system, references)
-    kept, _, _ = reference_entries(entries, system, references)
+    kept = reference_entries(entries, system, references).kept
     host = [e for e in parse_system(system) if e != "Li"][0]
     try:
         voltage = voltage_profile(kept, host=host, working_ion="Li")
@@ -57,16 +57,17 @@ def hull_document(relaxations: list, system: str, references: dict | None = None
 def check_references(references: dict | None, systems: list[str], library: StructureLibrary) -> None:
     """Refuse a chosen elemental reference that no system has, before any job exists.
 
-    ``references`` maps an element to the name of one of its library phases (``{"Sn": "Sn"}``: β-Sn,
-    where the potential puts α-Sn lower). The message names the element's phases.
+    ``references`` maps an element to the name of one of its library phases (``{"Sn": "Sn_alpha"}``) or
+    to ``"lowest"``. The message names the element's phases.
     """
     for el, name in (references or {}).items():
         mine = [s for s in systems if el in parse_system(s)]
         if not mine:
             raise ValueError(f"reference {el}={name}: {el} is not an element of {', '.join(systems)}")
         names = sorted({p.name for s in mine for p in library.phases(s) if p.elements == (el,)})
-        if name not in names:
-            raise ValueError(f"reference {el}={name}: no {el} phase named {name!r}; {el} phases: {', '.join(names)}")
+        if name not in names and name != LOWEST:
+            raise ValueError(f"reference {el}={name}: no {el} phase named {name!r}; {el} phases: {', '.join(names)} "
+                             f"(or {LOWEST})")
 
 
 def candidate_phases(system: str, calculator: str, library: StructureLibrary,
@@ -123,8 +124,8 @@ class HullFlowMaker(Maker):
     relax_maker : Maker
         Any keyed relax maker (``makers_for(calculator).relax``).
     references : dict
-        ``{element: phase name}``: elemental references chosen instead of the lowest entries (e.g.
-        ``{"Sn": "Sn"}``, β-Sn); elements of other systems are ignored. Empty: the lowest.
+        ``{element: phase name or "lowest"}``: elemental references chosen instead of each element's
+        own phase (e.g. ``{"Sn": "Sn_alpha"}``); elements of other systems are ignored.
     """
 
     name: str = "hull"

@@ -105,7 +105,8 @@ class StudySettings:
     min_length: float = 11.0
     elastic: bool = True
     diffusivity: bool = True
-    # Elemental references chosen instead of the lowest entries ({"Sn": "Sn"}: beta-Sn, where alpha lies lower).
+    # Elemental references chosen instead of each element's own phase (beta-Sn, bcc Li, In): {"Sn": "Sn_alpha"}
+    # or {"Sn": "lowest"} for the 0 K ground state.
     references: dict = field(default_factory=dict)
 
     def check(self) -> None:

@@ -52,7 +52,7 @@ from alloyflow.workflows.jobs.phonons import DEFAULT_MIN_LENGTH, PhononDocument,
 from alloyflow.workflows.jobs.relax import RelaxationDocument
 from alloyflow.workflows.schemas.study import HullDocument, StudyDocument
 
-THERMO_VERSION = 1
+THERMO_VERSION = 2
 """Bump when the planning or collecting changes what a stored thermo result means."""
 
 
@@ -159,8 +159,8 @@ class ThermoFlowMaker(Maker):
     attempt_maker : AttemptFrequencyMaker or None
         Vineyard attempt frequencies of the barrier results' percolating hops; None: no diffusivities.
     references : dict
-        ``{element: phase name}``: elemental references of both hulls chosen instead of the lowest
-        entries (``{"Sn": "Sn"}``: β-Sn); empty: the lowest at each temperature.
+        ``{element: phase name or "lowest"}``: elemental references of both hulls chosen instead of
+        each element's own phase (``{"Sn": "Sn_alpha"}``); empty: the own phases (β-Sn, bcc Li, In).
     """
 
     name: str = "thermo"
