@@ -9,7 +9,8 @@ or is a library phase, and the elements, and gives each a GPAW PBE
 single point at the shipped labels' settings (``LabelMaker``: keyed and
 stored in ``benchmarks/out/hull_check``, so a killed run resumes and a
 repeated one computes nothing). Prints the ML and the DFT//ML formation
-energies and distances to their own hulls. The ML hull decides which
+energies and distances to their own hulls, each element's own phase (β-Sn)
+the zero as in the study's hulls. The ML hull decides which
 phases are checked, so a phase the ML potential puts far above its hull
 is not looked at: this asks whether what the potential calls stable is
 stable in PBE on the same geometry, not the converse. Nothing is asserted.
@@ -65,9 +66,10 @@ def main(argv=None) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     warnings.filterwarnings("ignore")
-    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.analysis.phase_diagram import PDEntry
     from pymatgen.core import Composition, Structure
 
+    from alloyflow.analysis.hull import build_hull
     from alloyflow.engine import ResultStore
     from alloyflow.structures.library import STATUSES
     from alloyflow.workflows.jobs.labels import LabelMaker, single_point
@@ -95,23 +97,22 @@ def main(argv=None) -> int:
             cost = "stored" if reused else f"{d['cpu_seconds']:.0f} CPU s"
             print(f"[{k}/{len(phases)}] {p['name']} ({p['natoms']} atoms): {cost}", file=sys.stderr, flush=True)
     phases = [p for p in phases if p["name"] in dft]
-    ml_pd = PhaseDiagram([PDEntry(Composition(p["formula"]), p["energy_per_atom"] * Composition(p["formula"]).num_atoms,
-                                  name=p["name"]) for p in phases])
-    dft_pd = PhaseDiagram([PDEntry(Composition(p["formula"]), dft[p["name"]] * Composition(p["formula"]).num_atoms,
-                                   name=p["name"]) for p in phases])
+    ml_hull = build_hull([PDEntry(Composition(p["formula"]), p["energy_per_atom"] * Composition(p["formula"]).num_atoms,
+                                  name=p["name"]) for p in phases], args.system)
+    dft_hull = build_hull([PDEntry(Composition(p["formula"]), dft[p["name"]] * Composition(p["formula"]).num_atoms,
+                                   name=p["name"]) for p in phases], args.system)
     print(f"\n{args.system}: {hull['calculator']['label']} relaxed geometries; DFT//ML = GPAW PBE "
           f"(PW {settings['ecut']:.0f} eV, k-density {settings['kpt_density']:.0f}/Å) on them; "
-          f"{cpu:.0f} CPU s computed here\n")
+          f"{cpu:.0f} CPU s computed here; {ml_hull.reference_note}\n")
     print("| phase | status | atoms | ML formation | DFT//ML formation | ML above hull | DFT//ML above hull |")
     print("|---|---|---|---|---|---|---|")
     for p in sorted(phases, key=lambda p: (p["x_li"], p["name"])):
         if p["status"] == "element":
             continue
-        e_ml = next(e for e in ml_pd.all_entries if e.name == p["name"])
-        e_dft = next(e for e in dft_pd.all_entries if e.name == p["name"])
-        print(f"| {p['name']} | {p['status']} | {p['natoms']} | {1e3 * ml_pd.get_form_energy_per_atom(e_ml):.1f} | "
-              f"{1e3 * dft_pd.get_form_energy_per_atom(e_dft):.1f} | {1e3 * ml_pd.get_e_above_hull(e_ml):.1f} | "
-              f"{1e3 * dft_pd.get_e_above_hull(e_dft):.1f} |")
+        e_ml, e_dft = ml_hull.phase(p["name"]), dft_hull.phase(p["name"])
+        print(f"| {p['name']} | {p['status']} | {p['natoms']} | {1e3 * e_ml.formation_energy_per_atom:.1f} | "
+              f"{1e3 * e_dft.formation_energy_per_atom:.1f} | {1e3 * e_ml.e_above_hull:.1f} | "
+              f"{1e3 * e_dft.e_above_hull:.1f} |")
     print("\n(meV/atom; the hulls are over the phases listed, elements included)")
     return 0
 
