@@ -152,3 +152,19 @@ def test_the_comparison_with_the_reference_names_a_host_reference_other_than_the
     beta = comparison_section({"Li-Sn": build_hull(li_sn(), "Li-Sn")}, {"Li-Sn": None}, [], "hand")
     assert "LiSn -175.0 (Sn reference: Sn_alpha)" in alpha
     assert "LiSn -200.0 |" in beta and "Sn reference" not in beta
+
+
+@pytest.mark.parametrize("calculator, extra", [("mock", {"references": {"Sn": "lowest"}}),
+                                               ("vasp", {"incar": {"ENCUT": 700}, "references": {"Sn": "Sn_alpha"}})])
+def test_report_rebuilds_a_hull_submission_with_its_references_and_incar(calculator, extra):
+    """``alloyflow report`` names the missing jobs of a submission from the flow rebuilt with its recorded settings."""
+    from alloyflow.commands.report import _rebuild
+    from alloyflow.commands.submit import hull_flow, incar_relax_maker
+
+    sent = hull_flow("Li-Sn", calculator, phases=["LiSn"], relax_maker=incar_relax_maker(calculator, extra.get("incar")),
+                     references=extra["references"])
+    entry = {"kind": "hull", "settings": {"system": "Li-Sn", "calculator": calculator, "phases": ["LiSn"],
+                                          "structure_dirs": [], **extra}}
+    rebuilt = _rebuild(entry)
+    assert [j.uuid for j in rebuilt.jobs] == [j.uuid for j in sent.jobs]
+    assert rebuilt.output.uuid != hull_flow("Li-Sn", calculator, phases=["LiSn"]).output.uuid
