@@ -91,6 +91,24 @@ def test_study_flow_searches_inside_jobs():
     assert [j.uuid for j, _ in again.iterflow()] == [j.uuid for j in jobs]
 
 
+@pytest.mark.parametrize("search", [True, False])
+def test_the_deciding_stages_are_planned_anew_when_what_they_build_changes_meaning(monkeypatch, search):
+    """A stored study reuses its deciding jobs whole: their keys must follow the hull and barrier flows'
+    versions, or a stored study keeps hulls or barriers an older alloyflow made (as α-Sn hulls would have)."""
+    from alloyflow.workflows.flows import hull, study
+
+    settings = dict(systems=["Li-Sn"], calculator="mock", phases=["LiSn"], barriers=["none"], search=search,
+                    search_max_sites=4)
+    base = study.study_flow(study.StudySettings(**settings)).output.uuid
+    for bumps in ([(hull, "HULL_VERSION"), (study, "HULL_VERSION")], [(study, "BARRIER_FLOW_VERSION")]):
+        with monkeypatch.context() as m:
+            for module, name in bumps:  # study.py's HULL_VERSION is hull.py's, imported
+                m.setattr(module, name, getattr(module, name) + 1)
+            assert study.study_flow(study.StudySettings(**settings)).output.uuid != base, bumps
+    references = study.study_flow(study.StudySettings(**settings, references={"Sn": "lowest"})).output.uuid
+    assert references != base
+
+
 def test_flow_keys_follow_every_maker_field():
     """A Maker's key is derived from its fields: a new result-changing setting changes it, batching does not.
 

@@ -40,7 +40,7 @@ from alloyflow.io.search import predicted_cif
 from alloyflow.structures.library import PhaseRecord, StructureLibrary
 from alloyflow.workflows.flows.barriers import FLOW_VERSION as BARRIER_FLOW_VERSION
 from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings
-from alloyflow.workflows.flows.hull import HullFlowMaker, candidate_phases, check_references
+from alloyflow.workflows.flows.hull import HULL_VERSION, HullFlowMaker, candidate_phases, check_references
 from alloyflow.workflows.flows.search import SearchFlowMaker, SearchSettings, search_calculator
 from alloyflow.workflows.jobs.backends import Makers, makers_for
 from alloyflow.workflows.schemas.search import SearchResult
@@ -292,8 +292,8 @@ class StudyFlowMaker(Maker):
                                        settings=SearchSettings(max_sites=s.search_max_sites))
         relax_jobs: dict = {}
         searches = [search_maker.make(system, library, relax_jobs) for system in s.systems]
-        key = input_hash("study hulls", STUDY_VERSION, BARRIER_FLOW_VERSION, [f.output.uuid for f in searches],
-                         asdict(s), calculator_info(self.makers.calculator), self.makers.relax.settings(),
+        key = input_hash("study hulls", STUDY_VERSION, BARRIER_FLOW_VERSION, HULL_VERSION,
+                         [f.output.uuid for f in searches], asdict(s), calculator_info(self.makers.calculator), self.makers.relax.settings(),
                          {sy: [r.as_dict() for r in rs] for sy, rs in records.items()})
         hulls = study_hulls([f.output for f in searches], {sy: [r.as_dict() for r in rs] for sy, rs in records.items()},
                             asdict(s), self.makers.relax, self.makers.neb, self.makers.calculator, self.makers.elastic,
