@@ -19,7 +19,7 @@ def hull_for_system(system, store, calculator, library, phases=None, progress=Tr
 
     A stored document that turns out corrupt when read is quarantined (with
     every other corrupt one) and its job recomputed in a second pass.
-    ``references``: elemental references chosen by phase name (``--reference Sn=Sn``).
+    ``references``: elemental references chosen by phase name (``--reference Sn=Sn_alpha``).
     Returns (hull, voltage, summary, files, relaxation documents).
     """
     add_predicted(library, store.out_dir, system)  # structures found by `alloyflow search` join the hull

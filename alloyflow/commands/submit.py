@@ -46,7 +46,7 @@ def submit_hull(system: str, calculator: str = DEFAULT_CALCULATOR, launchpad_fil
     Results go to ``<out>/store`` (must be on a filesystem the compute nodes
     share), or with ``use_jobflow_store`` to the workers' jobflow JOB_STORE.
     ``incar``: VASP INCAR overrides (``--incar KEY=VALUE``), recorded in the documents' ``metadata["vasp"]``;
-    ``references``: elemental references chosen by phase name (``--reference Sn=Sn``).
+    ``references``: elemental references chosen by phase name (``--reference Sn=Sn_alpha``).
     """
     flow = hull_flow(system, calculator, phases=phases, structure_dirs=structure_dirs,
                      relax_maker=incar_relax_maker(calculator, incar), references=references)

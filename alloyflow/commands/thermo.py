@@ -44,7 +44,7 @@ def thermo_for_system(system: str, store: ResultStore, calculator: str = DEFAULT
     ``relaxed``: ``(hull, relaxation documents)`` the caller already has;
     otherwise the hull stage runs here. The thermo stage is the flow of
     ``thermo_flow_maker(calculator, min_length, elastic, diffusivity, references)``; ``references``:
-    elemental references chosen by phase name (``--reference Sn=Sn``), for every hull here.
+    elemental references chosen by phase name (``--reference Sn=Sn_alpha``), for every hull here.
     """
     from alloyflow.analysis.thermo import ThermoResult
     from alloyflow.io.thermo import write_thermo_outputs
