@@ -63,8 +63,9 @@ def train_seeds(train, seeds: list[int], dest: Path) -> dict:
     for seed in seeds:
         folder = work / f"seed-{seed}"
         done = folder / "metadata.json"
-        if done.exists() and json.loads(done.read_text())["training"]["seed"] == seed:
-            metas[seed] = json.loads(done.read_text())
+        stored = json.loads(done.read_text()) if done.exists() else None
+        if stored is not None and stored["training"]["seed"] == seed:
+            metas[seed] = stored
             print(f"seed {seed}: trained before ({folder}), reused")
             continue
         metas[seed] = train(seed, folder)

@@ -81,6 +81,21 @@ def test_voltage_and_stored_hull_keep_the_chosen_reference():
     assert from_hull.steps[0].phases == ["Sn", "Li2Sn5"]
     alpha = build_hull(li_sn(), "Li-Sn", {"Sn": "lowest"})
     assert voltage_profile(alpha).steps[0].phases == ["Sn", "LiSn"]  # a stored alpha hull keeps its reference
+    assert voltage_profile(li_sn(), references={"Sn": "lowest"}).steps[0].phases == ["Sn", "LiSn"]
+
+
+def test_the_hull_document_voltage_has_the_hull_references(monkeypatch):
+    """Before: with ``Sn=lowest`` the hull took α-Sn and its voltage curve β-Sn (the entries' default)."""
+    from types import SimpleNamespace
+
+    from alloyflow.workflows.flows import hull as hull_flow
+
+    monkeypatch.setattr(hull_flow, "entries_from_documents", lambda docs: li_sn())
+    docs = [SimpleNamespace(input_hash="h")]
+    for refs, first in ((None, "Li2Sn5"), ({"Sn": "lowest"}, "LiSn")):
+        doc = hull_flow.hull_from_documents("Li-Sn", docs, refs)
+        assert doc.voltage.steps[0].phases == ["Sn", first]
+        assert (first == "Li2Sn5") == ("Li2Sn5" in doc.hull.stable_set)
 
 
 def test_naming_the_lowest_is_the_lowest_and_an_element_without_its_own_phase_takes_its_lowest():

@@ -249,7 +249,7 @@ def reference_entries(entries: Sequence, system: str, references: Mapping[str, s
     unknown = sorted(set(references) - {li, host})
     if unknown:
         raise ValueError(f"reference given for {', '.join(unknown)}, which is not an element of {system}")
-    kept, below, chosen, basis = list(entries), [], {}, {}
+    below, chosen, basis = [], {}, {}
     for el in (li, host):
         own = [e for e in entries if e.composition.is_element and e.composition.elements[0] == Element(el)]
         if not own:
@@ -264,10 +264,15 @@ def reference_entries(entries: Sequence, system: str, references: Mapping[str, s
             continue
         ref = min(named, key=lambda e: e.energy_per_atom)
         chosen[el], basis[el] = phase_name(ref), "chosen" if wanted else "own phase"
-        lower = [e for e in own if e.energy_per_atom < ref.energy_per_atom - _HULL_TOL]
-        below += lower
-        kept = [e for e in kept if all(e is not x for x in lower)]
-    return References(kept, below, chosen, basis)
+        below += [e for e in own if e.energy_per_atom < ref.energy_per_atom - _HULL_TOL]
+    below_ids = {id(e) for e in below}
+    return References([e for e in entries if id(e) not in below_ids], below, chosen, basis)
+
+
+def references_for(references: Mapping[str, str] | None, system: str) -> dict[str, str]:
+    """The part of a study's ``references`` that concerns ``system`` (``{"Sn": ...}`` means nothing to Li-In)."""
+    elements = parse_system(system)
+    return {el: name for el, name in sorted((references or {}).items()) if el in elements}
 
 
 def _reference_note(refs: References, ref_energy: dict) -> str:
@@ -382,6 +387,7 @@ __all__ = [
     "HullResult",
     "build_hull",
     "reference_entries",
+    "references_for",
     "References",
     "LOWEST",
     "phase_diagram",

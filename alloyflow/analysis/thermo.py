@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from alloyflow.analysis.hull import HullResult, build_hull, entries_from_documents, phase_name, reference_entries
+from alloyflow.analysis.hull import HullResult, build_hull, entries_from_documents, phase_name
 from alloyflow.analysis.voltage import VoltageResult, voltage_profile
 
 KB_EV = 8.617333262e-5  # Boltzmann constant, eV/K
@@ -150,9 +150,9 @@ class ThermoResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-def _voltage(entries, host: str, warnings: list[str], tag: str) -> VoltageResult | None:
+def _voltage(entries, host: str, warnings: list[str], tag: str, references=None) -> VoltageResult | None:
     try:
-        return voltage_profile(entries, host=host)
+        return voltage_profile(entries, host=host, references=references)
     except ValueError as exc:
         warnings.append(f"no voltage curve at {tag}: {exc}")
         return None
@@ -221,9 +221,8 @@ def thermo_result(entries: Sequence, phonon_docs: dict, system: str, temperature
         method=f"{calc.get('label', calc.get('name'))}, harmonic phonons at the 0 K volume (phonopy)",
         phases=phases, stable_0K=[p.name for p in hull0.phases if p.stable],
         stable_T=[p.name for p in hull_t.phases if p.stable],
-        voltage_0K=_voltage(reference_entries(base, system, references).kept, hull0.host, warnings, "0 K"),
-        voltage_T=_voltage(reference_entries(t_entries, system, references).kept, hull0.host, warnings,
-                           f"{temperature:g} K"),
+        voltage_0K=_voltage(base, hull0.host, warnings, "0 K", references),
+        voltage_T=_voltage(t_entries, hull0.host, warnings, f"{temperature:g} K", references),
         phonon_cost=[{"phase": n, "natoms": d.natoms, "supercell_natoms": d.supercell_natoms,
                       "force_calls": d.n_force_calls, "seconds": d.elapsed_seconds} for n, d in phonon_docs.items()],
         diffusion=list(diffusion or []),

@@ -56,7 +56,8 @@ class VoltageResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-def _as_phase_diagram(source, host: str | None, working_ion: str) -> tuple[PhaseDiagram, str, dict, list[str]]:
+def _as_phase_diagram(source, host: str | None, working_ion: str,
+                      references=None) -> tuple[PhaseDiagram, str, dict, list[str]]:
     """Accept a PhaseDiagram, a list of entries or a HullResult; infer the host."""
     if isinstance(source, HullResult):
         entries = entries_from_hull(source)
@@ -86,7 +87,7 @@ def _as_phase_diagram(source, host: str | None, working_ion: str) -> tuple[Phase
     if isinstance(source, PhaseDiagram) and set(elements) == {working_ion, host}:
         return source, host, calc, warns
     if not isinstance(source, HullResult):  # the hull's elemental references (entries_from_hull keeps a hull's)
-        entries = reference_entries(entries, system).kept
+        entries = reference_entries(entries, system, references).kept
     return phase_diagram(entries, system), host, calc, warns
 
 
@@ -94,17 +95,18 @@ def _label(entries) -> str:
     return "+".join(sorted({e.composition.reduced_formula for e in entries}))
 
 
-def voltage_profile(source, host: str | None = None, working_ion: str = "Li") -> VoltageResult:
+def voltage_profile(source, host: str | None = None, working_ion: str = "Li", references=None) -> VoltageResult:
     """Voltage curve for lithiating ``host`` from the stable phases of its Li–M hull.
 
     ``source`` is a list of entries, a ``PhaseDiagram`` or a ``HullResult``;
-    ``host`` defaults to the one non-Li element. Entries get the hull's default
-    elemental references (``alloyflow.analysis.hull.reference_entries``: β-Sn,
-    not a lower α-Sn); a ``PhaseDiagram`` is taken as it is; a ``HullResult``
-    keeps its own. The curve runs from pure M
+    ``host`` defaults to the one non-Li element. Entries get the hull's
+    elemental references (``alloyflow.analysis.hull.reference_entries``: each
+    element's own phase, β-Sn not a lower α-Sn, unless ``references`` chooses
+    another); a ``PhaseDiagram`` is taken as it is; a ``HullResult`` keeps its
+    own. The curve runs from pure M
     (x = 0) to the most Li-rich stable phase; beyond it Li plates at 0 V.
     """
-    pd, host, calc, warns = _as_phase_diagram(source, host, working_ion)
+    pd, host, calc, warns = _as_phase_diagram(source, host, working_ion, references)
     ion = Element(working_ion)
     mu_ref = pd.el_refs[ion].energy_per_atom
 

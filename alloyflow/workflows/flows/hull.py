@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from jobflow import Flow, Maker, job
 
-from alloyflow.analysis.hull import LOWEST, build_hull, entries_from_documents, reference_entries
+from alloyflow.analysis.hull import LOWEST, build_hull, entries_from_documents, references_for
 from alloyflow.analysis.voltage import voltage_profile
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements
 from alloyflow.engine import ResultStore, RunSummary, run_flow
@@ -36,10 +36,8 @@ def hull_from_documents(system: str, docs: list[RelaxationDocument], references:
     """
     entries = entries_from_documents(docs)
     hull = build_hull(entries, system, references)
-    kept = reference_entries(entries, system, references).kept
-    host = [e for e in parse_system(system) if e != "Li"][0]
     try:
-        voltage = voltage_profile(kept, host=host, working_ion="Li")
+        voltage = voltage_profile(entries, host=hull.host, working_ion="Li", references=references)
     except ValueError as exc:  # no stable Li-M compound: a hull, but no voltage curve
         hull.warnings.append(str(exc))
         voltage = None
@@ -146,7 +144,7 @@ class HullFlowMaker(Maker):
                 relax_jobs[j.uuid] = j
                 own.append(j)
             outputs.append(relax_jobs[j.uuid].output)
-        refs = {el: name for el, name in sorted(self.references.items()) if el in parse_system(system)}
+        refs = references_for(self.references, system)
         doc = hull_document(outputs, system, refs or None)
         keyed(doc, input_hash("hull document", HULL_VERSION, system, [o.uuid for o in outputs],
                               *([refs] if refs else [])), label=f"hull {system}")

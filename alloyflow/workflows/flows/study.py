@@ -293,8 +293,8 @@ class StudyFlowMaker(Maker):
         relax_jobs: dict = {}
         searches = [search_maker.make(system, library, relax_jobs) for system in s.systems]
         key = input_hash("study hulls", STUDY_VERSION, BARRIER_FLOW_VERSION, HULL_VERSION,
-                         [f.output.uuid for f in searches], asdict(s), calculator_info(self.makers.calculator), self.makers.relax.settings(),
-                         {sy: [r.as_dict() for r in rs] for sy, rs in records.items()})
+                         [f.output.uuid for f in searches], asdict(s), calculator_info(self.makers.calculator),
+                         self.makers.relax.settings(), {sy: [r.as_dict() for r in rs] for sy, rs in records.items()})
         hulls = study_hulls([f.output for f in searches], {sy: [r.as_dict() for r in rs] for sy, rs in records.items()},
                             asdict(s), self.makers.relax, self.makers.neb, self.makers.calculator, self.makers.elastic,
                             self.makers.screen)

@@ -35,7 +35,7 @@ from jobflow import CURRENT_JOB, Flow, Maker, OutputReference, Response, job
 from pymatgen.core import Composition
 
 from alloyflow.analysis.diffusion import DEFAULT_TEMPERATURES, diffusivities_for
-from alloyflow.analysis.hull import entries_from_documents
+from alloyflow.analysis.hull import entries_from_documents, references_for
 from alloyflow.analysis.migration import BarrierResult
 from alloyflow.analysis.thermo import ThermoResult, thermo_result
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info
@@ -266,9 +266,9 @@ class ThermoFlowMaker(Maker):
             if not results:
                 barrier_warning = missing_barriers or f"no barrier results for {system}: no diffusivities"
             diffusion = [self._diffusion_entry(res, add) for res in results]
-        refs = {el: n for el, n in self.references.items() if el in system.split("-")} or None
         collect = collect_thermo(system, temperature, [d.model_dump() for d in docs if d.converged], phonons,
-                                 elastic, diffusion, head, barrier_warning, refs)
+                                 elastic, diffusion, head, barrier_warning,
+                                 references_for(self.references, system) or None)
         ident = _identity(phonons), _identity(elastic), \
             [_identity({k: v for k, v in e.items() if k != "result"}) for e in diffusion]
         keyed(collect, input_hash("thermo collect", THERMO_VERSION, key, ident, head, barrier_warning),
