@@ -16,7 +16,7 @@ their ``manifest.json``, fine-tunes SevenNet-0's last layers
 (``alloyflow.ml.shipped``) and writes ``weights.pth``, ``metadata.json`` and
 ``NOTICE.md`` to ``alloyflow/data/potentials/alloyflow-LiInSn/``, where the
 registry finds it (``alloyflow.calculators.packaged``). Prints the error and
-formation-energy tables that go into the README. Deterministic for a given
+formation-energy tables that go into docs/shipped-potential.md. Deterministic for a given
 label set, seed and thread count (torch's CPU kernels).
 """
 

@@ -4,7 +4,7 @@
 
 Reads ``<out>/<system>/hull.json``, ``voltage.json`` and
 ``<out>/barriers/*/barriers.json`` (nothing is recomputed) and prints the
-markdown comparison that the README's Validation section is made from, plus
+markdown comparison that docs/validation.md is made from, plus
 the coordination-versus-barrier table.
 """
 

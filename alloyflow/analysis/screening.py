@@ -28,7 +28,7 @@ SCREEN_FACTOR = 0.15
 """Lower bound of (converged cost) / (screened estimate) that the rule assumes.
 
 Measured on SevenNet-0 over the study's hops (``benchmarks/hop_screening.py``,
-README "Performance"): the ratio ranged from 0.21 (B32 LiIn, whose vacancy
+docs/performance.md): the ratio ranged from 0.21 (B32 LiIn, whose vacancy
 cage collapses on relaxation; bcc Li 0.33, the ten Li13In3 hops 0.44-1.09)
 up to 4.5 (an interstitial Li whose unrelaxed void is far too high in
 energy: an underestimate, which only makes the rule converge the hop).

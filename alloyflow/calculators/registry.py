@@ -31,7 +31,7 @@ WORKFLOW_DEFAULTS: dict[str, str] = {
 }
 """Default potential per workflow, set from ``benchmarks/fidelity.py`` against GPAW (PBE) here.
 
-Measured (README, "Barrier fidelity"): formation energies of 7 small Li-In and
+Measured (docs/validation.md, "Barrier fidelity"): formation energies of 7 small Li-In and
 Li-Sn phases against GPAW//SevenNet-0 (PW 400 eV, k-density 4), MAE in
 meV/atom: SevenNet-0 8.7, 7net-l3i5 6.8, 7net-mf-0 (PBE) 11.2, CHGNet 15.6;
 shortest vacancy hops of LiIn (15 atoms) and Li2Sn5 (27 atoms), ML minus
@@ -46,7 +46,7 @@ A fine-tuned potential is specific to the system it was trained on: it is
 chosen per study (``--calculator <name>`` after ``alloyflow refine
 --finetune``), never globally.
 
-The shipped ``alloyflow-LiInSn`` (README, "The shipped potential") is not a
+The shipped ``alloyflow-LiInSn`` (docs/shipped-potential.md) is not a
 default. The 55-label potential went through the complete default study
 (2026-12-07): its barriers were closer to the reference study's PBE on all
 five phases with a number in both (mean distance 96 against SevenNet-0's 128

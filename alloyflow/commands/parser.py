@@ -123,7 +123,7 @@ def _barrier_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screen", action="store_true",
                    help="screen all hops with single points on their IDPP paths first and converge only those a "
                         "percolation threshold can need (ML potentials; off by default: on the reference phases "
-                        "every hop within the 3D cutoff was needed, see README 'Hop screening')")
+                        "every hop within the 3D cutoff was needed, see docs/performance.md, 'Hop screening')")
     p.add_argument("--screen-factor", type=unit_fraction, default=None, metavar="F",
                    help="trust in the screens, 0 < F <= 1: a hop gets no band when F x its estimate is at or above "
                         "the highest threshold (with --screen; default: the measured SCREEN_FACTOR, 0.15)")

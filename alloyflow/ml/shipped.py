@@ -9,8 +9,8 @@ first three blocks keep SevenNet-0's description of each environment. The
 fifth block alone (95 k parameters, the potential shipped on 55 and 97
 labels) left LiIn2 30 meV/atom too deep and the LiSn saddles 19-61 meV
 low on their labelled images; with the fourth block too, on the same 97
-labels, LiIn2 is 14 too deep and the LiSn saddles within 15 meV (README,
-shipped potential). Only the changed tensors are stored (``weights.pth``,
+labels, LiIn2 is 14 too deep and the LiSn saddles within 15 meV
+(docs/shipped-potential.md). Only the changed tensors are stored (``weights.pth``,
 1.2 MB), over the base weights the installed ``sevenn`` provides
 (``alloyflow.calculators.packaged``).
 
@@ -139,7 +139,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     element_energy_weight : float
         Weight of the energy term of the one-element cells. A formation energy subtracts the elements' energies
         per atom, so an error there shifts every compound's (seed 0 of the two-block training came out 7.4
-        meV/atom too shallow on average; weight 10 removed that, README). 1 gives 7net-0's loss unchanged.
+        meV/atom too shallow on average; weight 10 removed that, docs/shipped-potential.md). 1 gives 7net-0's loss unchanged.
     average_from : int, optional
         Also keep the mean of the trained tensors over the epochs from this one to the last (a stochastic
         weight average): it is a candidate like each evaluated epoch, chosen if its stop score is lower.

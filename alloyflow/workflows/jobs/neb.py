@@ -28,7 +28,7 @@ tolerance the ODE optimizer (ASE's adaptive ``NEBOptimizer``, Makri et al.
 calls per band (255 over the five hops), BFGS 97-147 (555), LBFGS the same
 (within its 100-step memory L-BFGS takes BFGS's steps) and FIRE 132-187
 (820), so ODE stays the default; its bands cost 1.6-2.1× those stopped at
-0.05 eV/Å (140 calls). Tables: README, Performance.
+0.05 eV/Å (140 calls). Tables: docs/performance.md.
 """
 
 from __future__ import annotations
