@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--element-energy-weight", type=float, default=1.0,
                     help="weight of the one-element cells' energies in the loss (the formation energies' "
                          "references), the other frames' being 1 (default: 1)")
+    ap.add_argument("--band-relative-weight", type=float, default=0.0,
+                    help="add this times the band-relative energy loss (each band's total energies relative to "
+                         "their mean, one band per step) to every training step (default: 0, off)")
     ap.add_argument("--average-from", type=int, default=None,
                     help="also try the mean of the trained tensors from this epoch to the last (default: off)")
     ap.add_argument("--trainable", nargs="+", default=None, metavar="PREFIX",
@@ -137,7 +140,8 @@ def main(argv=None) -> int:
         meta = train_shipped(frames["train"], frames["validation"], dest, NAME, description, epochs=args.epochs,
                              lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, seed=seed,
                              band_energy_weight=args.band_energy_weight,
-                             element_energy_weight=args.element_energy_weight, average_from=args.average_from,
+                             element_energy_weight=args.element_energy_weight,
+                             band_relative_weight=args.band_relative_weight, average_from=args.average_from,
                              trainable=trainable,
                              references=REFERENCES, labels_meta=labels_meta, aliases=aliases, planned=planned)
         (dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import tempfile
 import time
@@ -76,6 +77,51 @@ def energy_weight(atoms, band: float = 1.0, element: float = 1.0) -> float:
     return element if len(set(atoms.get_chemical_symbols())) == 1 else 1.0
 
 
+def band_groups(frames) -> list[list[int]]:
+    """Indices of ``frames`` that are images of one band (``BAND_KINDS``, same ``info["group"]``, composition and
+    size), one list per band with at least two frames, in a fixed order (sorted by group)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, atoms in enumerate(frames):
+        if atoms.info.get("kind") in BAND_KINDS:
+            key = (atoms.info.get("group", ""), atoms.get_chemical_formula(), len(atoms))
+            groups.setdefault(key, []).append(i)
+    return [idx for _, idx in sorted(groups.items()) if len(idx) >= 2]
+
+
+def relative_energy_loss(model, graphs):
+    """Mean squared error (eV²) of one band's total energies taken relative to the band's mean.
+
+    A barrier is a difference of total energies within one band, so this is the part of the energy error
+    that reaches a barrier, in a barrier's own unit: a per-element shift or any offset the whole band shares
+    cancels, and a 27-atom image counts as a barrier does, not per atom as in the per-frame energy loss.
+    ``graphs`` are sevenn graphs of one band's frames (same composition and size).
+    """
+    from torch_geometric.data import Batch
+
+    batch = Batch.from_data_list(list(graphs))
+    pred, ref = model(batch)["inferred_total_energy"], batch["total_energy"]
+    return (((pred - pred.mean()) - (ref - ref.mean())) ** 2).mean()
+
+
+def _train_epoch(trainer, loader, bands, weight: float) -> None:
+    """One epoch of sevenn's training step (``Trainer.run_one_epoch``), each step's loss plus ``weight`` times
+    the relative energy loss of the next band of ``bands`` (an endless iterator of graph lists)."""
+    import torch
+
+    trainer.model.train()
+    for batch in loader:
+        trainer.optimizer.zero_grad()
+        output = trainer.model(batch.to(trainer.device))
+        total = torch.zeros(1)
+        for loss_def, w in trainer.loss_functions:
+            part = loss_def.get_loss(output, trainer.model)
+            if part is not None:
+                total = total + part * w
+        total = total + weight * relative_energy_loss(trainer.model, next(bands))
+        total.backward()
+        trainer.optimizer.step()
+
+
 def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, weights: tuple[float, float] | None):
     """The fitted frames as sevenn graphs, in order; with ``weights`` (band, element), a list of graphs carrying
     their loss weights (sevenn's ``data_weight``: the energy's ``energy_weight``, forces and stress 1)."""
@@ -88,13 +134,20 @@ def _fit_dataset(dataset_cls, frames, shifts: dict, cutoff: float, work, weights
                           force_reload=True)
     if weights is None:
         return dataset
+    graphs = _graphs_in_order(dataset, frames, shifts)
+    for graph, atoms in zip(graphs, frames, strict=True):
+        graph["data_weight"] = {"energy": energy_weight(atoms, *weights), "force": 1.0, "stress": 1.0}
+    return graphs
+
+
+def _graphs_in_order(dataset, frames, shifts: dict) -> list:
+    """The graphs of ``dataset`` as a list, checked to be ``frames`` in their order (size and shifted energy)."""
     graphs = [dataset[i] for i in range(len(dataset))]
     for graph, atoms in zip(graphs, frames, strict=True):
         energy = atoms.get_potential_energy() - shift_of(atoms, shifts)  # sevenn keeps it in float32
         same = abs(float(graph["total_energy"]) - energy) <= 1e-6 * max(1.0, abs(energy))
         if int(graph["num_atoms"]) != len(atoms) or not same:
-            raise RuntimeError("sevenn's dataset reordered the frames")  # the weights would land on other frames
-        graph["data_weight"] = {"energy": energy_weight(atoms, *weights), "force": 1.0, "stress": 1.0}
+            raise RuntimeError("sevenn's dataset reordered the frames")  # weights or bands would land on others
     return graphs
 
 
@@ -113,7 +166,7 @@ def _calculator(model, config, tensors: dict | None = None):
 def train_shipped(train, validation, dest, name: str, description: str, epochs: int = 60, lr: float = 1e-3,
                   lr_final: float | None = None, batch_size: int = 4, eval_every: int = 2, seed: int = 0,
                   band_energy_weight: float = 1.0, element_energy_weight: float = 1.0,
-                  average_from: int | None = None, trainable=TRAINABLE,
+                  band_relative_weight: float = 0.0, average_from: int | None = None, trainable=TRAINABLE,
                   references: dict[str, str] | None = None, labels_meta: dict | None = None,
                   aliases: dict[str, str] | None = None, planned=(), log=print) -> dict:
     """Fine-tune SevenNet-0's ``trainable`` tensors on ``train``; write ``weights.pth`` and ``metadata.json`` in ``dest``.
@@ -140,6 +193,12 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         Weight of the energy term of the one-element cells. A formation energy subtracts the elements' energies
         per atom, so an error there shifts every compound's (seed 0 of the two-block training came out 7.4
         meV/atom too shallow on average; weight 10 removed that, docs/shipped-potential.md). 1 gives 7net-0's loss unchanged.
+    band_relative_weight : float
+        Weight of a second energy term: every training step adds this times ``relative_energy_loss`` of one
+        fitted band (in turn), the total energies of its images relative to their mean (eV²): a 30 meV error
+        of a barrier adds 1e-3 at weight 1, where the per-atom energy and force terms of a fitted frame are
+        around 1e-5 and 1e-4. It fits what a barrier depends on (energy differences along a band) without
+        asking each frame's energy to move. 0 (the default) gives 7net-0's loss and sevenn's training step.
     average_from : int, optional
         Also keep the mean of the trained tensors over the epochs from this one to the last (a stochastic
         weight average): it is a candidate like each evaluated epoch, chosen if its stop score is lower.
@@ -179,6 +238,8 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
     for what, w in (("band_energy_weight", band_energy_weight), ("element_energy_weight", element_energy_weight)):
         if not 0 < w < float("inf"):
             raise ValueError(f"{what} must be a finite number > 0, got {w}")
+    if not 0 <= band_relative_weight < float("inf"):
+        raise ValueError(f"band_relative_weight must be a finite number >= 0, got {band_relative_weight}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -234,8 +295,22 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
                                work, (band_energy_weight, element_energy_weight) if weighted else None)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
+        fit_frames = [frames[i] for i in parts["fit"]]
+        band_idx = band_groups(fit_frames) if band_relative_weight > 0 else []
+        if band_relative_weight > 0 and not band_idx:
+            raise ValueError("band_relative_weight > 0 but no band has two fitted images")
+        if band_idx:
+            flat = [i for idx in band_idx for i in idx]
+            band_frames = [fit_frames[i] for i in flat]
+            graphs = _graphs_in_order(_fit_dataset(SevenNetGraphDataset, band_frames, shifts, config["cutoff"],
+                                                   Path(work) / "bands", None), band_frames, shifts)
+            at = {i: k for k, i in enumerate(flat)}
+            bands = itertools.cycle([[graphs[at[i]] for i in idx] for idx in band_idx])
         for epoch in range(1, epochs + 1):
-            trainer.run_one_epoch(loader, is_train=True)
+            if band_idx:
+                _train_epoch(trainer, loader, bands, band_relative_weight)
+            else:
+                trainer.run_one_epoch(loader, is_train=True)
             trainer.scheduler_step()  # no scheduler: nothing
             if average_from is not None and epoch >= average_from:
                 state, n = trainer.model.state_dict(), epoch - average_from
@@ -277,11 +352,14 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
                      "average_from": average_from, "lr": lr, "batch_size": batch_size, "seed": seed,
                      "lr_final": lr_final, "band_energy_weight": band_energy_weight,
                      "element_energy_weight": element_energy_weight,
+                     "band_relative_weight": band_relative_weight, "relative_bands": len(band_idx),
                      "loss": "7net-0's (energy/atom, force, stress)"
                              + (f"; band images' energy weighted {band_energy_weight:g}"
                                 if band_energy_weight != 1.0 else "")
                              + (f"; one-element cells' energy weighted {element_energy_weight:g}"
-                                if element_energy_weight != 1.0 else ""),
+                                if element_energy_weight != 1.0 else "")
+                             + (f"; plus {band_relative_weight:g} x band-relative energy (eV^2) per step"
+                                if band_relative_weight > 0 else ""),
                      "optimizer": f"Adam (7net-0's settings, {'fixed' if lr_final is None else 'cosine'} lr)",
                      "seconds": round(train_seconds, 1), "threads": torch.get_num_threads()},
         "errors": measured, "curve": curve,
