@@ -186,20 +186,22 @@ def _smallest_band(frames):
     return [frames[i] for i in min(groups, key=lambda idx: len(frames[idx[0]]))]
 
 
-def test_band_groups_take_images_of_one_band_only():
-    """``band_groups``: band images (``BAND_KINDS``) grouped by band, composition and size, two images at least."""
+def test_band_groups_take_band_images_of_one_cell():
+    """``band_groups``: band images (``BAND_KINDS``) grouped by composition, size and lattice, two at least; two
+    hops in one supercell are one group."""
     from ase import Atoms
 
     from alloyflow.ml.shipped import band_groups
 
-    def cell(kind, group, symbols="Li2Sn"):
-        return Atoms(symbols, positions=[[0, 0, 0], [1.5, 0, 0], [0, 1.5, 0]][:len(Atoms(symbols))], cell=[5] * 3,
+    def cell(kind, group, a=5.0, symbols="Li2Sn"):
+        return Atoms(symbols, positions=[[0, 0, 0], [1.5, 0, 0], [0, 1.5, 0]][:len(Atoms(symbols))], cell=[a] * 3,
                      pbc=True, info={"kind": kind, "group": group})
 
     frames = [cell("neb_endpoint", "hop:A/0"), cell("relaxed", "phase:A"), cell("neb_saddle", "hop:A/0"),
-              cell("neb_image", "hop:B/0"), cell("neb_saddle", "hop:A/0", "LiSn2"), cell("neb_endpoint", "hop:C/1"),
-              cell("neb_image", "hop:C/1")]
-    assert band_groups(frames) == [[0, 2], [5, 6]]  # B has one image; the LiSn2 frame is another composition
+              cell("neb_image", "hop:B/0", 6.0), cell("neb_saddle", "hop:A/0", symbols="LiSn2"),
+              cell("neb_endpoint", "hop:C/1", 7.0), cell("neb_image", "hop:C/1", 7.0), cell("neb_saddle", "hop:A/1")]
+    # B has one image; the LiSn2 frame is another composition; hop A/1 shares A/0's cell
+    assert band_groups(frames) == [[0, 2, 7], [5, 6]]
 
 
 def test_the_band_relative_loss_ignores_offsets_and_training_lowers_it(tmp_path):

@@ -78,13 +78,15 @@ def energy_weight(atoms, band: float = 1.0, element: float = 1.0) -> float:
 
 
 def band_groups(frames) -> list[list[int]]:
-    """Indices of ``frames`` that are images of one band (``BAND_KINDS``, same ``info["group"]``, composition and
-    size), one list per band with at least two frames, in a fixed order (sorted by group)."""
+    """Indices of the band images among ``frames`` (``BAND_KINDS``) grouped by cell: same composition, size and
+    lattice (to 1e-3 Å), so that the hops of one phase computed in one supercell form one group (their
+    energies are comparable, and an endpoint dropped as another hop's duplicate still anchors that hop's
+    saddle). One list per cell with at least two frames, in a fixed order."""
     groups: dict[tuple, list[int]] = {}
     for i, atoms in enumerate(frames):
         if atoms.info.get("kind") in BAND_KINDS:
-            key = (atoms.info.get("group", ""), atoms.get_chemical_formula(), len(atoms))
-            groups.setdefault(key, []).append(i)
+            cell = tuple(np.round(np.asarray(atoms.cell), 3).ravel().tolist())
+            groups.setdefault((atoms.get_chemical_formula(), len(atoms), cell), []).append(i)
     return [idx for _, idx in sorted(groups.items()) if len(idx) >= 2]
 
 
@@ -195,7 +197,7 @@ def train_shipped(train, validation, dest, name: str, description: str, epochs: 
         meV/atom too shallow on average; weight 10 removed that, docs/shipped-potential.md). 1 gives 7net-0's loss unchanged.
     band_relative_weight : float
         Weight of a second energy term: every training step adds this times ``relative_energy_loss`` of one
-        fitted band (in turn), the total energies of its images relative to their mean (eV²): a 30 meV error
+        fitted band cell (``band_groups``, in turn), the total energies of its images relative to their mean (eV²): a 30 meV error
         of a barrier adds 1e-3 at weight 1, where the per-atom energy and force terms of a fitted frame are
         around 1e-5 and 1e-4. It fits what a barrier depends on (energy differences along a band) without
         asking each frame's energy to move. 0 (the default) gives 7net-0's loss and sevenn's training step.
