@@ -252,13 +252,14 @@ def test_the_band_relative_loss_ignores_offsets_and_training_lowers_it(tmp_path)
 
 def test_the_stop_frames_stay_put_as_labels_are_added_and_bands_are_always_fitted():
     """``stop_indices``: a frame's role (fit or stop) follows from its own label, so adding labels moves none;
-    band images always fit; about one frame in five chooses the epoch."""
+    band images and one-element cells always fit; about one frame in five chooses the epoch."""
     from alloyflow.ml.shipped import BAND_KINDS, STOP_EVERY, stop_indices
 
     frames = read(LABELS / "li_in_sn_gpaw_train.extxyz", index=":")
     stop = {frames[i].info["label"] for i in stop_indices(frames)}
     assert 0.1 < len(stop) / len(frames) < 0.3
     assert not any(a.info["label"] in stop for a in frames if a.info.get("kind") in BAND_KINDS)
+    assert not any(a.info["label"] in stop for a in frames if len(set(a.get_chemical_symbols())) == 1)
     half = frames[::2]
     assert {half[i].info["label"] for i in stop_indices(half)} == stop & {a.info["label"] for a in half}
     assert stop_indices(frames[:STOP_EVERY - 1]) == set()

@@ -15,9 +15,9 @@ labels, LiIn2 is 14 too deep and the LiSn saddles within 15 meV
 (``alloyflow.calculators.packaged``).
 
 Data: the campaign's training frames fit; about one frame in ``STOP_EVERY`` of
-them (by a hash of its label, never a band image: ``stop_indices``) is kept out
-to choose the epoch (the lowest stop score, energy per atom and force mean
-squared errors as the loss weighs them); the
+them (by a hash of its label, never a band image or a one-element cell:
+``stop_indices``) is kept out to choose the epoch (the lowest stop score,
+energy per atom and force mean squared errors as the loss weighs them); the
 campaign's validation set (whole phases and a whole hop, never trained on
 nor used to choose) is only reported. Labels are shifted per element onto
 SevenNet-0's energy zero first (``fit_shifts``, fitted on the
@@ -64,22 +64,26 @@ def file_sha256(path) -> str:
 BAND_KINDS = ("neb_endpoint", "neb_saddle", "neb_image")
 """``info["kind"]`` of the campaign's band images: the frames ``band_energy_weight`` weighs."""
 
-STOP_RULE = "crc32(label) % 5 == 0, band images always fitted"
+STOP_RULE = "crc32(label) % 5 == 0; band images and one-element cells always fitted"
 """``stop_indices`` in words, recorded in the metadata. Until 2026-12-07 (the shipped potential of 97 labels):
 every fifth frame in label order, band images included; with the set growing between sessions that moved
-frames between fit and stop, and on 135 labels it took the Li2Sn5 saddle out of the fit."""
+frames between fit and stop, and on 135 labels it took the Li2Sn5 saddle out of the fit. The hash alone then
+took all three In cells out (formation energies of every Li-In phase 8-18 meV/atom too deep), hence the
+one-element cells' exemption."""
 
 
 def stop_indices(frames, every: int = STOP_EVERY) -> set[int]:
     """Indices of the frames that choose the epoch (none below ``every`` frames).
 
     A frame chooses when the crc32 of its label is divisible by ``every``: a rule per label, so a label added
-    later moves no other frame between fit and stop. Band images (``BAND_KINDS``) are always fitted: they are
-    the few frames a barrier rests on, and a held-out band (the validation set's) measures how they carry over.
+    later moves no other frame between fit and stop. Always fitted: band images (``BAND_KINDS``), the few
+    frames a barrier rests on (a held-out band, the validation set's, measures how they carry over), and
+    cells of one element, the zeros of every formation energy.
     """
     if len(frames) < every:
         return set()
     return {i for i, atoms in enumerate(frames) if atoms.info.get("kind") not in BAND_KINDS
+            and len(set(atoms.get_chemical_symbols())) > 1
             and zlib.crc32(atoms.info.get("label", str(i)).encode()) % every == 0}
 
 
