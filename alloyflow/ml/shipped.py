@@ -64,12 +64,17 @@ def file_sha256(path) -> str:
 BAND_KINDS = ("neb_endpoint", "neb_saddle", "neb_image")
 """``info["kind"]`` of the campaign's band images: the frames ``band_energy_weight`` weighs."""
 
-STOP_RULE = "crc32(label) % 5 == 0; band images and one-element cells always fitted"
+STOP_RULE = f"crc32(label) % {STOP_EVERY} == 0; band images and one-element cells always fitted"
 """``stop_indices`` in words, recorded in the metadata. Until 2026-12-07 (the shipped potential of 97 labels):
 every fifth frame in label order, band images included; with the set growing between sessions that moved
 frames between fit and stop, and on 135 labels it took the Li2Sn5 saddle out of the fit. The hash alone then
 took all three In cells out (formation energies of every Li-In phase 8-18 meV/atom too deep), hence the
 one-element cells' exemption."""
+
+
+def one_element(atoms) -> bool:
+    """Whether ``atoms`` is a cell of one element (a formation energy's zero, or its strained or rattled copy)."""
+    return len(set(atoms.get_chemical_symbols())) == 1
 
 
 def stop_indices(frames, every: int = STOP_EVERY) -> set[int]:
@@ -83,7 +88,7 @@ def stop_indices(frames, every: int = STOP_EVERY) -> set[int]:
     if len(frames) < every:
         return set()
     return {i for i, atoms in enumerate(frames) if atoms.info.get("kind") not in BAND_KINDS
-            and len(set(atoms.get_chemical_symbols())) > 1
+            and not one_element(atoms)
             and zlib.crc32(atoms.info.get("label", str(i)).encode()) % every == 0}
 
 
@@ -92,7 +97,7 @@ def energy_weight(atoms, band: float = 1.0, element: float = 1.0) -> float:
     one element (the formation energies' references and their strains, rattles, vacancies), else 1."""
     if atoms.info.get("kind") in BAND_KINDS:
         return band
-    return element if len(set(atoms.get_chemical_symbols())) == 1 else 1.0
+    return element if one_element(atoms) else 1.0
 
 
 def band_groups(frames) -> list[list[int]]:
