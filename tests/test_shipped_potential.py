@@ -147,14 +147,7 @@ def test_band_images_energies_can_be_weighted_in_the_loss(tmp_path):
 
 def test_seeds_keep_the_lowest_stop_error_and_resume(tmp_path):
     """``train_shipped.py --seeds``: the best seed by stop-frame energy error is copied, every score recorded."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "train_shipped.py"
-    spec = importlib.util.spec_from_file_location("train_shipped_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("train_shipped")
     stop = {0: (5.2, 7.9), 1: (4.4, 7.9), 2: (4.4, 9.0)}  # seed 1 beats 2 on forces (the tie-break)
     trained = []
 
@@ -263,3 +256,39 @@ def test_the_stop_frames_stay_put_as_labels_are_added_and_bands_are_always_fitte
     half = frames[::2]
     assert {half[i].info["label"] for i in stop_indices(half)} == stop & {a.info["label"] for a in half}
     assert stop_indices(frames[:STOP_EVERY - 1]) == set()
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_candidate_benchmark_refuses_foreign_weights_and_keys_outputs_by_them(tmp_path, capsys):
+    """``benchmarks/candidate.py``: a candidate is checked against its metadata before anything runs, and each
+    side's output folder (its job store) is named by its weights' hash, so two trainings never share jobs."""
+    script = _script("candidate")
+    shipped = script.ROOT / script.PACKAGED
+    cand = tmp_path / "cand"
+    cand.mkdir()
+    with pytest.raises(SystemExit, match="no weights.pth"):
+        script.main([str(cand), "--dry-run"])
+    shutil.copyfile(shipped / "metadata.json", cand / "metadata.json")
+    (cand / "weights.pth").write_bytes(b"not these weights")
+    with pytest.raises(SystemExit, match="does not describe"):
+        script.main([str(cand), "--dry-run"])
+    with pytest.raises(SystemExit):
+        script.main([str(cand), "--phases", "Li2Sn5", "--dry-run"])
+    assert "SYSTEM:PHASE" in capsys.readouterr().err
+    shutil.copyfile(shipped / "weights.pth", cand / "weights.pth")
+    assert script.main([str(cand), "--hull", "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    sha = json.loads((shipped / "metadata.json").read_text())["sha256"][:12]
+    assert sum(f"candidate-{sha}" in line for line in plan) == len(script.PHASES) + 1
+    assert any(line.startswith("sevennet: alloyflow study Li-In Li-Sn --barriers none") for line in plan)
+    assert not (tmp_path / "o").exists()  # a dry run computes and writes nothing

@@ -1,0 +1,208 @@
+"""A trained candidate of the shipped potential in the study's own cells, beside what ships and SevenNet-0 (issue 16).
+
+    python benchmarks/train_shipped.py --seeds 0 1 --dest benchmarks/out/candidate     # train, not shipped
+    python benchmarks/candidate.py benchmarks/out/candidate [--phases Li-Sn:Li Li-Sn:Li2Sn5 Li-Sn:LiSn]
+                                   [--hull] [--sides candidate shipped sevennet] [--workers 2] [--dry-run]
+
+The candidate (a folder with ``weights.pth`` and ``metadata.json`` as
+``train_shipped.py --dest`` writes them) is copied into a temporary git
+worktree of HEAD, where the registry finds it under ``alloyflow-LiInSn``;
+the commands run from there with this venv (``PYTHONPATH`` points at the
+worktree, checked before anything runs). The ``shipped`` and ``sevennet``
+sides run the same commands from this checkout. Per side and phase:
+``alloyflow barriers PHASE --system SYSTEM --calculator C --workers N``;
+with ``--hull`` also ``alloyflow study Li-In Li-Sn --barriers none
+--no-elastic --no-diffusivity``. Each side has its own output folder (its
+job store) under ``benchmarks/out/candidates/`` named by the weights'
+sha256, so a killed run resumes and a retrained candidate never reuses
+another's jobs. Printed: the lowest percolating vacancy barrier per phase
+beside the reference study's PBE value, the hull minima and stable sets
+when ``--hull`` ran, and each side's label-set errors from its metadata.
+The numbers are the potentials' (ML), never DFT's. Nothing is asserted;
+say what else ran on the machine when you quote the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "alloyflow-LiInSn"
+PACKAGED = Path("alloyflow") / "data" / "potentials" / NAME
+OUT = ROOT / "benchmarks" / "out" / "candidates"
+PHASES = ["Li-Sn:Li", "Li-Sn:Li2Sn5", "Li-Sn:LiSn"]
+"""bcc Li and the two Li-Sn phases whose barriers the shipped potential was measured on (2-3 CPU min each);
+``Li-Sn:Li17Sn4`` (104-atom cell) and ``Li-In:LiIn`` are the other reference phases."""
+HULL = ["study", "Li-In", "Li-Sn", "--barriers", "none", "--no-elastic", "--no-diffusivity"]
+
+
+def phase_spec(text: str) -> tuple[str, str]:
+    """``SYSTEM:PHASE`` (``Li-Sn:Li2Sn5``) as a pair; anything else is a one-line error."""
+    system, sep, phase = text.partition(":")
+    if not sep or not system or not phase or "-" not in system:
+        raise argparse.ArgumentTypeError(f"phase {text!r}: write SYSTEM:PHASE, e.g. Li-Sn:Li2Sn5")
+    return system, phase
+
+
+def weights_sha(folder: Path) -> str:
+    return hashlib.sha256((folder / "weights.pth").read_bytes()).hexdigest()
+
+
+def check_candidate(folder: Path) -> dict:
+    """The candidate's metadata, after checking that its weights are the ones the metadata names."""
+    missing = [n for n in ("weights.pth", "metadata.json") if not (folder / n).is_file()]
+    if missing:
+        raise SystemExit(f"candidate {folder}: no {' or '.join(missing)} (train it with "
+                         f"`python benchmarks/train_shipped.py --dest {folder}`)")
+    meta = json.loads((folder / "metadata.json").read_text())
+    if meta.get("name") != NAME or meta.get("sha256") != weights_sha(folder):
+        raise SystemExit(f"candidate {folder}: metadata.json does not describe {NAME} with these weights.pth")
+    return meta
+
+
+def commands(phases: list[tuple[str, str]], hull: bool, calculator: str, workers: int, out: Path) -> list[list[str]]:
+    common = ["--calculator", calculator, "--workers", str(workers), "--out", str(out), "--no-progress"]
+    cmds = [["barriers", phase, "--system", system, *common] for system, phase in phases]
+    return cmds + ([[*HULL, *common]] if hull else [])
+
+
+def run_side(label: str, pythonpath: Path, cmds: list[list[str]], cwd: Path) -> float:
+    """Run one side's commands in order; the wall time in seconds. A failure stops the benchmark with its tail."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    probe = subprocess.run([sys.executable, "-c", "import alloyflow; print(alloyflow.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=cwd)
+    if not probe.stdout.strip().startswith(str(pythonpath)):
+        raise SystemExit(f"{label}: alloyflow imports from {probe.stdout.strip() or probe.stderr[-300:]}, "
+                         f"not {pythonpath}")
+    t0 = time.perf_counter()
+    for cmd in cmds:
+        print(f"  {label}: alloyflow {' '.join(cmd)}", flush=True)
+        res = subprocess.run([sys.executable, "-m", "alloyflow.cli", *cmd], capture_output=True, text=True,
+                             env=env, cwd=cwd)
+        if res.returncode != 0:
+            raise SystemExit(f"{label} failed ({res.returncode}): {(res.stderr or res.stdout)[-1500:]}")
+    return time.perf_counter() - t0
+
+
+def lowest_vacancy_barrier(out: Path, phase: str) -> float | None:
+    from alloyflow.io.barriers import read_barrier_json
+
+    path = out / "barriers" / phase / "barriers.json"
+    if not path.exists():
+        return None
+    res = read_barrier_json(path)
+    if res.mode != "vacancy":
+        return None
+    return next((res.percolation[d] for d in ("1d", "2d", "3d") if res.percolation.get(d) is not None), None)
+
+
+def label_errors(meta: dict | None) -> str:
+    """Validation energy / force MAE and formation MAE of a potential's metadata (its own entry)."""
+    if not meta:
+        return ""
+    own = meta["errors"].get(NAME) or meta["errors"][meta.get("name", NAME)]
+    val = own.get("validation") or {}
+    forms = list(own.get("formation_meV_atom", {}).values())
+    mae = sum(abs(r["ml"] - r["dft"]) for r in forms) / len(forms) if forms else float("nan")
+    return (f"validation {val.get('energy_mae_meV_atom', float('nan')):.1f} meV/atom, "
+            f"{val.get('force_mae_meV_A', float('nan')):.1f} meV/Å; formation MAE {mae:.1f} meV/atom "
+            f"({len(forms)} phases); {meta.get('n_fit', 0) + meta.get('n_stop', 0)} training labels")
+
+
+def report(sides: dict, phases: list[tuple[str, str]], hull: bool) -> str:
+    from alloyflow.analysis.reference_data import REFERENCE_BARRIERS
+
+    names = list(sides)
+    lines = ["Lowest percolating vacancy barrier in the study's cells (meV; ML numbers, each side's own relaxation):",
+             "", f"| phase | {' | '.join(names)} | PBE (reference study) |", "|---|" + "---|" * (len(names) + 1)]
+    for _system, phase in phases:
+        vals = [lowest_vacancy_barrier(s["out"], phase) for s in sides.values()]
+        ref = REFERENCE_BARRIERS.get(phase)
+        lines.append(f"| {phase} | " + " | ".join("–" if v is None else f"{v * 1000:.0f}" for v in vals)
+                     + f" | {'' if ref is None else f'{ref * 1000:.0f}'} |")
+    if hull:
+        from pymatgen.core import Composition
+
+        from alloyflow.io.report import load_stored_results
+
+        lines += ["", "Hulls:", ""]
+        for name, s in sides.items():
+            hulls = load_stored_results(s["out"])[0]
+            for system, h in hulls.items():
+                stable = ", ".join(sorted(f for f in h.stable_set if len(Composition(f).elements) > 1))
+                lines.append(f"- {name}, {system}: minimum {h.hull_minimum.formula} "
+                             f"{h.hull_minimum.formation_energy_per_atom * 1000:.1f} meV/atom; stable {stable}")
+    lines += ["", "Label-set errors (each potential's metadata.json: its own labels, at training time):", ""]
+    lines += [f"- {name}: {label_errors(s['meta']) or 'no metadata (the base model)'}; wall {s['wall']:.0f} s"
+              for name, s in sides.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("candidate", type=Path, help="folder with the candidate's weights.pth and metadata.json")
+    ap.add_argument("--phases", nargs="+", type=phase_spec, default=[phase_spec(p) for p in PHASES],
+                    metavar="SYSTEM:PHASE")
+    ap.add_argument("--hull", action="store_true", help="also the hull study of Li-In and Li-Sn (about 6 min)")
+    ap.add_argument("--sides", nargs="+", default=["candidate", "shipped", "sevennet"],
+                    choices=["candidate", "shipped", "sevennet"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=OUT, help="parent of the sides' output folders")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error("--workers must be at least 1")
+    meta = check_candidate(args.candidate.resolve())
+    shipped = ROOT / PACKAGED
+    shipped_meta = json.loads((shipped / "metadata.json").read_text())
+    outs = {"candidate": args.out / f"candidate-{meta['sha256'][:12]}",
+            "shipped": args.out / f"shipped-{shipped_meta['sha256'][:12]}",
+            "sevennet": args.out / "sevennet"}
+    calcs = {"candidate": NAME, "shipped": NAME, "sevennet": "sevennet"}
+    metas = {"candidate": meta, "shipped": shipped_meta, "sevennet": None}
+    plan = {side: commands(args.phases, args.hull, calcs[side], args.workers, outs[side].resolve())
+            for side in args.sides}
+    if args.dry_run:
+        for side, cmds in plan.items():
+            print("\n".join(f"{side}: alloyflow {' '.join(c)}" for c in cmds))
+        return 0
+    sides = {}
+    with tempfile.TemporaryDirectory(prefix="alloyflow-candidate-") as tmpdir:
+        tmp = Path(tmpdir)
+        worktree = tmp / "wt"
+        if "candidate" in plan:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), "HEAD"],
+                           check=True, capture_output=True)
+        try:
+            if "candidate" in plan:
+                for name in ("weights.pth", "metadata.json"):
+                    shutil.copyfile(args.candidate / name, worktree / PACKAGED / name)
+                shared = ROOT.parent / "shared"
+                if shared.exists() and not (tmp / "shared").exists():
+                    (tmp / "shared").symlink_to(shared)  # the study reads ../shared beside the checkout
+            for side, cmds in plan.items():
+                path = worktree if side == "candidate" else ROOT
+                outs[side].mkdir(parents=True, exist_ok=True)
+                wall = run_side(side, path, cmds, cwd=path)
+                sides[side] = {"out": outs[side], "meta": metas[side], "wall": wall}
+        finally:
+            if "candidate" in plan:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+                               capture_output=True)
+    print()
+    print(report(sides, args.phases, args.hull))
+    print(f"\ncores {os.cpu_count()}; load average at the end {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
