@@ -109,7 +109,7 @@ def label_errors(meta: dict | None) -> str:
     """Validation energy / force MAE and formation MAE of a potential's metadata (its own entry)."""
     if not meta:
         return ""
-    own = meta["errors"].get(NAME) or meta["errors"][meta.get("name", NAME)]
+    own = meta["errors"][NAME]
     val = own.get("validation") or {}
     forms = list(own.get("formation_meV_atom", {}).values())
     mae = sum(abs(r["ml"] - r["dft"]) for r in forms) / len(forms) if forms else float("nan")
