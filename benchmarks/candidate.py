@@ -25,7 +25,6 @@ say what else ran on the machine when you quote the timings.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -53,18 +52,16 @@ def phase_spec(text: str) -> tuple[str, str]:
     return system, phase
 
 
-def weights_sha(folder: Path) -> str:
-    return hashlib.sha256((folder / "weights.pth").read_bytes()).hexdigest()
-
-
 def check_candidate(folder: Path) -> dict:
     """The candidate's metadata, after checking that its weights are the ones the metadata names."""
     missing = [n for n in ("weights.pth", "metadata.json") if not (folder / n).is_file()]
     if missing:
         raise SystemExit(f"candidate {folder}: no {' or '.join(missing)} (train it with "
                          f"`python benchmarks/train_shipped.py --dest {folder}`)")
+    from alloyflow.ml.shipped import file_sha256
+
     meta = json.loads((folder / "metadata.json").read_text())
-    if meta.get("name") != NAME or meta.get("sha256") != weights_sha(folder):
+    if meta.get("name") != NAME or meta.get("sha256") != file_sha256(folder / "weights.pth"):
         raise SystemExit(f"candidate {folder}: metadata.json does not describe {NAME} with these weights.pth")
     return meta
 

@@ -145,6 +145,17 @@ def test_band_images_energies_can_be_weighted_in_the_loss(tmp_path):
     assert (tmp_path / "p" / "weights.pth").stat().st_size > 0
 
 
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_seeds_keep_the_lowest_stop_error_and_resume(tmp_path):
     """``train_shipped.py --seeds``: the best seed by stop-frame energy error is copied, every score recorded."""
     script = _script("train_shipped")
@@ -256,17 +267,6 @@ def test_the_stop_frames_stay_put_as_labels_are_added_and_bands_are_always_fitte
     half = frames[::2]
     assert {half[i].info["label"] for i in stop_indices(half)} == stop & {a.info["label"] for a in half}
     assert stop_indices(frames[:STOP_EVERY - 1]) == set()
-
-
-def _script(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_candidate_benchmark_refuses_foreign_weights_and_keys_outputs_by_them(tmp_path, capsys):
