@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from alloyflow.cli import main
+from alloyflow.engine.local import ADOPTED_FROM
 
 DATA = Path(__file__).parent / "data" / "stored_study_v0"
 OLD_STUDY = ["study", "Li-In", "--calculator", "mock", "--no-search", "--phases", "LiIn", "--barriers", "reference",
@@ -23,24 +24,29 @@ def _documents(out: Path) -> dict:
     from alloyflow.engine import ResultStore
 
     store = ResultStore(out)
-    return {(d["uuid"], d["index"]): (d["name"], d["completed_at"])
-            for d in store.jobstore.query({}, properties=["uuid", "index", "name", "completed_at"])}
+    return {(d["uuid"], d["index"]): (d["name"], d["completed_at"], (d.get("metadata") or {}).get(ADOPTED_FROM))
+            for d in store.jobstore.query({}, properties=["uuid", "index", "name", "completed_at", "metadata"])}
 
 
 def test_study_stored_before_the_redesign_reruns_with_nothing_recomputed(tmp_path, capsys):
     """The same command (as then: endpoints relaxed once, vacancy hops only) finds every stored job.
 
     What the redesign added since (the host-stability check) is computed; no
-    relaxation or NEB stored before is computed again.
+    relaxation or NEB stored before is computed again. Two bands were stored
+    under keys whose fingerprint wrote a site on a cell face as 1.0 (its
+    coordinate came out -2e-16 on the machine that stored them); they are
+    found and copied under today's keys, not recomputed.
     """
     shutil.copytree(DATA / "store", tmp_path / "store")
     before = _documents(tmp_path)
     assert main([*OLD_STUDY, "--out", str(tmp_path)]) == 0
     after = _documents(tmp_path)
     assert all(after[k] == v for k, v in before.items())  # untouched: same completion times
-    new = [name for k, (name, _) in after.items() if k not in before]
-    assert not [n for n in new if n.startswith(("relax ", "neb "))], new
-    assert _computed(capsys.readouterr().out) == sum(n.startswith("elastic ") for n in new)
+    new = [(name, done, source) for k, (name, done, source) in after.items() if k not in before]
+    assert not [n for n, _, source in new if n.startswith(("relax ", "neb ")) and not source], new
+    originals = {uuid: (name, done) for (uuid, _), (name, done, _) in before.items()}
+    assert all(originals[source] == (n, done) for n, done, source in new if source)  # copies of stored bands
+    assert _computed(capsys.readouterr().out) == sum(n.startswith("elastic ") for n, _, _ in new)
     old_hull = json.loads((DATA / "expected" / "hull.json").read_text())
     new_hull = json.loads((tmp_path / "Li-In" / "hull.json").read_text())
     assert {p["name"]: p["energy_per_atom"] for p in new_hull["phases"]} == \

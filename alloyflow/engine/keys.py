@@ -13,7 +13,8 @@ import hashlib
 import json
 import uuid as uuidlib
 from dataclasses import fields
-from typing import Any, ClassVar, Iterable
+from contextvars import ContextVar
+from typing import Any, Callable, ClassVar, Iterable
 
 from jobflow import Job
 from monty.json import jsanitize
@@ -29,13 +30,91 @@ def input_hash(*parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+FACE_NOISE = 1e-9
+"""A fractional coordinate this close to a cell face (0 or 1) lies on it; which side is rounding noise."""
+
+_FACES: ContextVar = ContextVar("alloyflow_faces", default=None)
+"""How ``structure_fingerprint`` writes coordinates on a cell face: None (today: 0.0) or an ``_EarlierFaces``."""
+
+
 def structure_fingerprint(structure) -> dict:
-    """What identifies a structure for caching: lattice, species and coordinates, rounded."""
+    """What identifies a structure for caching: lattice, species and coordinates, rounded.
+
+    Fractional coordinates are wrapped into [0, 1) after rounding, so a site on
+    a cell face is 0.0 however it was computed. Before, ``round(x % 1.0, 6)``
+    wrote 1.0 for -2e-16 and 0.0 for +2e-16: the same site had two keys, and
+    which one a store held depended on the last bit of a matrix product (a
+    stored band of ``tests/test_study_flow.py`` was no longer found after a
+    dependency update). Keys written that way are still found (``earlier_keys``).
+    """
+    faces = _FACES.get()
+    wrap = _wrapped if faces is None else faces.value
     return {
         "lattice": [[round(x, 6) for x in row] for row in structure.lattice.matrix.tolist()],
         "species": [str(s.specie) for s in structure],
-        "frac": [[round(x % 1.0, 6) for x in s.frac_coords] for s in structure],
+        "frac": [[wrap(x) for x in s.frac_coords] for s in structure],
     }
+
+
+def _wrapped(x: float) -> float:
+    v = round(float(x) % 1.0, 6)
+    return 0.0 if v >= 1.0 else v
+
+
+class _EarlierFaces:
+    """The fingerprints written before the wrap: ``round(x % 1.0, 6)``, which may be 1.0.
+
+    ``bits`` None: each coordinate as this machine's arithmetic gives it. An
+    integer: coordinates within ``FACE_NOISE`` of a face are 1.0 where its bit
+    (in the order met) is set and 0.0 elsewhere, the keys another machine's
+    rounding noise could have written. ``near`` counts those coordinates.
+    """
+
+    def __init__(self, bits: int | None = None):
+        self.bits, self.near = bits, 0
+
+    def value(self, x: float) -> float:
+        wrapped = float(x) % 1.0
+        if self.bits is None or FACE_NOISE <= wrapped <= 1.0 - FACE_NOISE:
+            return round(wrapped, 6)
+        k, self.near = self.near, self.near + 1
+        return 1.0 if self.bits >> k & 1 else 0.0
+
+
+def _with_faces(faces: _EarlierFaces, key_fn: Callable[..., str], *args) -> str:
+    token = _FACES.set(faces)
+    try:
+        return key_fn(*args)
+    finally:
+        _FACES.reset(token)
+
+
+def earlier_key(key_fn: Callable[..., str], *args) -> str | None:
+    """``key_fn(*args)`` as alloyflow computed it before the face wrap, or None where it is today's key."""
+    old = _with_faces(_EarlierFaces(), key_fn, *args)
+    return None if old == key_fn(*args) else old
+
+
+MAX_FACE_VARIANTS = 12
+"""At most 2**this earlier keys per job are tried (``earlier_keys``): beyond that only this machine's own."""
+
+
+def earlier_keys(key_fn: Callable[..., str], *args) -> list[str]:
+    """Every key ``key_fn(*args)`` may have had before the face wrap, on any machine (today's key left out).
+
+    Each coordinate within ``FACE_NOISE`` of a cell face was written as 0.0
+    or 1.0 by the sign of its rounding noise; all 2**n combinations are
+    listed when n <= ``MAX_FACE_VARIANTS``, else only this machine's.
+    """
+    today = key_fn(*args)
+    count = _EarlierFaces(0)
+    _with_faces(count, key_fn, *args)
+    if count.near > MAX_FACE_VARIANTS:
+        found = {_with_faces(_EarlierFaces(), key_fn, *args)}
+    else:
+        found = {_with_faces(_EarlierFaces(bits), key_fn, *args) for bits in range(2 ** count.near)}
+    found.discard(today)
+    return sorted(found)
 
 
 NOT_IN_KEY = ("name", "calculator")
@@ -66,10 +145,21 @@ def deterministic_uuid(key: str) -> str:
     return str(uuidlib.UUID(bytes=bytes.fromhex(key)[:16]))
 
 
-def keyed(job: Job, key: str, label: str | None = None) -> Job:
-    """Give ``job`` a uuid derived from ``key`` and record the key as metadata."""
+EARLIER_UUID = "alloyflow_earlier_uuid"
+"""Job metadata: the uuid this machine gave the job before the face wrap (``earlier_key``), where it differs."""
+
+
+def keyed(job: Job, key: str, label: str | None = None, earlier: str | None = None) -> Job:
+    """Give ``job`` a uuid derived from ``key`` and record the key as metadata.
+
+    ``earlier``: the job's key before the face wrap (``earlier_key``), where it
+    differs; ``alloyflow.engine.local.is_finished`` finds a result stored under
+    it and copies it under today's uuid.
+    """
     job.set_uuid(deterministic_uuid(key))  # moves the output reference along with the uuid
     job.metadata = {**(job.metadata or {}), "alloyflow_key": key, "alloyflow_label": label or job.name}
+    if earlier and earlier != key:
+        job.metadata[EARLIER_UUID] = deterministic_uuid(earlier)
     return job
 
 
@@ -115,4 +205,4 @@ class KeyedStructureMaker:
         else:
             j = self.make(structure, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=j.name)
+        return keyed(j, self.key(structure), label=j.name, earlier=earlier_key(self.key, structure))

@@ -32,6 +32,7 @@ from typing import Iterable
 
 from jobflow import Flow, Job
 
+from alloyflow.engine.keys import EARLIER_UUID
 from alloyflow.engine.store import ResultStore
 
 logger = logging.getLogger(__name__)
@@ -92,11 +93,47 @@ def is_finished(jobstore, job: Job) -> bool:
     """Whether ``job``'s result is in ``jobstore`` (for a dynamic job: its replacement's output) and is final.
 
     An output marked ``RETRY`` is a failure stored so that the rest of a flow could go on; it does not count.
+    A result stored under the job's key from before the face wrap
+    (``alloyflow.engine.keys.EARLIER_UUID``) counts too: it is copied under
+    today's uuid first (``adopt``), so references to the job resolve.
     """
     index = job.index + 1 if (job.metadata or {}).get(DYNAMIC) and job.index == 1 else job.index
-    doc = jobstore.query_one({"uuid": job.uuid, "index": {"$gte": index}}, properties=["output"],
-                             sort={"index": -1})
+    if _finished_under(jobstore, job.uuid, index):
+        return True
+    earlier = (job.metadata or {}).get(EARLIER_UUID)
+    return bool(earlier) and _finished_under(jobstore, earlier, index) and adopt(jobstore, earlier, job)
+
+
+def _finished_under(jobstore, uuid: str, index: int) -> bool:
+    doc = jobstore.query_one({"uuid": uuid, "index": {"$gte": index}}, properties=["output"], sort={"index": -1})
     return doc is not None and _final(jobstore, doc.get("output"))
+
+
+ADOPTED_FROM = "alloyflow_adopted_from"
+"""Metadata of a document ``adopt`` copied: the uuid it was stored under."""
+
+
+def adopt(jobstore, earlier_uuid: str, job: Job) -> bool:
+    """Copy the documents stored under ``earlier_uuid`` under ``job``'s uuid; True once they are there.
+
+    For results stored under a key that today's fingerprint writes
+    differently (``alloyflow.engine.keys.earlier_keys``): nothing is
+    recomputed and nothing stored is changed; the copy records where it came
+    from (``ADOPTED_FROM``) and shares the original's data blobs. False where
+    the store refuses the write (a read-only store): the job then runs.
+    """
+    docs = list(jobstore.query({"uuid": earlier_uuid}, load=False))
+    for d in docs:
+        d.pop("_id", None)
+        d["uuid"] = job.uuid
+        d["metadata"] = {**(d.get("metadata") or {}), "alloyflow_key": (job.metadata or {}).get("alloyflow_key"),
+                         ADOPTED_FROM: earlier_uuid}
+    try:
+        jobstore.docs_store.update(docs, key=["uuid", "index"])
+    except Exception as exc:  # noqa: BLE001 (any store's refusal)
+        logger.warning("could not copy the stored result %s under %s: %s", earlier_uuid, job.uuid, exc)
+        return False
+    return bool(docs)
 
 
 def _final(jobstore, output, depth: int = 0) -> bool:

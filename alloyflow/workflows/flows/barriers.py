@@ -39,6 +39,7 @@ from alloyflow.structures.migration import check_barrier_supercell
 from alloyflow.workflows.flows.barrier_collect import collect_barriers, hop_result, planning_failure
 from alloyflow.workflows.flows.barrier_collect import hop_from_neb, host_stability  # noqa: F401 (public API)
 from alloyflow.workflows.flows.hop_plan import BarrierSettings, plan_hops
+from alloyflow.workflows.flows.stored_bands import stored_plan
 from alloyflow.workflows.jobs.backends import Makers, makers_for
 from alloyflow.workflows.jobs.neb import EndpointError, earlier_method_note
 from alloyflow.workflows.jobs.neb_endpoints import shared_endpoints
@@ -56,47 +57,6 @@ FLOW_VERSION = 4
 
 HOST_CHECK_MAX_ATOMS = 40
 """Hosts up to this many atoms per cell get the elastic-tensor stability check (24 strained cells, ions relaxed)."""
-
-
-def _stored_nebs(plan, neb_maker, jobstore) -> bool:
-    """Whether ``jobstore`` holds the NEB of any hop of ``plan`` (keys only, nothing runs)."""
-    for hop, initial, final, _ in plan.entries:
-        try:
-            output = neb_maker.keyed_job(initial, final, label=f"hop {hop.id}").output
-        except (EndpointError, ValueError):
-            continue
-        if jobstore.query_one({"uuid": output.uuid}, properties=["uuid"]) is not None:
-            return True
-    return False
-
-
-def stored_plan(phase: str, formula: str, structure: Structure, settings: BarrierSettings, neb_maker,
-                jobstore=None) -> tuple:
-    """(hop plan, earlier supercell tie rule?, NEB maker): today's, or the earlier ones whose NEBs a store holds.
-
-    Supercells that tie (a cubic host has many) are chosen without
-    floating-point noise since ``SUPERCELL_TIE``; before, the tie went to
-    whichever candidate the last bits of the relaxed lattice favoured. And
-    NEB endpoints keep the vacancy cell's symmetry since ``endpoint_symprec``
-    (``NebMaker.earlier_methods``). Bands computed the earlier way are valid
-    barriers, only less reproducible, so a store that holds them and none of
-    today's keeps them: studies stored before stay valid and nothing is
-    computed twice; ``barrier_hops`` says so beside the hops. Without a store
-    (``CURRENT_JOB.store`` unexposed) today's rule and maker apply.
-    """
-    plan = plan_hops(phase, formula, structure, settings)
-    if jobstore is None or not plan.entries:
-        return plan, False, neb_maker
-    legacy = None
-    for maker in [neb_maker, *getattr(neb_maker, "earlier_methods", list)()]:
-        if _stored_nebs(plan, maker, jobstore):
-            return plan, False, maker
-        if legacy is None:
-            legacy = plan_hops(phase, formula, structure, settings, legacy_ties=True)
-        if legacy.entries and legacy.entries[0][3].get("matrix") != plan.entries[0][3].get("matrix") \
-                and _stored_nebs(legacy, maker, jobstore):
-            return legacy, True, maker
-    return plan, False, neb_maker
 
 
 def _host_job(host_maker, structure: Structure, phase: str, stage: str):
@@ -202,7 +162,7 @@ def hop_stage(st: HopStage, plan, chosen: list[int] | None, final: bool, round_:
         if hop.id not in wanted:
             outputs.append(None)
             continue
-        label = f"{plan.name}{' interstitial' if plan.mode == 'interstitial' else ''} hop {hop.id}"
+        label = plan.band_label(hop.id)
         try:
             j = st.neb_maker.keyed_job(initial, final_s, label=label, metadata={"phase": plan.name, **info})
         except (EndpointError, ValueError) as exc:

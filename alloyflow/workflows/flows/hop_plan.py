@@ -91,6 +91,10 @@ class HopPlan:
     left_out: list[int] = field(default_factory=list)
     dimension: int | None = None
 
+    def band_label(self, hop_id: int) -> str:
+        """The label of a hop's band: the NEB job is named ``"<maker name> <label>"``."""
+        return f"{self.name}{' interstitial' if self.mode == 'interstitial' else ''} hop {hop_id}"
+
 
 def _dilute_cn(host: Structure, hop, info, mode: str) -> tuple[dict, dict]:
     if mode == "substitution":

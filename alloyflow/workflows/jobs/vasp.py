@@ -66,6 +66,7 @@ from pymatgen.core import Structure
 import alloyflow.calculators.dft  # noqa: F401  (registers "vasp", for calculator_info and element checks)
 from alloyflow.calculators import calculator_info, check_elements
 from alloyflow.engine import input_hash, structure_fingerprint
+from alloyflow.engine.keys import earlier_key
 from alloyflow.workflows.jobs.relax import RelaxationDocument
 from alloyflow.workflows.jobs.vasp_sets import (
     HULL_INCAR,
@@ -195,19 +196,20 @@ class VaspRelaxMaker(Maker):
 
     def keyed_job(self, structure: Structure, label: str, metadata: dict | None = None) -> Flow:
         check_elements(VASP, [el.symbol for el in structure.composition.elements], where=label)
-        key = self.key(structure)
-        relax = keyed_step(self.relax_maker.make(structure), key, "relax", f"vasp relax {label}")
+        key, earlier = self.key(structure), earlier_key(self.key, structure)
+        relax = keyed_step(self.relax_maker.make(structure), key, "relax", f"vasp relax {label}", earlier=earlier)
         jobs = [relax]
         static = None
         if self.static:
-            static = keyed_step(self.static_maker.make(relax.output.structure), key, "static", f"vasp static {label}")
+            static = keyed_step(self.static_maker.make(relax.output.structure), key, "static", f"vasp static {label}",
+                                earlier=earlier)
             jobs.append(static)
         overrides = {"relax": incar_overrides(self.relax_maker, HULL_INCAR)}
         if self.static:
             overrides["static"] = incar_overrides(self.static_maker, static_incar(HULL_INCAR))
         doc = relaxation_document(relax.output, static.output if static else None, label, structure, key,
                                   metadata or {}, self.fmax, True, {"incar_overrides": overrides})
-        keyed_step(doc, key, "", f"vasp result {label}")
+        keyed_step(doc, key, "", f"vasp result {label}", earlier=earlier)
         return Flow([*jobs, doc], output=doc.output, name=f"vasp {label}", uuid=doc.uuid)
 
 
@@ -227,12 +229,12 @@ class VaspStaticMaker(Maker):
 
     def keyed_job(self, structure: Structure, label: str, metadata: dict | None = None) -> Flow:
         check_elements(VASP, [el.symbol for el in structure.composition.elements], where=label)
-        key = self.key(structure)
-        static = keyed_step(self.static_maker.make(structure), key, "static", f"vasp static {label}")
+        key, earlier = self.key(structure), earlier_key(self.key, structure)
+        static = keyed_step(self.static_maker.make(structure), key, "static", f"vasp static {label}", earlier=earlier)
         overrides = {"static": incar_overrides(self.static_maker, static_incar(HULL_INCAR))}
         doc = relaxation_document(static.output, None, label, structure, key, metadata or {}, 0.0, False,
                                   {"incar_overrides": overrides})
-        keyed_step(doc, key, "", f"vasp static result {label}")
+        keyed_step(doc, key, "", f"vasp static result {label}", earlier=earlier)
         return Flow([static, doc], output=doc.output, name=f"vasp static {label}", uuid=doc.uuid)
 
 
@@ -398,21 +400,22 @@ class VaspNebMaker(Maker):
 
         check_elements(VASP, [el.symbol for el in initial.composition.elements], where=label)
         validate_endpoints(initial, final)
-        key = self.key(initial, final)
+        key, earlier = self.key(initial, final), earlier_key(self.key, initial, final)
         # Sort once here, as atomate2's input sets would, so that every image keeps one site order.
         order = _sort_order(initial)
         ends = [Structure.from_sites([s[i] for i in order]) for s in (initial, final)]
         endpoint_maker, images_maker = self.makers()
-        e_i = keyed_step(endpoint_maker.make(ends[0]), key, "initial", f"vasp endpoint {label} initial")
-        e_f = keyed_step(endpoint_maker.make(ends[1]), key, "final", f"vasp endpoint {label} final")
+        e_i = keyed_step(endpoint_maker.make(ends[0]), key, "initial", f"vasp endpoint {label} initial",
+                         earlier=earlier)
+        e_f = keyed_step(endpoint_maker.make(ends[1]), key, "final", f"vasp endpoint {label} final", earlier=earlier)
         # sort_tol=0: IDPP must not renumber atoms (it can, for a vacancy hop)
         ends_out = [e_i.output.output.structure, e_f.output.output.structure]
         images = get_images_from_endpoints(ends_out, self.n_images, interpolation_method=NebInterpolation.IDPP,
                                            sort_tol=0)
-        keyed_step(images, key, "images", f"vasp images {label}")
-        neb = keyed_step(images_maker.make(images.output), key, "neb", f"vasp neb {label}")
+        keyed_step(images, key, "images", f"vasp images {label}", earlier=earlier)
+        neb = keyed_step(images_maker.make(images.output), key, "neb", f"vasp neb {label}", earlier=earlier)
         doc = neb_document(e_i.output, e_f.output, neb.output, label, key, order, self.n_images, self.fmax,
                            self.settings(), metadata or {},
                            {"incar_overrides": {k: v for k, v in sorted(self.incar.items()) if NEB_INCAR.get(k) != v}})
-        keyed_step(doc, key, "", f"vasp neb result {label}")
+        keyed_step(doc, key, "", f"vasp neb result {label}", earlier=earlier)
         return Flow([e_i, e_f, images, neb, doc], output=doc.output, name=f"vasp neb {label}", uuid=doc.uuid)

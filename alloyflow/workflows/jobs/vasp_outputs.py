@@ -15,13 +15,19 @@ from jobflow import Job
 from pymatgen.core import Structure
 
 from alloyflow.engine import deterministic_uuid, input_hash
+from alloyflow.engine.keys import EARLIER_UUID
 
-def keyed_step(j: Job, key: str, step: str, name: str) -> Job:
-    """Name a job and give it a uuid derived from ``key`` and ``step`` (before its output is used)."""
+def keyed_step(j: Job, key: str, step: str, name: str, earlier: str | None = None) -> Job:
+    """Name a job and give it a uuid derived from ``key`` and ``step`` (before its output is used).
+
+    ``earlier``: the sub-flow's key before the face wrap (``alloyflow.engine.keys.earlier_key``), where it differs.
+    """
     j.name = name
     full_key = input_hash(key, step) if step else key
     j.set_uuid(deterministic_uuid(full_key))
     j.metadata = {**(j.metadata or {}), "alloyflow_key": full_key, "alloyflow_label": name}
+    if earlier and earlier != key:
+        j.metadata[EARLIER_UUID] = deterministic_uuid(input_hash(earlier, step) if step else earlier)
     return j
 
 
