@@ -44,8 +44,8 @@ def structure_fingerprint(structure) -> dict:
     a cell face is 0.0 however it was computed. Before, ``round(x % 1.0, 6)``
     wrote 1.0 for -2e-16 and 0.0 for +2e-16: the same site had two keys, and
     which one a store held depended on the last bit of a matrix product (a
-    stored band of ``tests/test_study_flow.py`` was no longer found after a
-    dependency update). Keys written that way are still found (``earlier_keys``).
+    band stored for ``tests/test_study_flow.py`` was no longer found on a
+    later install). Keys written that way are still found (``earlier_keys``).
     """
     faces = _FACES.get()
     wrap = _wrapped if faces is None else faces.value
