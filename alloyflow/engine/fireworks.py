@@ -36,6 +36,7 @@ from pathlib import Path
 
 from jobflow import Flow, JobStore
 
+from alloyflow.engine.keys import EARLIER_KEY
 from alloyflow.engine.pending import pending_jobs
 from alloyflow.engine.store import ResultStore
 
@@ -183,8 +184,13 @@ def render_submit_script(qadapter_file: str | Path, launch_dir: str | Path = "."
 
 
 def _queued_uuids(lp, jobs) -> set[str]:
-    """uuids of ``jobs`` whose fireworks an earlier submission left on the LaunchPad (not fizzled or defused)."""
-    by_key = {(j.metadata or {}).get("alloyflow_key"): j.uuid for j in jobs}
+    """uuids of ``jobs`` whose fireworks an earlier submission left on the LaunchPad (not fizzled or defused).
+
+    A firework queued under a job's key from before the face wrap (``EARLIER_KEY``) counts: its result,
+    stored under that key, is copied under today's once it exists (``alloyflow.engine.local.is_finished``).
+    """
+    by_key = {(j.metadata or {}).get(EARLIER_KEY): j.uuid for j in jobs}
+    by_key.update({(j.metadata or {}).get("alloyflow_key"): j.uuid for j in jobs})
     by_key.pop(None, None)
     if not by_key:
         return set()

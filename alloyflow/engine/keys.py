@@ -145,8 +145,14 @@ def deterministic_uuid(key: str) -> str:
     return str(uuidlib.UUID(bytes=bytes.fromhex(key)[:16]))
 
 
-EARLIER_UUID = "alloyflow_earlier_uuid"
-"""Job metadata: the uuid this machine gave the job before the face wrap (``earlier_key``), where it differs."""
+EARLIER_KEY = "alloyflow_earlier_key"
+"""Job metadata: the key this machine gave the job before the face wrap (``earlier_key``), where it differs."""
+
+
+def earlier_uuid(job: Job) -> str | None:
+    """The uuid ``job`` had before the face wrap, where it differs (``EARLIER_KEY``)."""
+    key = (job.metadata or {}).get(EARLIER_KEY)
+    return deterministic_uuid(key) if key else None
 
 
 def keyed(job: Job, key: str, label: str | None = None, earlier: str | None = None) -> Job:
@@ -159,7 +165,7 @@ def keyed(job: Job, key: str, label: str | None = None, earlier: str | None = No
     job.set_uuid(deterministic_uuid(key))  # moves the output reference along with the uuid
     job.metadata = {**(job.metadata or {}), "alloyflow_key": key, "alloyflow_label": label or job.name}
     if earlier and earlier != key:
-        job.metadata[EARLIER_UUID] = deterministic_uuid(earlier)
+        job.metadata[EARLIER_KEY] = earlier
     return job
 
 

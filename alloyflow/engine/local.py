@@ -32,7 +32,7 @@ from typing import Iterable
 
 from jobflow import Flow, Job
 
-from alloyflow.engine.keys import EARLIER_UUID
+from alloyflow.engine.keys import earlier_uuid
 from alloyflow.engine.store import ResultStore
 
 logger = logging.getLogger(__name__)
@@ -94,13 +94,13 @@ def is_finished(jobstore, job: Job) -> bool:
 
     An output marked ``RETRY`` is a failure stored so that the rest of a flow could go on; it does not count.
     A result stored under the job's key from before the face wrap
-    (``alloyflow.engine.keys.EARLIER_UUID``) counts too: it is copied under
+    (``alloyflow.engine.keys.EARLIER_KEY``) counts too: it is copied under
     today's uuid first (``adopt``), so references to the job resolve.
     """
     index = job.index + 1 if (job.metadata or {}).get(DYNAMIC) and job.index == 1 else job.index
     if _finished_under(jobstore, job.uuid, index):
         return True
-    earlier = (job.metadata or {}).get(EARLIER_UUID)
+    earlier = earlier_uuid(job)
     return bool(earlier) and _finished_under(jobstore, earlier, index) and adopt(jobstore, earlier, job)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from jobflow import Flow
 
+from alloyflow.engine.keys import earlier_uuid
 from alloyflow.engine.local import detached
 from alloyflow.engine.pending import Pending, pending_jobs
 
@@ -55,11 +56,17 @@ def controller(project: str | None = None):
 
 
 def queued_uuids(jobs_collection, jobs) -> set[str]:
-    """uuids of ``jobs`` already in a jobflow-remote queue store (any state: the (uuid, index) key is taken)."""
-    uuids = [j.uuid for j in jobs]
-    if not uuids:
+    """uuids of ``jobs`` already in a jobflow-remote queue store (any state: the (uuid, index) key is taken).
+
+    A job queued under its uuid from before the face wrap (``alloyflow.engine.keys.earlier_uuid``) counts.
+    """
+    by_uuid = {earlier_uuid(j): j.uuid for j in jobs}
+    by_uuid.update({j.uuid: j.uuid for j in jobs})
+    by_uuid.pop(None, None)
+    if not by_uuid:
         return set()
-    return {d["uuid"] for d in jobs_collection.find({"uuid": {"$in": uuids}}, projection={"uuid": 1})}
+    docs = jobs_collection.find({"uuid": {"$in": list(by_uuid)}}, projection={"uuid": 1})
+    return {by_uuid[d["uuid"]] for d in docs}
 
 
 def pending_flow(flow: Flow, jobstore, jobs_collection=None) -> tuple[Flow | None, Pending]:

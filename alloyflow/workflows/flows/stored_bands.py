@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pymatgen.core import Structure
 
-from alloyflow.engine.keys import EARLIER_UUID, deterministic_uuid, earlier_keys
+from alloyflow.engine.keys import deterministic_uuid, earlier_keys, earlier_uuid
 from alloyflow.engine.local import adopt
 from alloyflow.workflows.flows.hop_plan import BarrierSettings, HopPlan, plan_hops
 from alloyflow.workflows.jobs.neb import EndpointError
@@ -39,7 +39,7 @@ def _stored_nebs(plan: HopPlan, neb_maker, jobstore, any_machine: bool = False) 
         if any_machine:
             uuids = [deterministic_uuid(k) for k in earlier_keys(neb_maker.key, initial, final)]
         else:
-            uuids = [u for u in [(job.metadata or {}).get(EARLIER_UUID)] if u]
+            uuids = [u for u in [earlier_uuid(job)] if u]
         doc = jobstore.query_one({"uuid": {"$in": uuids}}, properties=["uuid"]) if uuids else None
         if doc is not None and adopt(jobstore, doc["uuid"], job):
             if not any_machine:

@@ -15,7 +15,7 @@ from jobflow import Job
 from pymatgen.core import Structure
 
 from alloyflow.engine import deterministic_uuid, input_hash
-from alloyflow.engine.keys import EARLIER_UUID
+from alloyflow.engine.keys import EARLIER_KEY
 
 def keyed_step(j: Job, key: str, step: str, name: str, earlier: str | None = None) -> Job:
     """Name a job and give it a uuid derived from ``key`` and ``step`` (before its output is used).
@@ -27,7 +27,7 @@ def keyed_step(j: Job, key: str, step: str, name: str, earlier: str | None = Non
     j.set_uuid(deterministic_uuid(full_key))
     j.metadata = {**(j.metadata or {}), "alloyflow_key": full_key, "alloyflow_label": name}
     if earlier and earlier != key:
-        j.metadata[EARLIER_UUID] = deterministic_uuid(input_hash(earlier, step) if step else earlier)
+        j.metadata[EARLIER_KEY] = input_hash(earlier, step) if step else earlier
     return j
 
 
