@@ -71,12 +71,14 @@ class _EarlierFaces:
     """
 
     def __init__(self, bits: int | None = None):
-        self.bits, self.near = bits, 0
+        self.bits, self.near, self.differs = bits, 0, False
 
     def value(self, x: float) -> float:
         wrapped = float(x) % 1.0
         if self.bits is None or FACE_NOISE <= wrapped <= 1.0 - FACE_NOISE:
-            return round(wrapped, 6)
+            v = round(wrapped, 6)
+            self.differs |= v >= 1.0  # today's fingerprint writes 0.0 here
+            return v
         k, self.near = self.near, self.near + 1
         return 1.0 if self.bits >> k & 1 else 0.0
 
@@ -91,8 +93,9 @@ def _with_faces(faces: _EarlierFaces, key_fn: Callable[..., str], *args) -> str:
 
 def earlier_key(key_fn: Callable[..., str], *args) -> str | None:
     """``key_fn(*args)`` as alloyflow computed it before the face wrap, or None where it is today's key."""
-    old = _with_faces(_EarlierFaces(), key_fn, *args)
-    return None if old == key_fn(*args) else old
+    faces = _EarlierFaces()
+    old = _with_faces(faces, key_fn, *args)
+    return old if faces.differs else None
 
 
 MAX_FACE_VARIANTS = 12
