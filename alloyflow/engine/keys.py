@@ -172,6 +172,11 @@ def keyed(job: Job, key: str, label: str | None = None, earlier: str | None = No
     return job
 
 
+def keyed_by(job: Job, key_fn: Callable[..., str], *args, label: str | None = None) -> Job:
+    """``keyed(job, key_fn(*args), label)``, with the job's key from before the face wrap (``earlier_key``)."""
+    return keyed(job, key_fn(*args), label=label, earlier=earlier_key(key_fn, *args))
+
+
 class KeyedStructureMaker:
     """Mixin for Makers of one structure whose job uuid is the hash of its inputs.
 
@@ -214,4 +219,4 @@ class KeyedStructureMaker:
         else:
             j = self.make(structure, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=j.name, earlier=earlier_key(self.key, structure))
+        return keyed_by(j, self.key, structure, label=j.name)

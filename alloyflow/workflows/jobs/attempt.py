@@ -50,9 +50,9 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements, get_calculator
-from alloyflow.engine import ResultStore, deterministic_uuid, input_hash, keyed, run_cached, structure_fingerprint
+from alloyflow.engine import ResultStore, deterministic_uuid, input_hash, run_cached, structure_fingerprint
 from alloyflow.engine.guarded import run_guarded
-from alloyflow.engine.keys import earlier_key, maker_settings
+from alloyflow.engine.keys import keyed_by, maker_settings
 from alloyflow.analysis.attempt import signed_frequencies_thz, vineyard_prefactor  # noqa: F401
 
 MODES = ("local", "atom", "full")
@@ -165,8 +165,7 @@ class AttemptFrequencyMaker(Maker):
         else:
             j = self.make(initial, saddle, moving_index, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"
-        return keyed(j, self.key(initial, saddle, moving_index), label=f"{self.name} {label}",
-                     earlier=earlier_key(self.key, initial, saddle, moving_index))
+        return keyed_by(j, self.key, initial, saddle, moving_index, label=f"{self.name} {label}")
 
     @job
     def make(self, initial: Structure, saddle: Structure, moving_index: int, label: str = "",

@@ -71,7 +71,7 @@ from alloyflow.workflows.jobs.neb_optimize import (
     image_forces,
     optimise_band,
 )
-from alloyflow.engine.keys import earlier_key, input_hash, keyed, maker_settings, structure_fingerprint
+from alloyflow.engine.keys import input_hash, keyed_by, maker_settings, structure_fingerprint
 from alloyflow.workflows.schemas.neb import NebDocument
 from alloyflow.workflows.jobs.neb_endpoints import (  # noqa: F401 (re-exported)
     ENDPOINT_RATTLE,
@@ -259,8 +259,7 @@ class NebMaker(Maker):
         extra = {"endpoints": endpoints} if endpoints else {}
         j = self.make(initial, final, label=label, metadata=metadata or {}, **extra)
         j.name = f"{self.name} {label}"
-        return keyed(j, self.key(initial, final), label=f"{self.name} {label}",
-                     earlier=earlier_key(self.key, initial, final))
+        return keyed_by(j, self.key, initial, final, label=f"{self.name} {label}")
 
     @job
     def make(self, initial: Structure, final: Structure, label: str = "", metadata: dict | None = None,

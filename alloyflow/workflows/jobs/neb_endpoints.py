@@ -39,7 +39,7 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements
-from alloyflow.engine.keys import earlier_key, input_hash, keyed, maker_settings, structure_fingerprint
+from alloyflow.engine.keys import input_hash, keyed_by, maker_settings, structure_fingerprint
 from alloyflow.engine.store import as_dict
 from alloyflow.structures.equivalence import SiteMap, equivalence_classes
 from alloyflow.workflows.jobs.batched import BatchEvaluator
@@ -184,7 +184,7 @@ class EndpointMaker(Maker):
         check_elements(self.calculator, [el.symbol for el in structure.composition.elements], where=label)
         j = self.make(structure, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"
-        return keyed(j, self.key(structure), label=j.name, earlier=earlier_key(self.key, structure))
+        return keyed_by(j, self.key, structure, label=j.name)
 
     @job
     def make(self, structure: Structure, label: str = "", metadata: dict | None = None) -> EndpointDocument:

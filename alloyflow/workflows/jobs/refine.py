@@ -26,8 +26,8 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.calculators import calculator_info, check_elements, get_spec
-from alloyflow.engine import ResultStore, input_hash, keyed, run_cached, structure_fingerprint
-from alloyflow.engine.keys import earlier_key
+from alloyflow.engine import ResultStore, input_hash, run_cached, structure_fingerprint
+from alloyflow.engine.keys import keyed_by
 from alloyflow.workflows.jobs.labels import LabelMaker, single_point
 from alloyflow.workflows.jobs.neb import NebMaker, mic_displacements, validate_endpoints
 from alloyflow.workflows.schemas.neb import NebDocument
@@ -211,7 +211,7 @@ class ReconvergeBandMaker(NebMaker):
         validate_endpoints(band[0], band[-1])
         j = self.make_from_band(band, label=label)
         j.name = f"{self.name} {label}"
-        return keyed(j, self.band_key(band), label=f"{self.name} {label}", earlier=earlier_key(self.band_key, band))
+        return keyed_by(j, self.band_key, band, label=f"{self.name} {label}")
 
     @job
     def make_from_band(self, band: list[Structure], label: str = "") -> NebDocument:

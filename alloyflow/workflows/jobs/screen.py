@@ -23,7 +23,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from alloyflow.analysis.screening import SCREEN_FACTOR
 from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info, check_elements
-from alloyflow.engine.keys import earlier_key, input_hash, keyed, maker_settings, structure_fingerprint
+from alloyflow.engine.keys import input_hash, keyed_by, maker_settings, structure_fingerprint
 from alloyflow.structures.cells import right_handed
 from alloyflow.workflows.jobs.batched import BatchEvaluator
 from alloyflow.workflows.jobs.neb import IDPP_FMAX, interpolate_band, matched_final
@@ -95,8 +95,7 @@ class ScreenMaker(Maker):
         matched_final(initial, final)
         j = self.make(initial, final, label=label, metadata=metadata or {})
         j.name = f"{self.name} {label}"
-        return keyed(j, self.key(initial, final), label=f"{self.name} {label}",
-                     earlier=earlier_key(self.key, initial, final))
+        return keyed_by(j, self.key, initial, final, label=f"{self.name} {label}")
 
     @job
     def make(self, initial, final, label: str = "", metadata: dict | None = None) -> ScreenDocument:
