@@ -15,8 +15,9 @@ with ``--hull`` also ``alloyflow study Li-In Li-Sn --barriers none
 --no-elastic --no-diffusivity``. Each side has its own output folder (its
 job store) under ``benchmarks/out/candidates/`` named by the weights'
 sha256, so a killed run resumes and a retrained candidate never reuses
-another's jobs. Printed: the lowest percolating vacancy barrier per phase
-beside the reference study's PBE value, the hull minima and stable sets
+another's jobs. Printed: the 1D / 2D / 3D percolation thresholds per phase
+beside GPAW//SevenNet-0 (where ``alloyflow refine`` ran in the sevennet
+side's folder) and the reference study's PBE value, the hull minima and stable sets
 when ``--hull`` ran, and each side's label-set errors from its metadata.
 The numbers are the potentials' (ML), never DFT's. Nothing is asserted;
 say what else ran on the machine when you quote the timings.
@@ -91,7 +92,11 @@ def run_side(label: str, pythonpath: Path, cmds: list[list[str]], cwd: Path) -> 
     return time.perf_counter() - t0
 
 
-def lowest_vacancy_barrier(out: Path, phase: str) -> float | None:
+DIMS = ("1d", "2d", "3d")
+
+
+def vacancy_thresholds(out: Path, phase: str) -> dict[str, float | None] | None:
+    """The 1D / 2D / 3D percolation thresholds (eV) of a side's stored vacancy barriers; None where there are none."""
     from alloyflow.io.barriers import read_barrier_json
 
     path = out / "barriers" / phase / "barriers.json"
@@ -100,7 +105,41 @@ def lowest_vacancy_barrier(out: Path, phase: str) -> float | None:
     res = read_barrier_json(path)
     if res.mode != "vacancy":
         return None
-    return next((res.percolation[d] for d in ("1d", "2d", "3d") if res.percolation.get(d) is not None), None)
+    return {d: res.percolation.get(d) for d in DIMS}
+
+
+def dft_ml_thresholds(out: Path, phase: str) -> tuple[dict[str, float | None], str] | None:
+    """DFT//ML of the hops that set a side's thresholds, where ``alloyflow refine`` ran in its folder.
+
+    Per dimension: the DFT single-point barrier on the ML band of the hop that
+    sets the ML threshold (``fidelity.json`` beside ``barriers.json``), and
+    the DFT settings as text. None where either file is missing.
+    """
+    from alloyflow.io.barriers import read_barrier_json
+    from alloyflow.workflows.schemas.fidelity import FidelityResult
+
+    folder = out / "barriers" / phase
+    if not (folder / "barriers.json").exists() or not (folder / "fidelity.json").exists():
+        return None
+    hops = read_barrier_json(folder / "barriers.json").percolation_hops
+    fid = FidelityResult.model_validate_json((folder / "fidelity.json").read_text())
+    by_hop = {h.hop: h.dft_ml for h in fid.hops if h.dft_ml is not None}
+    settings = fid.dft_calculator.get("settings", {})
+    how = (f"{fid.dft_calculator.get('model', 'DFT')}, {settings.get('ecut', float('nan')):g} eV, "
+           f"k-density {settings.get('kpt_density', float('nan')):g}")
+    return {d: by_hop.get(hops.get(d)) for d in DIMS}, how
+
+
+def _dims(values: dict | None) -> str:
+    if not values:
+        return "–"
+    return " / ".join("–" if values.get(d) is None else f"{values[d] * 1000:.0f}" for d in DIMS)
+
+
+def lowest_against(values: dict | None, reference: dict | None) -> float | None:
+    """``values``' lowest threshold minus ``reference``'s (meV), where both have one."""
+    low = [next((v[d] for d in DIMS if v and v.get(d) is not None), None) for v in (values, reference)]
+    return None if None in low else (low[0] - low[1]) * 1000
 
 
 def label_errors(meta: dict | None) -> str:
@@ -116,17 +155,32 @@ def label_errors(meta: dict | None) -> str:
             f"({len(forms)} phases); {meta.get('n_fit', 0) + meta.get('n_stop', 0)} training labels")
 
 
-def report(sides: dict, phases: list[tuple[str, str]], hull: bool) -> str:
+def report(sides: dict, phases: list[tuple[str, str]], hull: bool, dft_ml_out: Path | None = None) -> str:
+    """The comparison as markdown: thresholds per side, DFT//SevenNet-0 where refined, hulls, label errors."""
     from alloyflow.analysis.reference_data import REFERENCE_BARRIERS
 
     names = list(sides)
-    lines = ["Lowest percolating vacancy barrier in the study's cells (meV; ML numbers, each side's own relaxation):",
-             "", f"| phase | {' | '.join(names)} | PBE (reference study) |", "|---|" + "---|" * (len(names) + 1)]
+    dft = {phase: dft_ml_thresholds(dft_ml_out, phase) if dft_ml_out else None for _, phase in phases}
+    lines = ["Percolation thresholds of Li-vacancy hops in the study's cells, 1D / 2D / 3D (meV). The sides' "
+             "columns are ML numbers, each side's own relaxation and bands; GPAW//SevenNet-0 is DFT single points "
+             "on SevenNet-0's band of the hop that sets its threshold (`alloyflow refine` in the sevennet folder), "
+             "never a plain DFT barrier.",
+             "", f"| phase | {' | '.join(names)} | GPAW//SevenNet-0 | PBE (reference study, lowest) |",
+             "|---|" + "---|" * (len(names) + 2)]
     for _system, phase in phases:
-        vals = [lowest_vacancy_barrier(s["out"], phase) for s in sides.values()]
+        vals = [vacancy_thresholds(s["out"], phase) for s in sides.values()]
         ref = REFERENCE_BARRIERS.get(phase)
-        lines.append(f"| {phase} | " + " | ".join("–" if v is None else f"{v * 1000:.0f}" for v in vals)
-                     + f" | {'' if ref is None else f'{ref * 1000:.0f}'} |")
+        d = dft[phase]
+        lines.append(f"| {phase} | " + " | ".join(_dims(v) for v in vals)
+                     + f" | {_dims(d[0]) + f' ({d[1]})' if d else '–'} | {'' if ref is None else f'{ref * 1000:.0f}'} |")
+    refined = [phase for _, phase in phases if dft[phase]]
+    if refined:
+        lines += ["", "Lowest threshold minus GPAW//SevenNet-0's (meV):", ""]
+        for name, s in sides.items():
+            diff = {p: lowest_against(vacancy_thresholds(s["out"], p), dft[p][0]) for p in refined}
+            known = [abs(v) for v in diff.values() if v is not None]
+            lines.append(f"- {name}: " + ", ".join(f"{p} {'–' if v is None else f'{v:+.0f}'}" for p, v in diff.items())
+                         + (f"; largest |difference| {max(known):.0f}" if known else ""))
     if hull:
         from pymatgen.core import Composition
 
@@ -197,7 +251,7 @@ def main(argv=None) -> int:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
                                capture_output=True)
     print()
-    print(report(sides, args.phases, args.hull))
+    print(report(sides, args.phases, args.hull, dft_ml_out=outs["sevennet"]))
     print(f"\ncores {os.cpu_count()}; load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

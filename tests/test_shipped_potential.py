@@ -292,3 +292,39 @@ def test_candidate_benchmark_refuses_foreign_weights_and_keys_outputs_by_them(tm
     assert sum(f"candidate-{sha}" in line for line in plan) == len(script.PHASES) + 1
     assert any(line.startswith("sevennet: alloyflow study Li-In Li-Sn --barriers none") for line in plan)
     assert not (tmp_path / "o").exists()  # a dry run computes and writes nothing
+
+
+def test_candidate_report_sets_each_side_beside_the_dft_check_of_the_same_hops(tmp_path):
+    """``candidate.report``: thresholds per dimension; GPAW//SevenNet-0 from ``fidelity.json`` follows the hops
+    that set SevenNet-0's thresholds, labelled as DFT on ML geometries; differences are per side."""
+    from alloyflow.analysis.migration import BarrierResult
+    from alloyflow.workflows.schemas.fidelity import FidelityResult, HopFidelity
+
+    script = _script("candidate")
+
+    def side(name, thresholds, hops=None):
+        folder = tmp_path / name / "barriers" / "LiSn"
+        folder.mkdir(parents=True)
+        res = BarrierResult(phase="LiSn", calculator={"name": name}, hops=[],
+                            percolation=dict(zip(script.DIMS, thresholds)),
+                            percolation_hops=dict(zip(script.DIMS, hops or (None,) * 3)))
+        (folder / "barriers.json").write_text(res.model_dump_json())
+        return {"out": tmp_path / name, "meta": None, "wall": 0.0}
+
+    sides = {"candidate": side("candidate", (0.303, 0.417, 0.943)),
+             "sevennet": side("sevennet", (0.252, 0.322, 0.839), hops=(1, 3, 4))}
+    before = script.report(sides, [("Li-Sn", "LiSn")], False, dft_ml_out=tmp_path / "sevennet")
+    assert "| LiSn | 303 / 417 / 943 | 252 / 322 / 839 | – | 457 |" in before
+    assert "minus GPAW//SevenNet-0" not in before  # nothing refined: no comparison invented
+
+    fid = FidelityResult(phase="LiSn", ml_calculator={"name": "sevennet"},
+                         dft_calculator={"model": "GPAW-PBE", "settings": {"ecut": 350.0, "kpt_density": 3.0}},
+                         hops=[HopFidelity(hop=h, length=3.2, ml=0.3, dft_ml=e, dft_ml_single_points=3,
+                                           dft_ml_seconds=1.0) for h, e in ((4, 1.139), (1, 0.308), (3, 0.426))],
+                         dft_single_points=9, dft_seconds=9.0)
+    (tmp_path / "sevennet" / "barriers" / "LiSn" / "fidelity.json").write_text(fid.model_dump_json())
+    text = script.report(sides, [("Li-Sn", "LiSn")], False, dft_ml_out=tmp_path / "sevennet")
+    assert "| 308 / 426 / 1139 (GPAW-PBE, 350 eV, k-density 3) | 457 |" in text
+    assert "- candidate: LiSn -5; largest |difference| 5" in text
+    assert "- sevennet: LiSn -56; largest |difference| 56" in text
+    assert "never a plain DFT barrier" in text
