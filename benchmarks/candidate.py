@@ -19,7 +19,8 @@ another's jobs. Printed: the 1D / 2D / 3D percolation thresholds per phase
 beside GPAW//SevenNet-0 (where ``alloyflow refine`` ran in the sevennet
 side's folder) and the reference study's PBE value, the hull minima and stable sets
 when ``--hull`` ran, and each side's label-set errors from its metadata.
-The numbers are the potentials' (ML), never DFT's. Nothing is asserted;
+The sides' numbers are the potentials' (ML); the GPAW//SevenNet-0 column
+is DFT on SevenNet-0's geometries, never a plain DFT barrier. Nothing is asserted;
 say what else ran on the machine when you quote the timings.
 """
 
@@ -137,7 +138,7 @@ def _dims(values: dict | None) -> str:
 
 
 def lowest_against(values: dict | None, reference: dict | None) -> float | None:
-    """``values``' lowest threshold minus ``reference``'s (meV), where both have one."""
+    """``values``' lowest threshold minus ``reference``'s (meV): each one's first dimension with a number."""
     low = [next((v[d] for d in DIMS if v and v.get(d) is not None), None) for v in (values, reference)]
     return None if None in low else (low[0] - low[1]) * 1000
 
