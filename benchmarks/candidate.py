@@ -1,6 +1,6 @@
 """A trained candidate of the shipped potential in the study's own cells, beside what ships and SevenNet-0 (issue 16).
 
-    python benchmarks/train_shipped.py --seeds 0 1 --dest benchmarks/out/candidate     # train, not shipped
+    python benchmarks/train_shipped.py --seeds 0 1 --jobs 2 --dest benchmarks/out/candidate  # train, not shipped
     python benchmarks/candidate.py benchmarks/out/candidate [--phases Li-Sn:Li Li-Sn:Li2Sn5 Li-Sn:LiSn Li-Sn:Li17Sn4]
                                    [--hull] [--sides candidate shipped sevennet] [--workers 2] [--dry-run]
 

@@ -1,7 +1,7 @@
 """Train the shipped Li-In-Sn potential from the exported GPAW labels and write it as package data (issue 16).
 
     python benchmarks/label_campaign.py export          # labels so far -> alloyflow/data/labels
-    python benchmarks/train_shipped.py [--epochs 60] [--lr 1e-3] [--seed 0 | --seeds 0 1] [--threads 1]
+    python benchmarks/train_shipped.py [--epochs 60] [--lr 1e-3] [--seed 0 | --seeds 0 1 [--jobs 2]] [--threads 1]
 
 The shipped potential is ``--seed 1`` on the 97 labels of commit 333aea9: of
 seeds 0 and 1 it had the lower error on the frames that choose the epoch
@@ -9,7 +9,10 @@ seeds 0 and 1 it had the lower error on the frames that choose the epoch
 no part in the choice. ``--seeds 0 1`` makes that choice in one command: it
 trains each seed in turn (in ``<dest>.seeds/``), keeps the one with the lowest
 energy error on the stop frames (forces break a tie) and records every
-seed's score in ``metadata.json`` (``training.seed_choice``).
+seed's score in ``metadata.json`` (``training.seed_choice``). ``--jobs 2``
+trains the seeds at once, one process each. A seed folder is reused only
+when its ``recipe.json`` (label file hashes, every setting, the seed) is
+this run's.
 
 Reads ``alloyflow/data/labels/li_in_sn_gpaw_{train,validation}.extxyz`` and
 their ``manifest.json``, fine-tunes SevenNet-0's last layers
@@ -25,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,23 +57,75 @@ def seed_score(meta: dict) -> tuple[float, float]:
     return stop["energy_mae_meV_atom"], stop["force_mae_meV_A"]
 
 
-def train_seeds(train, seeds: list[int], dest: Path) -> dict:
-    """Train every seed into ``<dest>.seeds/seed-N`` (kept, so a killed run loses one seed), copy the best to
-    ``dest`` and record all scores in its ``metadata.json``. A seed whose folder holds finished weights is
-    not trained again."""
+RECIPE_FILE = "recipe.json"
+"""Beside a trained seed's weights: the label files' hashes and every training setting, its seed included."""
+
+
+def reusable(folder: Path, seed: int, recipe: dict | None) -> dict | None:
+    """The metadata of ``seed`` trained in ``folder``, when it was trained from ``recipe`` (None: any recipe)."""
+    done, used = folder / "metadata.json", folder / RECIPE_FILE
+    if not done.exists() or not (folder / "weights.pth").exists():
+        return None
+    meta = json.loads(done.read_text())
+    if meta["training"]["seed"] != seed:
+        return None
+    if recipe is None:
+        return meta
+    return meta if used.exists() and json.loads(used.read_text()) == {**recipe, "seed": seed} else None
+
+
+def set_aside(folder: Path) -> Path | None:
+    """Rename a seed folder whose weights came from another recipe, so nothing trained is lost."""
+    if not (folder / "metadata.json").exists():
+        return None  # nothing finished there (a killed run): trained over
+    aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    return aside
+
+
+def train_seeds(train, seeds: list[int], dest: Path, recipe: dict | None = None, jobs: int = 1,
+                spawn=None) -> dict:
+    """Train every seed into ``<dest>.seeds/seed-N``, copy the best to ``dest``; all scores in its metadata.
+
+    A seed folder is reused only when its ``recipe.json`` equals ``recipe``
+    with that seed (the same label files and settings); one trained from
+    another recipe is renamed aside and trained again. ``jobs`` > 1 trains
+    the missing seeds at once, each in its own process (``spawn(seed,
+    folder)`` returns a ``subprocess.Popen``), then reads them back. A killed
+    run loses only the seeds in flight.
+    """
     import shutil
 
     work = dest.parent / f"{dest.name}.seeds"
+
+    def record(seed: int) -> None:
+        if recipe is not None:
+            (work / f"seed-{seed}" / RECIPE_FILE).write_text(json.dumps({**recipe, "seed": seed}, indent=1))
+
+    missing = [s for s in seeds if reusable(work / f"seed-{s}", s, recipe) is None]
+    for s in missing:
+        aside = set_aside(work / f"seed-{s}")
+        if aside is not None:
+            print(f"seed {s}: trained before from other labels or settings, kept as {aside}")
+    if jobs > 1 and len(missing) > 1 and spawn is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"training seeds {', '.join(map(str, missing))} at once, one process each", flush=True)
+        running = {s: spawn(s, work / f"seed-{s}") for s in missing}
+        failed = [s for s, proc in running.items() if proc.wait() != 0]
+        for s in running:
+            if s not in failed:
+                record(s)
+        if failed:
+            raise SystemExit(f"seed(s) {', '.join(map(str, failed))} failed; the others are kept in {work}")
     metas = {}
     for seed in seeds:
         folder = work / f"seed-{seed}"
-        done = folder / "metadata.json"
-        stored = json.loads(done.read_text()) if done.exists() else None
-        if stored is not None and stored["training"]["seed"] == seed:
-            metas[seed] = stored
-            print(f"seed {seed}: trained before ({folder}), reused")
+        metas[seed] = reusable(folder, seed, recipe)
+        if metas[seed] is not None:
+            print(f"seed {seed}: trained ({folder})")
             continue
         metas[seed] = train(seed, folder)
+        record(seed)
         print(f"seed {seed}: stop frames {seed_score(metas[seed])[0]:.2f} meV/atom, "
               f"{seed_score(metas[seed])[1]:.1f} meV/Å")
     best = min(seeds, key=lambda s: seed_score(metas[s]))
@@ -112,7 +169,12 @@ def main(argv=None) -> int:
     seeds.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                        help="train each seed in turn and keep the one with the lowest stop-frame energy error")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="with --seeds: train this many seeds at once, one process each with --threads threads "
+                         "(2 on this machine's 2 cores halves the wall time)")
     args = ap.parse_args(argv)
+    if args.jobs < 1 or args.threads < 1:
+        ap.error("--jobs and --threads must be at least 1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import warnings
 
@@ -137,6 +199,12 @@ def main(argv=None) -> int:
                    "Li-In-Sn (alloyflow's label campaign); Li, In, Sn only")
     aliases, planned = band_labels(manifest)
 
+    recipe = {"labels": labels_meta["files"], "epochs": args.epochs, "lr": args.lr, "lr_final": args.lr_final,
+              "batch_size": args.batch_size, "band_energy_weight": args.band_energy_weight,
+              "element_energy_weight": args.element_energy_weight,
+              "band_relative_weight": args.band_relative_weight, "average_from": args.average_from,
+              "trainable": list(trainable), "threads": args.threads}
+
     def train(seed: int, dest: Path) -> dict:
         meta = train_shipped(frames["train"], frames["validation"], dest, NAME, description, epochs=args.epochs,
                              lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, seed=seed,
@@ -148,10 +216,24 @@ def main(argv=None) -> int:
         (dest / "NOTICE.md").write_text(NOTICE.format(name=NAME))
         return meta
 
+    def spawn(seed: int, folder: Path) -> subprocess.Popen:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--labels", str(args.labels), "--dest", str(folder),
+               "--seed", str(seed), "--epochs", str(args.epochs), "--lr", repr(args.lr),
+               "--band-energy-weight", repr(args.band_energy_weight),
+               "--element-energy-weight", repr(args.element_energy_weight),
+               "--band-relative-weight", repr(args.band_relative_weight), "--trainable", *trainable,
+               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+        cmd += ["--lr-final", repr(args.lr_final)] if args.lr_final is not None else []
+        cmd += ["--average-from", str(args.average_from)] if args.average_from is not None else []
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        log = (folder.parent / f"seed-{seed}.log").open("w")
+        print(f"  seed {seed}: {' '.join(cmd[1:])} (log {log.name})", flush=True)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
     if args.seeds is None:
         meta = train(args.seed, args.dest)
     else:
-        meta = train_seeds(train, sorted(set(args.seeds)), args.dest)
+        meta = train_seeds(train, sorted(set(args.seeds)), args.dest, recipe=recipe, jobs=args.jobs, spawn=spawn)
     chosen = meta["training"]["chosen"]
     chosen = f"epoch {chosen}" if isinstance(chosen, int) else chosen
     print(f"\n{NAME}: {meta['trained_parameters']} parameters trained, {chosen} of {args.epochs} chosen, "

@@ -182,6 +182,49 @@ def test_seeds_keep_the_lowest_stop_error_and_resume(tmp_path):
     assert trained == [0, 1, 2]  # finished seeds are read back, not trained again
 
 
+def test_seeds_trained_from_other_labels_are_trained_again_and_kept_aside(tmp_path):
+    """A seed folder is reused only for the recipe it was trained from; ``jobs`` trains the missing ones at once."""
+    import subprocess
+    import sys
+
+    script = _script("train_shipped")
+    stop = {0: 5.0, 1: 4.0}
+    trained, spawned = [], []
+
+    def fake_train(seed, dest):
+        trained.append(seed)
+        dest.mkdir(parents=True, exist_ok=True)
+        meta = {"training": {"seed": seed}, "errors": {script.NAME: {"stop": {
+            "energy_mae_meV_atom": stop[seed], "force_mae_meV_A": 1.0}}}}
+        for name, text in (("weights.pth", str(seed)), ("NOTICE.md", "GPL"), ("metadata.json", json.dumps(meta))):
+            (dest / name).write_text(text)
+        return meta
+
+    def fake_spawn(seed, folder):  # a real process that writes what a training writes
+        spawned.append(seed)
+        meta = {"training": {"seed": seed}, "errors": {script.NAME: {"stop": {
+            "energy_mae_meV_atom": stop[seed], "force_mae_meV_A": 1.0}}}}
+        code = ("import json, pathlib, sys; d = pathlib.Path(sys.argv[1]); d.mkdir(parents=True); "
+                "[(d / n).write_text(t) for n, t in zip(('weights.pth', 'NOTICE.md', 'metadata.json'), sys.argv[2:])]")
+        return subprocess.Popen([sys.executable, "-c", code, str(folder), f"spawned {seed}", "GPL", json.dumps(meta)])
+
+    dest = tmp_path / script.NAME
+    old = {"labels": {"li_in_sn_gpaw_train.extxyz": "aaa"}, "epochs": 60}
+    assert script.train_seeds(fake_train, [0, 1], dest, recipe=old)["training"]["seed"] == 1
+    assert script.train_seeds(fake_train, [0, 1], dest, recipe=old) and trained == [0, 1]
+
+    new = {**old, "labels": {"li_in_sn_gpaw_train.extxyz": "bbb"}}  # more labels: both seeds again, at once
+    meta = script.train_seeds(fake_train, [0, 1], dest, recipe=new, jobs=2, spawn=fake_spawn)
+    assert spawned == [0, 1] and trained == [0, 1] and meta["training"]["seed"] == 1
+    assert (dest / "weights.pth").read_text() == "spawned 1"
+    work = tmp_path / f"{script.NAME}.seeds"
+    assert json.loads((work / "seed-1" / script.RECIPE_FILE).read_text()) == {**new, "seed": 1}
+    aside = sorted(p.name for p in work.iterdir() if ".replaced-" in p.name)
+    assert len(aside) == 2 and (work / aside[1] / "weights.pth").read_text() == "1"  # the old ones kept
+    script.train_seeds(fake_train, [0, 1], dest, recipe=new, jobs=2, spawn=fake_spawn)
+    assert spawned == [0, 1] and trained == [0, 1]  # the new ones are reused
+
+
 def _smallest_band(frames):
     from alloyflow.ml.shipped import band_groups
 
