@@ -46,6 +46,32 @@ def test_same_potential_reproduces_ml_barrier_and_reuses(band, tmp_path):
     assert "DFT//ML" in format_refined(r) and "ML (mock-Morse)" in format_refined(r)
 
 
+def test_a_symmetric_final_endpoint_takes_the_initial_single_point(band, tmp_path):
+    """A final endpoint that is the initial one moved by a symmetry of the cell costs no single point."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from alloyflow.workflows.jobs.refine import equivalent_endpoints
+
+    assert not equivalent_endpoints(band)  # the mock's two relaxations differ by 0.04 Å: both computed
+    # the bcc centring translation moves the vacancy onto the neighbour site the hop ends on
+    final = band.images[0].copy()
+    final.translate_sites(list(range(len(final))), [0.25, 0.25, 0.25], to_unit_cell=True)
+    assert StructureMatcher().fit(final, band.images[-1])
+    sym = band.model_copy(update={"images": [*band.images[:-1], final]})
+    assert equivalent_endpoints(sym)
+    with ResultStore(tmp_path) as store:
+        r = refine_band(sym, store, calculator="mock", calculator_kwargs=OTHER_MOCK)
+        own = refine_band(sym, store, calculator="mock", calculator_kwargs=OTHER_MOCK, symmetric_endpoints=False)
+        later = refine_band(sym, store, calculator="mock", calculator_kwargs=OTHER_MOCK)
+    assert r.n_single_points == 2 and r.n_symmetry_copies == 1 and r.energies[-1].same_as == 0
+    assert r.energies[-1].dft_energy == r.energies[0].dft_energy and r.energies[-1].dft_seconds == 0.0
+    assert r.dft_forward_barrier == r.dft_reverse_barrier and "by symmetry" in format_refined(r)
+    # computed for real, the final endpoint gives the same number; once stored, it is used as it is
+    assert own.n_single_points == 1 and own.energies[-1].same_as is None
+    assert own.energies[-1].dft_energy == pytest.approx(r.energies[-1].dft_energy, abs=1e-9)
+    assert later.n_symmetry_copies == 0 and later.n_reused == 3
+
+
 def test_other_potential_arithmetic(band, tmp_path):
     with ResultStore(tmp_path) as store:
         r = refine_band(band, store, calculator="mock", calculator_kwargs=OTHER_MOCK)
@@ -112,14 +138,19 @@ def test_gpaw_refinement_of_bcc_li_band(tmp_path, monkeypatch, sevennet_bcc_li_b
     with ResultStore(tmp_path) as store:
         r = refine_band(band, store, calculator="gpaw", calculator_kwargs=settings)
         t2 = time.perf_counter()
+        # the final endpoint computed too: its own single point against the symmetry copy
+        both = refine_band(band, store, calculator="gpaw", calculator_kwargs=settings, symmetric_endpoints=False)
         again = refine_band(band, store, calculator="gpaw", calculator_kwargs=settings)
-    print(f"\n{format_refined(r)}\nSevenNet-0 band {band.elapsed_seconds:.0f} s, GPAW refinement {t2 - t1:.0f} s "
-          f"(PW 300 eV, k-density 3/Å, 15 atoms)")
-    assert r.converged and r.n_single_points == 3 and again.n_reused == 3 and again.n_single_points == 0
+    print(f"\n{format_refined(r)}\n{format_refined(both)}\nSevenNet-0 band {band.elapsed_seconds:.0f} s, "
+          f"GPAW refinement {t2 - t1:.0f} s (PW 300 eV, k-density 3/Å, 15 atoms)")
+    # symmetric hop: SevenNet-0's endpoints are one minimum up to a symmetry of the cell, so one single point
+    assert r.converged and r.n_single_points == 2 and r.n_symmetry_copies == 1 and r.energies[-1].same_as == 0
+    assert both.n_single_points == 1 and both.n_reused == 2 and both.n_symmetry_copies == 0
+    assert abs(both.energies[-1].dft_energy - r.energies[-1].dft_energy) < 1e-3  # the copy is GPAW's number
+    assert abs(both.dft_forward_barrier - both.dft_reverse_barrier) < 1e-3
+    assert again.n_reused == 3 and again.n_single_points == 0 and again.n_symmetry_copies == 0
     assert r.dft_calculator["kind"] == "dft" and r.dft_calculator["settings"]["ecut"] == 300.0
     assert r.ml_calculator["name"] == "sevennet"
-    # symmetric hop: both endpoints are the same minimum up to symmetry
-    assert abs(r.dft_forward_barrier - r.dft_reverse_barrier) < 0.01
     assert 0.03 < r.dft_forward_barrier < 0.3 and abs(r.dft_forward_barrier - r.ml_forward_barrier) < 0.05
 
 
@@ -150,7 +181,8 @@ def test_gpaw_scf_not_converged_is_reported(tmp_path, monkeypatch, sevennet_bcc_
     with ResultStore(tmp_path) as store:
         r = refine_band(sevennet_bcc_li_band, store, calculator="gpaw",
                         calculator_kwargs={"ecut": 250.0, "kpt_density": 2.0, "maxiter": 2})
-    assert not r.converged and r.dft_forward_barrier is None and len(r.failures) == 3
-    assert all(not img.ok for img in r.energies)
+    # two single points ran and failed; the final endpoint is the initial one by symmetry and shares its failure
+    assert not r.converged and r.dft_forward_barrier is None and len(r.failures) == 2
+    assert all(not img.ok for img in r.energies) and r.energies[-1].same_as == 0
     assert "converge" in r.failures[0].lower(), r.failures[0]
     assert "failed" in format_refined(r)

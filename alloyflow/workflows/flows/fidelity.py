@@ -76,7 +76,7 @@ def run_fidelity(phase: str, out: Path, system: str | None = None, calculator: s
         for hop_id, band, r in zip(ordered, bands, refined):
             length = next(h.length for h in result.hops if h.id == hop_id)
             row = HopFidelity(hop=hop_id, length=length, ml=r.ml_forward_barrier, dft_ml=r.dft_forward_barrier,
-                              dft_ml_single_points=len(r.energies), dft_ml_seconds=r.dft_seconds,
+                              dft_ml_single_points=len(r.energies) - r.n_symmetry_copies, dft_ml_seconds=r.dft_seconds,
                               dft_saddle_shifted=r.dft_saddle_shifted, failures=list(r.failures))
             if reconverge and r.converged:
                 d = reconverge_band(band, store, calculator=dft, calculator_kwargs=kwargs)

@@ -62,12 +62,11 @@ class LabelMaker(KeyedStructureMaker, Maker):
 def single_point(maker: LabelMaker, structure: Structure, label: str, store: ResultStore) -> tuple[dict | None, bool, str]:
     """``(document, reused, error message)``: the stored single point, computed if missing."""
     j = maker.keyed_job(structure, label)
-    reused = store.has(j.uuid)
     try:
-        run_cached(j, store)
+        summary = run_cached(j, store)
     except JobFailed as exc:
         return None, False, str(exc)
-    return store.output(j.uuid), reused, ""
+    return store.output(j.uuid), summary.computed == 0, ""
 
 
 @job

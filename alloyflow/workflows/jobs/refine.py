@@ -47,6 +47,9 @@ class RefinedImage(BaseModel):
     message: str = ""
     reused: bool = Field(description="taken from the store, not computed in this call")
     dft_seconds: float = Field(0.0, description="time the single point took when it was computed")
+    same_as: int | None = Field(None, description="index of the image whose single point this one takes: the "
+                                "final endpoint when it is the initial one up to a symmetry of the cell "
+                                "(``equivalent_endpoints``); None for a single point of its own")
 
 
 class RefinedBarrier(BaseModel):
@@ -71,6 +74,7 @@ class RefinedBarrier(BaseModel):
     energies: list[RefinedImage]
     n_single_points: int = Field(description="single points computed in this call (the rest were reused)")
     n_reused: int
+    n_symmetry_copies: int = Field(0, description="images that took a symmetry-equivalent image's single point")
     dft_seconds: float = Field(description="summed cost of all refined single points, reused ones included")
     converged: bool = Field(description="every single point succeeded and the ML band was converged")
     failures: list[str] = Field(default_factory=list)
@@ -101,9 +105,35 @@ def dft_settings(calculator: str, calculator_kwargs: dict) -> dict:
     return dict(calculator_kwargs)
 
 
+ENDPOINT_MATCH = {"ltol": 1e-3, "stol": 5e-3, "angle_tol": 0.05}
+"""pymatgen StructureMatcher tolerances under which the final endpoint is the initial one up to a symmetry
+of the cell: ``stol`` is a fraction of (V/n)^(1/3), about 0.015 Å in these alloys, where the relaxed
+endpoints of a symmetric hop agree to float noise and their forces are small (a second-order change)."""
+
+
+def equivalent_endpoints(neb_doc: NebDocument) -> bool:
+    """Whether the band's final endpoint is its initial one mapped by a symmetry of the cell (``ENDPOINT_MATCH``).
+
+    Then both have the same DFT energy (GPAW gave them within 0.01 meV on
+    the three symmetric LiSn hops of docs/validation.md), so one single point
+    serves both.
+    """
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    a, b = neb_doc.images[0], neb_doc.images[-1]
+    if len(a) != len(b) or a.composition != b.composition:
+        return False
+    matcher = StructureMatcher(**ENDPOINT_MATCH, primitive_cell=False, scale=False, attempt_supercell=False)
+    return bool(matcher.fit(a, b))
+
+
+def _label(neb_doc: NebDocument, k: int) -> str:
+    return f"{neb_doc.label or 'band'} image {k}"
+
+
 def _single_point(maker: LabelMaker, neb_doc: NebDocument, k: int, store: ResultStore) -> RefinedImage:
     ml = float(neb_doc.energies[k])
-    doc, reused, error = single_point(maker, neb_doc.images[k], f"{neb_doc.label or 'band'} image {k}", store)
+    doc, reused, error = single_point(maker, neb_doc.images[k], _label(neb_doc, k), store)
     if doc is None:
         # A DFT failure (e.g. SCF not converged) is a result to report, not a number.
         return RefinedImage(index=k, ml_energy=ml, dft_energy=None, ok=False, message=error, reused=False)
@@ -117,13 +147,31 @@ def refine_band(
     calculator: str = "gpaw",
     calculator_kwargs: dict | None = None,
     images: str = "saddle",
+    symmetric_endpoints: bool = True,
 ) -> RefinedBarrier:
-    """DFT//ML single points on ``neb_doc``'s endpoints and saddle images, stored in ``store``."""
+    """DFT//ML single points on ``neb_doc``'s endpoints and saddle images, stored in ``store``.
+
+    ``symmetric_endpoints``: where the final endpoint is the initial one up
+    to a symmetry of the cell (``equivalent_endpoints``) and has no stored
+    single point of its own, it takes the initial one's (``same_as`` = 0)
+    instead of a second, equal DFT calculation: a third of the cost of a
+    symmetric hop at ``images="saddle"``.
+    """
+    from alloyflow.engine import is_finished
+
     kwargs = dict(calculator_kwargs or {})
     get_spec(calculator)  # unknown name: a clear CalculatorError before any work
     indices = images_to_refine(neb_doc, images)
     maker = LabelMaker(calculator=calculator, calculator_kwargs=kwargs)
-    refined = [_single_point(maker, neb_doc, k, store) for k in indices]
+    last = len(neb_doc.images) - 1
+    copy_final = (symmetric_endpoints and last in indices and equivalent_endpoints(neb_doc)
+                  and not is_finished(store.jobstore, maker.keyed_job(neb_doc.images[last], _label(neb_doc, last))))
+    refined = [_single_point(maker, neb_doc, k, store) for k in indices if not (copy_final and k == last)]
+    if copy_final:
+        first = refined[0]
+        refined.append(first.model_copy(update={
+            "index": last, "ml_energy": float(neb_doc.energies[last]), "reused": False, "dft_seconds": 0.0,
+            "same_as": 0, "message": first.message or "the initial endpoint up to a symmetry of the cell"}))
 
     return assemble_refined(neb_doc, refined, {**calculator_info(calculator), "settings": dft_settings(calculator, kwargs)},
                             images)
@@ -135,7 +183,7 @@ def assemble_refined(neb_doc: NebDocument, refined: list[RefinedImage], dft_calc
     by_index = {r.index: r for r in refined}
     first, last = by_index[0], by_index[len(neb_doc.images) - 1]
     inner = [r for r in refined if r.index not in (first.index, last.index)]
-    failures = [f"image {r.index}: {r.message}" for r in refined if not r.ok]
+    failures = [f"image {r.index}: {r.message}" for r in refined if not r.ok and r.same_as is None]
     fwd = rev = saddle = None
     if not failures and inner:
         top = max(inner, key=lambda r: r.dft_energy)
@@ -157,8 +205,9 @@ def assemble_refined(neb_doc: NebDocument, refined: list[RefinedImage], dft_calc
         dft_saddle_image=saddle,
         dft_saddle_shifted=saddle is not None and saddle != neb_doc.climbing_image,
         energies=refined,
-        n_single_points=sum(1 for r in refined if r.ok and not r.reused),
+        n_single_points=sum(1 for r in refined if r.ok and not r.reused and r.same_as is None),
         n_reused=sum(1 for r in refined if r.reused),
+        n_symmetry_copies=sum(1 for r in refined if r.same_as is not None),
         dft_seconds=sum(r.dft_seconds for r in refined),
         converged=not failures and neb_doc.converged,
         failures=failures,
@@ -172,8 +221,10 @@ def format_refined(r: RefinedBarrier) -> str:
         dft += f" (lower bound: DFT maximum at image {r.dft_saddle_image}, ML saddle at {r.ml_climbing_image})"
     return (f"{r.label}: {METHOD_ML} ({r.ml_calculator.get('model')}) {r.ml_forward_barrier:.3f} eV; "
             f"{METHOD_DFT_ML} ({r.dft_calculator.get('model')}) {dft}; "
-            f"{len(r.energies)} single points ({r.n_single_points} computed, {r.n_reused} reused), "
-            f"{r.dft_seconds:.0f} s")
+            f"{len(r.energies) - r.n_symmetry_copies} single points ({r.n_single_points} computed, "
+            f"{r.n_reused} reused"
+            + ("; the final endpoint is the initial one by symmetry" if r.n_symmetry_copies else "")
+            + f"), {r.dft_seconds:.0f} s")
 
 
 @dataclass
