@@ -167,12 +167,17 @@ def test_refine_flow_through_mocked_vasp(mock_vasp, tmp_path):
     from alloyflow.workflows.jobs.vasp_refine import VaspRefineMaker
 
     band = fake_vasp.linear_band()
-    flow = VaspRefineMaker().make(band)
+    flow = VaspRefineMaker(symmetric_endpoints=False).make(band)
     mock_vasp(fake_vasp.reference_paths([("refine", flow)]))
     with ResultStore(tmp_path) as store:
         summary = run_cached(flow, store)
         out = store.output(flow.uuid)
-        again = run_cached(VaspRefineMaker().make(band), store)
+        again = run_cached(VaspRefineMaker(symmetric_endpoints=False).make(band), store)
+        # the hop is symmetric: by default the final endpoint takes the initial one's static
+        sym = VaspRefineMaker().make(band)
+        statics = [j.name for j, _ in sym.iterflow() if j.name.startswith("vasp static")]
+        shared = run_cached(sym, store)
+        copied = store.output(sym.uuid)
     assert summary.computed == 4 and again.computed == 0  # three statics + the result; then all reused
     r = RefinedBarrier.model_validate(out.model_dump() if hasattr(out, "model_dump") else out)
     assert [img.index for img in r.energies] == [0, band.climbing_image, 4] and r.converged and not r.failures
@@ -181,6 +186,12 @@ def test_refine_flow_through_mocked_vasp(mock_vasp, tmp_path):
     # the fake VASP is SevenNet-0: a linear (unrelaxed) bcc-Li hop costs far more than the relaxed ~0.14 eV
     assert abs(r.dft_forward_barrier - r.dft_reverse_barrier) < 0.02 and 0.1 < r.dft_forward_barrier < 3.0
     assert "DFT//ML (VASP-PBE" in format_refined(r)
+    c = RefinedBarrier.model_validate(copied.model_dump() if hasattr(copied, "model_dump") else copied)
+    assert len(statics) == 2 and shared.computed == 1  # its two statics were stored; only the result is new
+    assert c.n_symmetry_copies == 1 and c.energies[-1].index == 4 and c.energies[-1].same_as == 0
+    # VASP's own static of the final endpoint agrees with the copy
+    assert c.energies[-1].dft_energy == pytest.approx(r.energies[-1].dft_energy, abs=1e-3)
+    assert c.dft_forward_barrier == pytest.approx(r.dft_forward_barrier, abs=1e-9)
 
 
 def test_barrier_flow_through_mocked_vasp(mock_vasp, tmp_path):

@@ -127,6 +127,13 @@ def equivalent_endpoints(neb_doc: NebDocument) -> bool:
     return bool(matcher.fit(a, b))
 
 
+def symmetry_copy(source: RefinedImage, index: int, ml_energy: float) -> RefinedImage:
+    """Image ``index`` taking ``source``'s single point (it is ``source``'s geometry up to a symmetry of the cell)."""
+    return source.model_copy(update={
+        "index": index, "ml_energy": ml_energy, "reused": False, "dft_seconds": 0.0, "same_as": source.index,
+        "message": source.message or f"image {source.index} up to a symmetry of the cell"})
+
+
 def _label(neb_doc: NebDocument, k: int) -> str:
     return f"{neb_doc.label or 'band'} image {k}"
 
@@ -168,10 +175,7 @@ def refine_band(
                   and not is_finished(store.jobstore, maker.keyed_job(neb_doc.images[last], _label(neb_doc, last))))
     refined = [_single_point(maker, neb_doc, k, store) for k in indices if not (copy_final and k == last)]
     if copy_final:
-        first = refined[0]
-        refined.append(first.model_copy(update={
-            "index": last, "ml_energy": float(neb_doc.energies[last]), "reused": False, "dft_seconds": 0.0,
-            "same_as": 0, "message": first.message or "the initial endpoint up to a symmetry of the cell"}))
+        refined.append(symmetry_copy(refined[0], last, float(neb_doc.energies[last])))
 
     return assemble_refined(neb_doc, refined, {**calculator_info(calculator), "settings": dft_settings(calculator, kwargs)},
                             images)

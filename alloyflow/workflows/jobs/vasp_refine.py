@@ -21,7 +21,14 @@ import alloyflow.calculators.dft  # noqa: F401  (registers "vasp")
 from alloyflow.calculators import calculator_info, check_elements
 from alloyflow.engine import input_hash, structure_fingerprint
 from alloyflow.workflows.schemas.neb import NebDocument
-from alloyflow.workflows.jobs.refine import RefinedBarrier, RefinedImage, assemble_refined, images_to_refine
+from alloyflow.workflows.jobs.refine import (
+    RefinedBarrier,
+    RefinedImage,
+    assemble_refined,
+    equivalent_endpoints,
+    images_to_refine,
+    symmetry_copy,
+)
 from alloyflow.workflows.jobs.vasp_outputs import (
     keyed_step,
     task_elapsed,
@@ -50,8 +57,13 @@ def neb_static_maker(incar: dict | None = None, kpt_density: float = NEB_KPT_DEN
 
 
 @job
-def refined_from_vasp(tasks: list, indices: list[int], band: dict, images: str, settings: dict) -> RefinedBarrier:
-    """``RefinedBarrier`` from the VASP static task documents of the refined images."""
+def refined_from_vasp(tasks: list, indices: list[int], band: dict, images: str, settings: dict,
+                      copies: dict | None = None) -> RefinedBarrier:
+    """``RefinedBarrier`` from the VASP static task documents of the refined images.
+
+    ``copies``: ``{image: image}`` for an image that takes another's single
+    point (the final endpoint, the initial one up to a symmetry of the cell).
+    """
     neb_doc = NebDocument.model_validate(band)
     refined = []
     for k, task in zip(indices, tasks):
@@ -63,6 +75,9 @@ def refined_from_vasp(tasks: list, indices: list[int], band: dict, images: str, 
             continue
         refined.append(RefinedImage(index=k, ml_energy=ml, dft_energy=float(energy), ok=True, reused=False,
                                     dft_seconds=task_elapsed(task)))
+    for k, source in (copies or {}).items():
+        first = next(r for r in refined if r.index == int(source))
+        refined.append(symmetry_copy(first, int(k), float(neb_doc.energies[int(k)])))
     vasp = vasp_summary(tasks[0]) if tasks else {}
     return assemble_refined(neb_doc, refined, {**calculator_info(VASP), "settings": {**settings, "vasp": vasp}}, images)
 
@@ -74,10 +89,16 @@ class VaspRefineMaker(Maker):
     name: str = "vasp refine"
     images: str = "saddle"
     static_maker: _A2StaticMaker = field(default_factory=neb_static_maker)
+    symmetric_endpoints: bool = True
+    """A final endpoint that is the initial one up to a symmetry of the cell (``equivalent_endpoints``, decided
+    from the band's geometry when the flow is made) takes the initial one's static: no second, equal VASP run."""
 
     def make(self, neb_doc: NebDocument) -> Flow:
         check_elements(VASP, [el.symbol for el in neb_doc.images[0].composition.elements], where=neb_doc.label)
-        indices = images_to_refine(neb_doc, self.images)
+        wanted = images_to_refine(neb_doc, self.images)
+        last = len(neb_doc.images) - 1
+        copies = {last: 0} if self.symmetric_endpoints and last in wanted and equivalent_endpoints(neb_doc) else {}
+        indices = [k for k in wanted if k not in copies]
         inputs = inputs_summary(self.static_maker)
         jobs, outputs = [], []
         for k in indices:
@@ -87,7 +108,7 @@ class VaspRefineMaker(Maker):
             jobs.append(j)
             outputs.append(j.output)
         band_key = input_hash("vasp refine", neb_doc.input_hash, [structure_fingerprint(neb_doc.images[k]) for k in indices],
-                              calculator_info(VASP), inputs, self.images)
-        final = refined_from_vasp(outputs, indices, neb_doc.model_dump(), self.images, inputs)
+                              calculator_info(VASP), inputs, self.images, *([copies] if copies else []))
+        final = refined_from_vasp(outputs, indices, neb_doc.model_dump(), self.images, inputs, copies=copies)
         keyed_step(final, band_key, "", f"vasp refine result {neb_doc.label}")
         return Flow([*jobs, final], output=final.output, name=f"{self.name} {neb_doc.label}", uuid=final.uuid)
