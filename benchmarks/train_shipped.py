@@ -78,7 +78,12 @@ def set_aside(folder: Path) -> Path | None:
     """Rename a seed folder whose weights came from another recipe, so nothing trained is lost."""
     if not (folder / "metadata.json").exists():
         return None  # nothing finished there (a killed run): trained over
-    aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = folder.with_name(f"{folder.name}.replaced-{stamp}")
+    n = 1
+    while aside.exists():  # two in one second
+        n += 1
+        aside = folder.with_name(f"{folder.name}.replaced-{stamp}-{n}")
     folder.rename(aside)
     return aside
 
@@ -90,9 +95,9 @@ def train_seeds(train, seeds: list[int], dest: Path, recipe: dict | None = None,
     A seed folder is reused only when its ``recipe.json`` equals ``recipe``
     with that seed (the same label files and settings); one trained from
     another recipe is renamed aside and trained again. ``jobs`` > 1 trains
-    the missing seeds at once, each in its own process (``spawn(seed,
-    folder)`` returns a ``subprocess.Popen``), then reads them back. A killed
-    run loses only the seeds in flight.
+    the missing seeds ``jobs`` at a time, each in its own process
+    (``spawn(seed, folder)`` returns a ``subprocess.Popen``), then reads them
+    back. A killed run loses only the seeds in flight.
     """
     import shutil
 
@@ -109,14 +114,17 @@ def train_seeds(train, seeds: list[int], dest: Path, recipe: dict | None = None,
             print(f"seed {s}: trained before from other labels or settings, kept as {aside}")
     if jobs > 1 and len(missing) > 1 and spawn is not None:
         work.mkdir(parents=True, exist_ok=True)
-        print(f"training seeds {', '.join(map(str, missing))} at once, one process each", flush=True)
-        running = {s: spawn(s, work / f"seed-{s}") for s in missing}
-        failed = [s for s, proc in running.items() if proc.wait() != 0]
-        for s in running:
-            if s not in failed:
-                record(s)
+        failed = []
+        for start in range(0, len(missing), jobs):
+            batch = missing[start:start + jobs]
+            print(f"training seeds {', '.join(map(str, batch))} at once, one process each", flush=True)
+            running = {s: spawn(s, work / f"seed-{s}") for s in batch}
+            failed += [s for s, proc in running.items() if proc.wait() != 0]
+            for s in running:
+                if s not in failed:
+                    record(s)
         if failed:
-            raise SystemExit(f"seed(s) {', '.join(map(str, failed))} failed; the others are kept in {work}")
+            raise SystemExit(f"seed(s) {', '.join(map(str, failed))} failed (logs in {work}); the others are kept")
     metas = {}
     for seed in seeds:
         folder = work / f"seed-{seed}"

@@ -224,6 +224,20 @@ def test_seeds_trained_from_other_labels_are_trained_again_and_kept_aside(tmp_pa
     script.train_seeds(fake_train, [0, 1], dest, recipe=new, jobs=2, spawn=fake_spawn)
     assert spawned == [0, 1] and trained == [0, 1]  # the new ones are reused
 
+    stop[2] = 4.5  # three seeds, two at a time: never more processes than jobs
+    live = []
+
+    def counting_spawn(seed, folder):
+        proc = fake_spawn(seed, folder)
+        live.append(proc)
+        assert sum(p.poll() is None for p in live) <= 2
+        return proc
+
+    newest = {**new, "epochs": 80}
+    assert script.train_seeds(fake_train, [0, 1, 2], dest, recipe=newest, jobs=2,
+                              spawn=counting_spawn)["training"]["seed"] == 1
+    assert spawned == [0, 1, 0, 1, 2] and trained == [0, 1]
+
 
 def _smallest_band(frames):
     from alloyflow.ml.shipped import band_groups
