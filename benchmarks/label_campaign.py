@@ -632,7 +632,6 @@ def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: s
     the cost model. A frame whose geometry differs from its item's is left out and named.
     """
     from alloyflow.calculators import calculator_info
-    from alloyflow.engine import deterministic_uuid
 
     maker = label_maker(dft, dft_kwargs)
     rows = []
@@ -641,7 +640,7 @@ def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: s
             continue
         atoms, name, digest = frames[it.label]
         key = maker.key(it.structure)
-        if store.has(deterministic_uuid(key)):
+        if stored_label(store, maker, it) is not None:
             continue
         if not same_geometry(atoms, it.structure):
             log_fn(f"  not seeded: {it.label}: the exported geometry is not this item's (left to compute)")
@@ -800,6 +799,27 @@ def label_maker(dft: str, dft_kwargs: dict):
     return LabelMaker(calculator=dft, calculator_kwargs=dict(dft_kwargs))
 
 
+def stored_label(store, maker, item: Item, cpu: dict | None = None) -> str | None:
+    """The uuid of ``item``'s stored label, or None where it has none.
+
+    A label stored under its key from before the face wrap
+    (``alloyflow.engine.keys.earlier_key``) counts: ``is_finished`` copies it
+    under today's uuid, and its CPU record in ``cpu`` (``cpu_seconds.json``)
+    is carried over to today's key, so it is neither computed again nor
+    exported without its cost.
+    """
+    from alloyflow.engine import is_finished
+    from alloyflow.engine.keys import EARLIER_KEY
+
+    job = maker.keyed_job(item.structure, item.label)
+    if not is_finished(store.jobstore, job):
+        return None
+    key, earlier = job.metadata["alloyflow_key"], job.metadata.get(EARLIER_KEY)
+    if cpu is not None and key not in cpu and earlier in cpu:
+        cpu[key] = dict(cpu[earlier])
+    return job.uuid
+
+
 def resolved_settings(dft: str, dft_kwargs: dict) -> dict:
     if dft == "gpaw":
         from alloyflow.calculators.dft import gpaw_settings
@@ -867,10 +887,13 @@ class Progress:
         if not reused and cpu is not None:
             self.cpu[key] = {"cpu_seconds": cpu, "wall_seconds": doc["elapsed_seconds"], "natoms": doc["natoms"],
                              "label": item.label, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-            self._write("cpu_seconds.json", json.dumps(self.cpu, indent=1))
+            self.write_cpu()
             self.computed_now += 1
         self.done[item.label] = {"wall_seconds": doc["elapsed_seconds"], "reused": reused}
         self.failures.pop(key, None)
+
+    def write_cpu(self) -> None:
+        self._write("cpu_seconds.json", json.dumps(self.cpu, indent=1))
 
     def fail(self, item: Item, error: str) -> None:
         self.failures[self.keys[item.label]] = {"label": item.label, "error": error[-2000:],
@@ -977,7 +1000,7 @@ def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_k
     label is recorded (``failures.json``), skipped by later runs unless ``retry_failed``, and the others
     go on.
     """
-    from alloyflow.engine import Budget, JobFailed, RunSummary, deterministic_uuid, run_flow
+    from alloyflow.engine import Budget, JobFailed, RunSummary, run_flow
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -988,15 +1011,18 @@ def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_k
     t0 = time.time()
     # first pass: what is already stored (cheap, no computing)
     pending = []
+    cpu_known = len(progress.cpu)
     for it in items:
-        uuid = deterministic_uuid(progress.keys[it.label])
-        if store.has(uuid):
+        uuid = stored_label(store, maker, it, progress.cpu)
+        if uuid is not None:
             progress.record(it, store.output(uuid), None, reused=True)
             counts["reused"] += 1
         elif progress.keys[it.label] in progress.failures and not retry_failed:
             counts["skipped_failed"] += 1
         else:
             pending.append(it)
+    if len(progress.cpu) > cpu_known:  # CPU records of labels stored under their earlier keys
+        progress.write_cpu()
     progress.write()
     log_fn(f"{counts['reused']} of {len(items)} labels stored; {len(pending)} to compute"
            + (f" with {workers} worker processes" if workers > 1 and pending else ""))
@@ -1040,7 +1066,10 @@ class _Ticks:
         it, j = self.jobs[name]
         if it.label in self.running:
             self.running.remove(it.label)
-        if reused:  # stored by an earlier pass of this run (before a failure), already recorded
+        if reused:  # recorded by the first pass, or by an earlier pass of this run (before a failure)
+            if it.label not in self.progress.done:  # found by the runner only
+                self.progress.record(it, self.store.output(j.uuid), None, reused=True)
+                self.counts["reused"] += 1
             return
         doc = self.store.output(j.uuid)
         self.progress.record(it, doc, doc.get("cpu_seconds"), reused=False)
@@ -1074,7 +1103,6 @@ def export_labels(store, items: list[Item], dest: Path, dft: str = "gpaw", dft_k
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from alloyflow.calculators import calculator_info
-    from alloyflow.engine import deterministic_uuid
 
     dft_kwargs = dict(DFT_SETTINGS if dft_kwargs is None else dft_kwargs)
     maker = label_maker(dft, dft_kwargs)
@@ -1088,8 +1116,8 @@ def export_labels(store, items: list[Item], dest: Path, dft: str = "gpaw", dft_k
     kept_previous = 0
     for it in items:
         key = maker.key(it.structure)
-        uuid = deterministic_uuid(key)
-        if not store.has(uuid):
+        uuid = stored_label(store, maker, it, cpu)
+        if uuid is None:
             # a label exported before whose store this checkout does not have: kept, never dropped
             old = previous.get(it.label, (None,))[0]
             if old is not None and same_geometry(old, it.structure):

@@ -287,3 +287,42 @@ def test_a_failed_label_is_recorded_and_the_others_go_on(lc, campaign, tmp_path,
         assert retried["failed"] == 1 and retried["computed"] == 0
     progress = json.loads((tmp_path / "progress.json").read_text())
     assert progress["labels_done"] == 3 and progress["failed"] == 1 and progress["running"] == ""
+
+
+def test_a_label_stored_under_its_earlier_key_is_counted_not_computed(lc, tmp_path):
+    """A label keyed before the face wrap (a site at -2e-16 written as 1.0) is found, with its CPU seconds."""
+    from ase.io import read
+    from pymatgen.core import Lattice, Structure
+
+    from alloyflow.engine import ResultStore, run_cached
+    from alloyflow.engine.keys import EARLIER_KEY, deterministic_uuid
+
+    s = Structure(Lattice.cubic(3.44), ["Li", "Li"], [[-2e-16, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    it = lc.Item("element/Li/face", "element:Li", "relaxed", "Li-In", s)
+    maker = lc.label_maker("mock", {})
+    then = maker.keyed_job(s, it.label)
+    old = then.metadata.pop(EARLIER_KEY)
+    then.set_uuid(deterministic_uuid(old))  # as the campaign keyed it before the wrap
+    out = tmp_path / "campaign"
+    with ResultStore(out) as store:
+        assert run_cached(then, store).computed == 1
+    (out / "cpu_seconds.json").write_text(json.dumps(
+        {old: {"cpu_seconds": 12.5, "wall_seconds": 13.0, "natoms": 2, "label": it.label, "finished": "then"}}))
+
+    with ResultStore(out) as store:
+        run = lc.label_campaign(store, out, [it], dft="mock", dft_kwargs={}, log_fn=lambda msg: None)
+        lc.export_labels(store, [it], tmp_path / "export", dft="mock", dft_kwargs={}, out=out)
+    assert run["computed"] == 0 and run["reused"] == 1
+    assert json.loads((out / "progress.json").read_text())["labels_done"] == 1
+    key = maker.key(s)
+    assert key != old and json.loads((out / "cpu_seconds.json").read_text())[key]["cpu_seconds"] == 12.5
+    (frame,) = read(tmp_path / "export" / "li_in_sn_mock_train.extxyz", index=":")
+    assert frame.info["key"] == key and frame.info["dft_cpu_seconds"] == 12.5
+
+    # a label the runner finds stored (not the first pass) is counted as done too
+    progress = lc.Progress(out, [it], "mock", {})
+    job = maker.keyed_job(s, it.label)
+    counts = {"computed": 0, "reused": 0, "failed": 0}
+    with ResultStore(out) as store:
+        lc._Ticks(store, progress, {job.name: (it, job)}, counts, lambda msg: None)(job.name, reused=True)
+    assert it.label in progress.done and counts == {"computed": 0, "reused": 1, "failed": 0}
