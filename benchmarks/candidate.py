@@ -162,6 +162,7 @@ def report(sides: dict, phases: list[tuple[str, str]], hull: bool, dft_ml_out: P
 
     names = list(sides)
     dft = {phase: dft_ml_thresholds(dft_ml_out, phase) if dft_ml_out else None for _, phase in phases}
+    found = {(name, phase): vacancy_thresholds(s["out"], phase) for name, s in sides.items() for _, phase in phases}
     lines = ["Percolation thresholds of Li-vacancy hops in the study's cells, 1D / 2D / 3D (meV). The sides' "
              "columns are ML numbers, each side's own relaxation and bands; GPAW//SevenNet-0 is DFT single points "
              "on SevenNet-0's band of the hop that sets its threshold (`alloyflow refine` in the sevennet folder), "
@@ -169,7 +170,7 @@ def report(sides: dict, phases: list[tuple[str, str]], hull: bool, dft_ml_out: P
              "", f"| phase | {' | '.join(names)} | GPAW//SevenNet-0 | PBE (reference study, lowest) |",
              "|---|" + "---|" * (len(names) + 2)]
     for _system, phase in phases:
-        vals = [vacancy_thresholds(s["out"], phase) for s in sides.values()]
+        vals = [found[name, phase] for name in names]
         ref = REFERENCE_BARRIERS.get(phase)
         d = dft[phase]
         lines.append(f"| {phase} | " + " | ".join(_dims(v) for v in vals)
@@ -177,8 +178,8 @@ def report(sides: dict, phases: list[tuple[str, str]], hull: bool, dft_ml_out: P
     refined = [phase for _, phase in phases if dft[phase]]
     if refined:
         lines += ["", "Lowest threshold minus GPAW//SevenNet-0's (meV):", ""]
-        for name, s in sides.items():
-            diff = {p: lowest_against(vacancy_thresholds(s["out"], p), dft[p][0]) for p in refined}
+        for name in names:
+            diff = {p: lowest_against(found[name, p], dft[p][0]) for p in refined}
             known = [abs(v) for v in diff.values() if v is not None]
             lines.append(f"- {name}: " + ", ".join(f"{p} {'–' if v is None else f'{v:+.0f}'}" for p, v in diff.items())
                          + (f"; largest |difference| {max(known):.0f}" if known else ""))

@@ -639,9 +639,10 @@ def seed_from_exported(store, out: Path, items: list[Item], frames: dict, dft: s
         if it.label not in frames:
             continue
         atoms, name, digest = frames[it.label]
-        key = maker.key(it.structure)
-        if stored_label(store, maker, it) is not None:
+        job = maker.keyed_job(it.structure, it.label)
+        if stored_label(store, job):
             continue
+        key = job.metadata["alloyflow_key"]
         if not same_geometry(atoms, it.structure):
             log_fn(f"  not seeded: {it.label}: the exported geometry is not this item's (left to compute)")
             continue
@@ -799,8 +800,8 @@ def label_maker(dft: str, dft_kwargs: dict):
     return LabelMaker(calculator=dft, calculator_kwargs=dict(dft_kwargs))
 
 
-def stored_label(store, maker, item: Item, cpu: dict | None = None) -> str | None:
-    """The uuid of ``item``'s stored label, or None where it has none.
+def stored_label(store, job, cpu: dict | None = None) -> bool:
+    """Whether the label ``job`` (``LabelMaker.keyed_job``) computes is stored.
 
     A label stored under its key from before the face wrap
     (``alloyflow.engine.keys.earlier_key``) counts: ``is_finished`` copies it
@@ -811,13 +812,12 @@ def stored_label(store, maker, item: Item, cpu: dict | None = None) -> str | Non
     from alloyflow.engine import is_finished
     from alloyflow.engine.keys import EARLIER_KEY
 
-    job = maker.keyed_job(item.structure, item.label)
     if not is_finished(store.jobstore, job):
-        return None
+        return False
     key, earlier = job.metadata["alloyflow_key"], job.metadata.get(EARLIER_KEY)
     if cpu is not None and key not in cpu and earlier in cpu:
         cpu[key] = dict(cpu[earlier])
-    return job.uuid
+    return True
 
 
 def resolved_settings(dft: str, dft_kwargs: dict) -> dict:
@@ -1013,24 +1013,21 @@ def label_campaign(store, out: Path, items: list[Item], dft: str = "gpaw", dft_k
     pending = []
     cpu_known = len(progress.cpu)
     for it in items:
-        uuid = stored_label(store, maker, it, progress.cpu)
-        if uuid is not None:
-            progress.record(it, store.output(uuid), None, reused=True)
+        job = maker.keyed_job(it.structure, it.label)
+        if stored_label(store, job, progress.cpu):
+            progress.record(it, store.output(job.uuid), None, reused=True)
             counts["reused"] += 1
         elif progress.keys[it.label] in progress.failures and not retry_failed:
             counts["skipped_failed"] += 1
         else:
-            pending.append(it)
+            pending.append((it, job))
     if len(progress.cpu) > cpu_known:  # CPU records of labels stored under their earlier keys
         progress.write_cpu()
     progress.write()
     log_fn(f"{counts['reused']} of {len(items)} labels stored; {len(pending)} to compute"
            + (f" with {workers} worker processes" if workers > 1 and pending else ""))
 
-    jobs = {}  # the runner's job label -> (item, job)
-    for it in pending:
-        j = maker.keyed_job(it.structure, it.label)
-        jobs[j.name] = (it, j)
+    jobs = {j.name: (it, j) for it, j in pending}  # the runner's job label -> (item, job)
     ticks = _Ticks(store, progress, jobs, counts, log_fn)
     while True:
         left = [j for it, j in jobs.values() if it.label not in progress.done and it.label not in ticks.failed]
@@ -1115,9 +1112,9 @@ def export_labels(store, items: list[Item], dest: Path, dft: str = "gpaw", dft_k
     previous = read_exported(dest)
     kept_previous = 0
     for it in items:
-        key = maker.key(it.structure)
-        uuid = stored_label(store, maker, it, cpu)
-        if uuid is None:
+        job = maker.keyed_job(it.structure, it.label)
+        key, uuid = job.metadata["alloyflow_key"], job.uuid
+        if not stored_label(store, job, cpu):
             # a label exported before whose store this checkout does not have: kept, never dropped
             old = previous.get(it.label, (None,))[0]
             if old is not None and same_geometry(old, it.structure):
