@@ -129,6 +129,34 @@ def test_dilute_candidate_is_liin35():
     assert cand.formula == "LiIn35" and len(cand.structure) == 36 and cand.method == "dilute-substitution"
 
 
+def test_the_dilute_proxy_sits_in_the_host_phase_named_after_it_not_a_lower_polymorph():
+    """α-Sn lies below β-Sn on PBE-like potentials; Li in α-Sn then sat below the β-referenced hull by that gap
+    (LiSn35 on the fine-tuned potential's Li-Sn hull). The proxy's host is β-Sn, the hull's zero."""
+    from alloyflow.workflows.flows.search_plan import SearchContext
+    from alloyflow.workflows.jobs.relax import RelaxationDocument
+
+    lib = StructureLibrary()
+    beta, alpha, li = (lib.get(n, system="Li-Sn").structure for n in ("Sn", "Sn_alpha", "Li"))
+
+    def doc(label, structure, e_atom):
+        n = len(structure)
+        return RelaxationDocument(label=label, formula=structure.composition.reduced_formula, structure=structure,
+                                  input_structure=structure, energy=e_atom * n, energy_per_atom=e_atom,
+                                  volume_per_atom=structure.volume / n, natoms=n, converged=True, max_force=0.0,
+                                  n_steps=0, fmax=0.05, relax_cell=True, calculator={"name": "mock"},
+                                  input_hash="x", elapsed_seconds=0.0).model_dump()
+
+    docs = [doc("Li", li, -1.90), doc("Sn", beta, -3.80), doc("Sn_alpha", alpha, -3.85)]  # α 50 meV/atom lower
+    ctx = SearchContext.of(docs, "Li-Sn")
+    assert StructureMatcher().fit(ctx.host_structure, beta) and not StructureMatcher().fit(ctx.host_structure, alpha)
+    proxy = dilute_candidate(ctx.host_structure)
+    per_atom = proxy.structure.volume / len(proxy.structure)
+    assert proxy.formula == "LiSn35" and per_atom == pytest.approx(beta.volume / len(beta), rel=0.02)  # α: +36 %
+    # without a phase named after the host, the lowest polymorph
+    only_alpha = SearchContext.of([docs[0], docs[2]], "Li-Sn")
+    assert StructureMatcher().fit(only_alpha.host_structure, alpha)
+
+
 def test_deduplicate_keeps_lowest_and_names_library_matches():
     a = 3.3
     b2 = Structure(Lattice.cubic(a), ["Li", "In"], [[0, 0, 0], [0.5, 0.5, 0.5]])

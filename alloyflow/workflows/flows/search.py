@@ -61,7 +61,7 @@ from alloyflow.workflows.schemas.search import CompositionSummary, SearchCandida
 
 SCREEN_BATCH = 24  # candidates per single-point job: one store write per batch, little lost on a kill
 SEARCH_VERSION = 2  # bump when candidate generation changes, so stored generations are not reused
-FLOW_VERSION = 1  # bump when a stage changes what it decides (the stage jobs' keys)
+FLOW_VERSION = 2  # bump when a stage changes what it decides (the stage jobs' keys); 2: the dilute proxy in the host's own phase
 
 
 def _keyed(j, kind: str, label: str, *parts):

@@ -87,6 +87,9 @@ class SearchContext:
     volumes: dict
     bct_ca: float | None
     host_structure: Structure
+    """The dilute proxy's host: the host's own phase (the entry named after it, β-Sn: the hull's default zero
+    and the form lithiated in practice), else its lowest polymorph. On α-Sn, which lies below β-Sn on
+    PBE-like potentials, the proxy sat below the β-referenced hull by the α-β gap (LiSn35 on the hull)."""
 
     @classmethod
     def of(cls, ref_docs: list, system: str) -> "SearchContext":
@@ -94,9 +97,10 @@ class SearchContext:
         pd = phase_diagram(entries_from_documents(docs), system)
         li, host = [str(e) for e in pd.elements]
         els = {el: min((d for d in docs if d.formula == el), key=lambda d: d.energy_per_atom) for el in (li, host)}
+        own = [d for d in docs if d.formula == host and d.label == host]
         bct_ca = bct_c_over_a(els[host].structure)
         return cls(system, docs, pd, li, host, {el: round(d.volume_per_atom, 4) for el, d in els.items()},
-                   round(bct_ca, 4) if bct_ca else None, els[host].structure)
+                   round(bct_ca, 4) if bct_ca else None, (own[0] if own else els[host]).structure)
 
     def e_above_library_hull(self, formula: str, energy_per_atom: float) -> float:
         return float(energy_per_atom - self.pd.get_hull_energy_per_atom(Composition(formula)))
