@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from alloyflow.calculators import available_calculators, default_calculator
-from alloyflow.commands.parser import DEFAULT_OUT, WORKER_COMMANDS, build_parser, reference_map
+from alloyflow.commands.parser import DEFAULT_OUT, WORKER_COMMANDS, build_parser, reference_map, resolve_calculator
 
 
 def _quiet() -> None:
@@ -160,7 +160,10 @@ def cmd_submit(args) -> int:
             print(f"alloyflow submit {args.what}: give --calculator (vasp for DFT, or an ML potential such as "
                   f"{default_calculator()}): a queue never falls back to the ML potential silently", file=sys.stderr)
             return 2
-        args.calculator = default_calculator("refine")
+        from alloyflow.commands.parser import command_elements
+
+        target = argparse.Namespace(phase=args.targets[0], system=args.system)
+        args.calculator = default_calculator("refine", command_elements(target))
 
     from alloyflow.calculators import get_spec
     from alloyflow.workflows.jobs.backends import parse_incar
@@ -216,13 +219,15 @@ def cmd_store(args) -> int:
 
 
 def cmd_calculators(args) -> int:
-    from alloyflow.calculators import DEFAULT_CALCULATOR, get_spec
+    from alloyflow.calculators import DEFAULT_CALCULATOR, SYSTEM_DEFAULTS, get_spec
 
     names = available_calculators()
     width = max(len(n) for n in names) + 2
+    spans = {name: "-".join(sorted(span, key=lambda el: (el != "Li", el))) for span, name in SYSTEM_DEFAULTS}
     for name in names:
         spec = get_spec(name)
         mark = " (default)" if name == DEFAULT_CALCULATOR else ""
+        mark = f" (default for {spans[name]} systems)" if name in spans else mark
         print(f"{name:<{width}}{spec.model:<26} {spec.kind:<5} {spec.description}{mark}\n{'':<{width}}"
               f"version: {spec.version}")
     return 0
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             from alloyflow.calculators.user import register_potential_file
 
             args.calculator = register_potential_file(args.potential)
+        resolve_calculator(args)
         refuse_login_node_dft(args)
         set_workers(args)
         return handlers[args.command](args)

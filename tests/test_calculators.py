@@ -56,12 +56,37 @@ def test_sevennet_loads_and_reports_version():
 def test_workflow_defaults_and_cli_default():
     from alloyflow.calculators import DEFAULT_CALCULATOR, WORKFLOW_DEFAULTS, available_calculators, default_calculator
     from alloyflow.cli import build_parser
+    from alloyflow.commands.parser import resolve_calculator
 
     assert default_calculator() == DEFAULT_CALCULATOR and default_calculator("no such workflow") == DEFAULT_CALCULATOR
     assert set(WORKFLOW_DEFAULTS.values()) <= set(available_calculators())
     for command in ("hull", "barriers", "study", "thermo", "refine", "search"):
-        args = build_parser().parse_args([command, "Li-Sn"])
-        assert args.calculator == default_calculator(command)
+        args = build_parser().parse_args([command, "Li-Al"])  # outside the fine-tuned span: the workflow's default
+        resolve_calculator(args)
+        assert args.calculator == default_calculator(command) == WORKFLOW_DEFAULTS[command]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["study", "Li-In", "Li-Sn"], "alloyflow-LiInSn"),
+    (["hull", "Li-Sn"], "alloyflow-LiInSn"),
+    (["barriers", "Li2Sn5"], "alloyflow-LiInSn"),  # a phase's formula names its elements
+    (["barriers", "LiSn_beta"], "alloyflow-LiInSn"),
+    (["barriers", "Li"], "alloyflow-LiInSn"),  # bcc Li: inside the span
+    (["barriers", "--table", "LiSn", "Li2Sn5"], "alloyflow-LiInSn"),
+    (["refine", "Li17Sn4"], "alloyflow-LiInSn"),  # refines the bands the default made
+    (["study", "Li-In", "Li-Al"], "sevennet"),  # one element outside: SevenNet-0 for the whole study
+    (["hull", "Li-Si"], "sevennet"),
+    (["barriers", "Li2Sn5", "--calculator", "sevennet"], "sevennet"),  # given: kept
+    (["barriers", "Li2Sn5", "--calculator", "mock"], "mock"),
+])
+def test_li_in_sn_commands_default_to_the_fine_tuned_potential(argv, expected):
+    from alloyflow.cli import build_parser
+    from alloyflow.commands.parser import resolve_calculator
+
+    args = build_parser().parse_args(argv)
+    assert args.calculator in (None, expected)
+    resolve_calculator(args)
+    assert args.calculator == expected
 
 
 @pytest.mark.slow

@@ -141,11 +141,12 @@ def test_the_hull_document_key_holds_the_references_only_when_given():
 
 
 def test_beta_reference_for_real_on_the_default_potential(tmp_path, capsys):
-    """``alloyflow hull Li-Sn`` on SevenNet-0: α-Sn lies below β and is listed, not used; ``Sn=lowest`` uses it."""
+    """``alloyflow hull Li-Sn --calculator sevennet``: α-Sn lies below β and is listed, not used; ``Sn=lowest`` uses it."""
     from alloyflow.cli import main
     from alloyflow.io.hull import read_hull_json
 
-    argv = ["hull", "Li-Sn", "--phases", "LiSn", "--out", str(tmp_path), "--no-progress", "--workers", "1"]
+    argv = ["hull", "Li-Sn", "--phases", "LiSn", "--calculator", "sevennet", "--out", str(tmp_path), "--no-progress",
+            "--workers", "1"]
     assert main(argv) == 0
     assert "Sn = Sn (the element's own phase; Sn_alpha" in capsys.readouterr().out
     beta = read_hull_json(tmp_path / "Li-Sn" / "hull.json")

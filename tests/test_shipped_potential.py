@@ -385,3 +385,15 @@ def test_candidate_report_sets_each_side_beside_the_dft_check_of_the_same_hops(t
     assert "- candidate: LiSn -5; largest |difference| 5" in text
     assert "- sevennet: LiSn -56; largest |difference| 56" in text
     assert "never a plain DFT barrier" in text
+
+
+def test_a_li_sn_hull_without_calculator_runs_on_it_for_real(tmp_path):
+    """No --calculator on a Li-Sn command: the fine-tuned potential computes and labels every stored number."""
+    from alloyflow.cli import main
+
+    out = tmp_path / "out"
+    assert main(["hull", "Li-Sn", "--phases", "LiSn", "--out", str(out), "--no-progress", "--workers", "1"]) == 0
+    hull = json.loads((out / "Li-Sn" / "hull.json").read_text())
+    assert hull["calculator"]["name"] == NAME and "(ML potential)" in hull["calculator"]["label"]
+    lisn = next(p for p in hull["phases"] if p["name"] == "LiSn")
+    assert lisn["formation_energy_per_atom"] < -0.3  # GPAW's label: -347 meV/atom; SevenNet-0's too

@@ -9,6 +9,7 @@ them all without importing torch, sevenn, chgnet or gpaw.
 from alloyflow.calculators import dft, mlip, mock, packaged  # noqa: F401  (registration)
 from alloyflow.calculators.registry import (
     DEFAULT_CALCULATOR,
+    SYSTEM_DEFAULTS,
     WORKFLOW_DEFAULTS,
     CalculatorError,
     CalculatorSpec,
@@ -25,7 +26,7 @@ from alloyflow.calculators.registry import (
 )
 
 __all__ = [
-    "DEFAULT_CALCULATOR", "WORKFLOW_DEFAULTS", "CalculatorError", "CalculatorSpec", "available_calculators",
+    "DEFAULT_CALCULATOR", "SYSTEM_DEFAULTS", "WORKFLOW_DEFAULTS", "CalculatorError", "CalculatorSpec", "available_calculators",
     "calculator_info", "check_elements", "default_calculator", "elements_up_to", "get_calculator", "get_spec",
     "is_builtin", "register_calculator", "set_torch_threads",
 ]

@@ -86,9 +86,10 @@ def _common(p: argparse.ArgumentParser, workflow: str | None = None) -> None:
                             "potential); for refine, the ML potential whose stored bands are refined (default "
                             f"{default_calculator('refine')})")
     else:
-        default = default_calculator(workflow)
-        p.add_argument("--calculator", default=default, choices=available_calculators(),
-                       help=f"energy/force backend (default for this command: {default})")
+        default, fitted = default_calculator(workflow), default_calculator(workflow, ["Li", "In", "Sn"])
+        rule = default if fitted == default else f"{fitted} for Li-In-Sn systems and phases, else {default}"
+        p.add_argument("--calculator", default=None, choices=available_calculators(),
+                       help=f"energy/force backend (default for this command: {rule})")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder, also the job store (default: {DEFAULT_OUT})")
     p.add_argument("--structures", action="append", default=[], metavar="DIR",
                    help="extra folder of CIF/POSCAR files added to the bundled library (repeatable)")
@@ -266,3 +267,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("calculators", help="list registered calculators")
     return parser
+
+
+def command_elements(args: argparse.Namespace) -> set[str] | None:
+    """The elements of the systems (``Li-In``) or phase (``Li2Sn5``, ``LiSn_beta``) a command treats; None if
+    neither names them (a phase name that is no formula)."""
+    systems = list(getattr(args, "systems", None) or []) or [s for s in [getattr(args, "system", None)] if s]
+    if systems:
+        return {el for system in systems for el in system.split("-") if el}
+    phases = [p for p in [getattr(args, "phase", None), *(getattr(args, "table", None) or [])] if p]
+    if not phases:
+        return None
+    from pymatgen.core import Composition
+
+    try:
+        return {el.symbol for phase in phases for el in Composition(phase.split("_")[0]).elements}
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def resolve_calculator(args: argparse.Namespace) -> None:
+    """Fill ``--calculator`` when it was not given: the command's default for the elements it treats
+    (``default_calculator``); ``submit`` keeps None (a queue names its backend)."""
+    if getattr(args, "calculator", "absent") is None and args.command != "submit":
+        args.calculator = default_calculator(args.command, command_elements(args))
