@@ -1,5 +1,5 @@
 # Two commands that set themselves up on a fresh machine:
-#   make study   - the whole Li-In + Li-Sn study on the default potential (SevenNet-0)
+#   make study   - the whole Li-In + Li-Sn study on the default potential (alloyflow-LiInSn for Li-In-Sn)
 #   make test    - the test suite (unit, real-potential and notebooks)
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
