@@ -106,3 +106,13 @@ def test_other_sevennet_models_are_registered_and_differ():
         assert calculator_info(name)["kind"] == "mlip" and calculator_info(name)["version"] != "not installed"
     assert len({round(e, 4) for e in energies.values()}) == 3
     assert all(-10 < e / 2 < 0 for e in energies.values())  # eV/atom, a bound metal
+
+
+def test_the_python_study_settings_follow_the_same_default_as_the_command_line():
+    from alloyflow.workflows.flows.study import StudyFlowMaker, StudySettings
+
+    assert StudySettings(systems=["Li-In", "Li-Sn"]).calculator == "alloyflow-LiInSn"
+    assert StudySettings(systems=["Li-Al"]).calculator == "sevennet"
+    assert StudySettings(systems=["Li-Sn"], calculator="mock").calculator == "mock"
+    maker = StudyFlowMaker(settings=StudySettings(systems=["Li-Sn"]))
+    assert maker.makers.calculator == maker.settings.calculator == "alloyflow-LiInSn"

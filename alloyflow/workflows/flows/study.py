@@ -32,7 +32,7 @@ from pymatgen.core import Structure
 
 from alloyflow.analysis.migration import BarrierResult, apply_metastability_correction
 from alloyflow.analysis.reference_data import REFERENCE_BARRIER_PHASES
-from alloyflow.calculators import DEFAULT_CALCULATOR, calculator_info
+from alloyflow.calculators import calculator_info, default_calculator
 from alloyflow.engine.keys import input_hash, keyed
 from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.store import as_dict
@@ -72,7 +72,9 @@ class StudySettings:
     """
 
     systems: list[str]
-    calculator: str = DEFAULT_CALCULATOR
+    calculator: str | None = None
+    """None: the systems' default (``default_calculator("study", elements)``: alloyflow-LiInSn for Li-In-Sn,
+    SevenNet-0 otherwise), as on the command line."""
     barriers: list[str] = field(default_factory=lambda: ["reference"])
     min_image_distance: float = 10.0
     n_images: int = 5
@@ -108,6 +110,11 @@ class StudySettings:
     # Elemental references chosen instead of each element's own phase (beta-Sn, bcc Li, In): {"Sn": "Sn_alpha"}
     # or {"Sn": "lowest"} for the 0 K ground state.
     references: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.calculator is None:
+            elements = {el for system in self.systems or [] for el in system.split("-") if el}
+            self.calculator = default_calculator("study", elements or None)
 
     def check(self) -> None:
         """Refuse settings that would give meaningless numbers, before any job exists."""
@@ -271,8 +278,13 @@ class StudyFlowMaker(Maker):
     """
 
     name: str = "alloyflow study"
-    makers: Makers = field(default_factory=lambda: makers_for(DEFAULT_CALCULATOR))
+    makers: Makers | None = None
+    """None: ``makers_for(settings.calculator)``."""
     settings: StudySettings = field(default_factory=lambda: StudySettings(systems=["Li-In", "Li-Sn"]))
+
+    def __post_init__(self) -> None:
+        if self.makers is None:
+            self.makers = makers_for(self.settings.calculator)
 
     def make(self, library: StructureLibrary | None = None) -> Flow:
         """The study flow: the searches (unless ``settings.search`` is off), the hulls and the barrier choice."""
