@@ -160,10 +160,9 @@ def cmd_submit(args) -> int:
             print(f"alloyflow submit {args.what}: give --calculator (vasp for DFT, or an ML potential such as "
                   f"{default_calculator()}): a queue never falls back to the ML potential silently", file=sys.stderr)
             return 2
-        from alloyflow.commands.parser import command_elements
+        from alloyflow.structures import treated_elements
 
-        target = argparse.Namespace(phase=args.targets[0], system=args.system)
-        args.calculator = default_calculator("refine", command_elements(target))
+        args.calculator = default_calculator("refine", treated_elements([args.system], args.targets[:1]))
 
     from alloyflow.calculators import get_spec
     from alloyflow.workflows.jobs.backends import parse_incar
@@ -220,14 +219,15 @@ def cmd_store(args) -> int:
 
 def cmd_calculators(args) -> int:
     from alloyflow.calculators import DEFAULT_CALCULATOR, SYSTEM_DEFAULTS, get_spec
+    from alloyflow.structures import parse_system
 
     names = available_calculators()
     width = max(len(n) for n in names) + 2
-    spans = {name: "-".join(sorted(span, key=lambda el: (el != "Li", el))) for span, name in SYSTEM_DEFAULTS}
+    marks = {DEFAULT_CALCULATOR: " (default)"}
+    marks.update({name: f" (default for {'-'.join(parse_system(span))} systems)" for span, name in SYSTEM_DEFAULTS})
     for name in names:
         spec = get_spec(name)
-        mark = " (default)" if name == DEFAULT_CALCULATOR else ""
-        mark = f" (default for {spans[name]} systems)" if name in spans else mark
+        mark = marks.get(name, "")
         print(f"{name:<{width}}{spec.model:<26} {spec.kind:<5} {spec.description}{mark}\n{'':<{width}}"
               f"version: {spec.version}")
     return 0

@@ -11,6 +11,7 @@ import argparse
 import math
 
 from alloyflow.calculators import available_calculators, default_calculator
+from alloyflow.structures import treated_elements
 
 DEFAULT_OUT = "alloyflow-out"
 DESCRIPTION = "alloyflow: ab initio thermodynamics and Li-migration barriers of lithium alloy anodes."
@@ -269,25 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command_elements(args: argparse.Namespace) -> set[str] | None:
-    """The elements of the systems (``Li-In``) or phase (``Li2Sn5``, ``LiSn_beta``) a command treats; None if
-    neither names them (a phase name that is no formula)."""
-    systems = list(getattr(args, "systems", None) or []) or [s for s in [getattr(args, "system", None)] if s]
-    if systems:
-        return {el for system in systems for el in system.split("-") if el}
-    phases = [p for p in [getattr(args, "phase", None), *(getattr(args, "table", None) or [])] if p]
-    if not phases:
-        return None
-    from pymatgen.core import Composition
-
-    try:
-        return {el.symbol for phase in phases for el in Composition(phase.split("_")[0]).elements}
-    except (ValueError, KeyError, AttributeError):
-        return None
-
-
 def resolve_calculator(args: argparse.Namespace) -> None:
     """Fill ``--calculator`` when it was not given: the command's default for the elements it treats
     (``default_calculator``); ``submit`` keeps None (a queue names its backend)."""
     if getattr(args, "calculator", "absent") is None and args.command != "submit":
-        args.calculator = default_calculator(args.command, command_elements(args))
+        systems = getattr(args, "systems", None) or [getattr(args, "system", None)]
+        phases = [getattr(args, "phase", None), *(getattr(args, "table", None) or [])]
+        args.calculator = default_calculator(args.command, treated_elements(systems, phases))

@@ -6,7 +6,8 @@ from alloyflow.structures.library import (
     StructureError,
     StructureLibrary,
     parse_system,
+    treated_elements,
     read_structure,
 )
 
-__all__ = ["Phase", "PhaseRecord", "StructureError", "StructureLibrary", "parse_system", "read_structure"]
+__all__ = ["Phase", "PhaseRecord", "StructureError", "StructureLibrary", "parse_system", "read_structure", "treated_elements"]

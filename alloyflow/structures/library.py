@@ -46,6 +46,18 @@ def parse_system(system: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(parts), key=lambda s: (s != "Li", s)))
 
 
+def treated_elements(systems: Iterable[str] = (), phases: Iterable[str] = ()) -> set[str] | None:
+    """The elements a command treats: those of its chemical systems (``parse_system``, whose errors it
+    raises), else of its phases' formulas (``Li2Sn5``, ``LiSn_beta``); None where a phase name is no formula."""
+    systems, phases = [s for s in systems if s], [p for p in phases if p]
+    if systems:
+        return {el for system in systems for el in parse_system(system)}
+    try:
+        return {el.symbol for phase in phases for el in Composition(phase.split("_")[0]).elements} or None
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
 def _status_from_header(header: str, n_elements: int, user: bool) -> str:
     status_lines = [ln for ln in header.splitlines() if ln.startswith("# STATUS")]
     text = status_lines[0].upper() if status_lines else ""

@@ -37,7 +37,7 @@ from alloyflow.engine.keys import input_hash, keyed
 from alloyflow.engine.local import DYNAMIC, exposing_store, replacement
 from alloyflow.engine.store import as_dict
 from alloyflow.io.search import predicted_cif
-from alloyflow.structures.library import PhaseRecord, StructureLibrary
+from alloyflow.structures.library import PhaseRecord, StructureLibrary, treated_elements
 from alloyflow.workflows.flows.barriers import FLOW_VERSION as BARRIER_FLOW_VERSION
 from alloyflow.workflows.flows.barriers import BarrierFlowMaker, BarrierSettings
 from alloyflow.workflows.flows.hull import HULL_VERSION, HullFlowMaker, candidate_phases, check_references
@@ -113,8 +113,7 @@ class StudySettings:
 
     def __post_init__(self) -> None:
         if self.calculator is None:
-            elements = {el for system in self.systems or [] for el in system.split("-") if el}
-            self.calculator = default_calculator("study", elements or None)
+            self.calculator = default_calculator("study", treated_elements(self.systems or ()))
 
     def check(self) -> None:
         """Refuse settings that would give meaningless numbers, before any job exists."""
